@@ -1,0 +1,396 @@
+//! Typed configuration: built-in defaults, then a TOML file, then the
+//! environment, each layer overriding the one before (figment).
+//!
+//! `config/default.toml` documents every key with its default, and a test
+//! checks that it parses to exactly [`Config::default`], so the file and the
+//! code cannot drift apart. Environment variables come in two kinds: the
+//! names kept from earlier deployments (`WS_PORT`, `STREAM_TIMEOUT`, ...,
+//! mapped in [`LEGACY_ENV`]) and `STREAMGATE_<SECTION>__<KEY>` for the rest.
+//! [`Config::validate`] rejects bad values with the key's name and the rule.
+
+use crate::protocol::BackpressurePolicy;
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub streams: StreamLimits,
+    pub session: SessionConfig,
+    pub backpressure: BackpressureConfig,
+    pub routing: RoutingConfig,
+    pub providers: BTreeMap<String, ProviderConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+    /// `["*"]` allows any origin. Env `WS_CORS_ORIGIN` takes a comma list.
+    #[serde(deserialize_with = "list_or_comma_string")]
+    pub cors_origins: Vec<String>,
+    /// Largest Engine.IO/Socket.IO packet a client may send, in bytes.
+    pub max_payload_bytes: u64,
+    /// Engine.IO ping interval and timeout (transport liveness).
+    pub ping_interval_ms: u64,
+    pub ping_timeout_ms: u64,
+    /// socketioxide's per-connection buffer of packets.
+    pub socket_buffer: usize,
+    /// How long shutdown waits for streams to send their terminal events.
+    pub shutdown_grace_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamLimits {
+    pub max_concurrent_streams: usize,
+    pub stream_timeout_ms: u64,
+    pub first_token_timeout_ms: u64,
+    pub max_prompt_chars: usize,
+    pub max_tokens_limit: u32,
+    pub max_messages: usize,
+    pub max_agent_context_bytes: usize,
+    /// Empty means any model.
+    pub allowed_models: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    pub heartbeat_interval_ms: u64,
+    pub reconnect_window_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackpressureConfig {
+    /// Queued events per client before backpressure engages.
+    pub threshold: usize,
+    pub policy: BackpressurePolicy,
+    pub ack_window: usize,
+    pub max_bytes_per_client: usize,
+    pub slow_client_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// Provider for requests that name none.
+    pub default_provider: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Ollama,
+    Simulated,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub kind: ProviderKind,
+    pub base_url: String,
+    pub default_model: String,
+    pub connect_timeout_ms: u64,
+    /// Providers tried in order when this one cannot serve a stream before
+    /// its first token.
+    pub fallback: Vec<String>,
+    /// `simulated` only: pace of the generated tokens (0 = as fast as possible).
+    pub tokens_per_second: f64,
+    /// `simulated` only: tokens per reply when the request sets no maxTokens.
+    pub reply_tokens: u32,
+}
+
+impl Default for ProviderConfig {
+    fn default() -> Self {
+        Self {
+            kind: ProviderKind::Simulated,
+            base_url: String::new(),
+            default_model: String::new(),
+            connect_timeout_ms: 2_000,
+            fallback: Vec::new(),
+            tokens_per_second: 50.0,
+            reply_tokens: 64,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut providers = BTreeMap::new();
+        providers.insert(
+            "ollama".to_string(),
+            ProviderConfig {
+                kind: ProviderKind::Ollama,
+                base_url: "http://localhost:11434".into(),
+                default_model: "llama3.2".into(),
+                fallback: vec!["simulated".into()],
+                ..ProviderConfig::default()
+            },
+        );
+        providers.insert(
+            "simulated".to_string(),
+            ProviderConfig {
+                kind: ProviderKind::Simulated,
+                default_model: "simulated-1".into(),
+                ..ProviderConfig::default()
+            },
+        );
+        Self {
+            server: ServerConfig::default(),
+            streams: StreamLimits::default(),
+            session: SessionConfig::default(),
+            backpressure: BackpressureConfig::default(),
+            routing: RoutingConfig::default(),
+            providers,
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: "0.0.0.0".into(),
+            port: 3000,
+            cors_origins: vec!["*".into()],
+            max_payload_bytes: 1_048_576,
+            ping_interval_ms: 25_000,
+            ping_timeout_ms: 20_000,
+            socket_buffer: 128,
+            shutdown_grace_ms: 2_000,
+        }
+    }
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        Self {
+            max_concurrent_streams: 10,
+            stream_timeout_ms: 300_000,
+            first_token_timeout_ms: 60_000,
+            max_prompt_chars: 32_768,
+            max_tokens_limit: 8_192,
+            max_messages: 256,
+            max_agent_context_bytes: 16_384,
+            allowed_models: Vec::new(),
+        }
+    }
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval_ms: 30_000,
+            reconnect_window_ms: 30_000,
+        }
+    }
+}
+
+impl Default for BackpressureConfig {
+    fn default() -> Self {
+        Self {
+            threshold: 100,
+            policy: BackpressurePolicy::Coalesce,
+            ack_window: 256,
+            max_bytes_per_client: 1_048_576,
+            slow_client_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            default_provider: "ollama".into(),
+        }
+    }
+}
+
+/// Environment names kept from earlier deployments, and the key each sets.
+pub const LEGACY_ENV: &[(&str, &str)] = &[
+    ("WS_PORT", "server.port"),
+    ("WS_CORS_ORIGIN", "server.cors_origins"),
+    ("MAX_CONCURRENT_STREAMS", "streams.max_concurrent_streams"),
+    ("STREAM_TIMEOUT", "streams.stream_timeout_ms"),
+    ("RECONNECT_TIMEOUT", "session.reconnect_window_ms"),
+    ("BACKPRESSURE_THRESHOLD", "backpressure.threshold"),
+    ("OLLAMA_BASE_URL", "providers.ollama.base_url"),
+    ("OLLAMA_DEFAULT_MODEL", "providers.ollama.default_model"),
+];
+
+/// Startup stops on this, with the key and the rule in the message.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("config: {key} {rule}")]
+    Invalid { key: String, rule: String },
+}
+
+impl Config {
+    /// Defaults, then `file` (when given; it must exist), then the
+    /// environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Invalid {
+                    key: "--config".into(),
+                    rule: format!("names a file that does not exist: {}", path.display()),
+                });
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let legacy = Env::raw()
+            .only(&LEGACY_ENV.iter().map(|(k, _)| *k).collect::<Vec<_>>())
+            .map(|k| {
+                LEGACY_ENV
+                    .iter()
+                    .find(|(name, _)| k.as_str().eq_ignore_ascii_case(name))
+                    .map(|(_, key)| (*key).into())
+                    .unwrap_or_else(|| k.into())
+            });
+        figment = figment
+            .merge(legacy)
+            .merge(Env::prefixed("STREAMGATE_").split("__").ignore(&["jwt_secret", "jwt_public_key"]));
+        let config: Config = figment.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn bad(key: &str, rule: &str) -> Result<(), ConfigError> {
+            Err(ConfigError::Invalid {
+                key: key.into(),
+                rule: rule.into(),
+            })
+        }
+        if self.streams.max_concurrent_streams == 0 {
+            return bad("streams.max_concurrent_streams", "must be at least 1");
+        }
+        if self.streams.stream_timeout_ms == 0 {
+            return bad("streams.stream_timeout_ms", "must be at least 1");
+        }
+        if self.streams.first_token_timeout_ms == 0 {
+            return bad("streams.first_token_timeout_ms", "must be at least 1");
+        }
+        if self.streams.max_prompt_chars == 0 {
+            return bad("streams.max_prompt_chars", "must be at least 1");
+        }
+        if self.streams.max_tokens_limit == 0 {
+            return bad("streams.max_tokens_limit", "must be at least 1");
+        }
+        if self.session.heartbeat_interval_ms < 100 {
+            return bad("session.heartbeat_interval_ms", "must be at least 100");
+        }
+        if self.backpressure.threshold < 2 {
+            return bad("backpressure.threshold", "must be at least 2");
+        }
+        if self.backpressure.ack_window == 0 {
+            return bad("backpressure.ack_window", "must be at least 1");
+        }
+        if self.server.socket_buffer < 8 {
+            return bad("server.socket_buffer", "must be at least 8");
+        }
+        if self.server.ping_interval_ms == 0 || self.server.ping_timeout_ms == 0 {
+            return bad("server.ping_interval_ms", "and ping_timeout_ms must be at least 1");
+        }
+        if !self.providers.contains_key(&self.routing.default_provider) {
+            return bad(
+                "routing.default_provider",
+                &format!(
+                    "must name a configured provider ({})",
+                    self.providers.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            );
+        }
+        for (name, p) in &self.providers {
+            let key = |k: &str| format!("providers.{name}.{k}");
+            if p.default_model.is_empty() {
+                return bad(&key("default_model"), "must not be empty");
+            }
+            if p.kind == ProviderKind::Ollama
+                && !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://"))
+            {
+                return bad(&key("base_url"), "must be an http:// or https:// URL");
+            }
+            if !(p.tokens_per_second >= 0.0 && p.tokens_per_second.is_finite()) {
+                return bad(&key("tokens_per_second"), "must be a finite number >= 0");
+            }
+            for f in &p.fallback {
+                if f == name || !self.providers.contains_key(f) {
+                    return bad(
+                        &key("fallback"),
+                        &format!("must name other configured providers (got {f:?})"),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn stream_timeout(&self) -> Duration {
+        Duration::from_millis(self.streams.stream_timeout_ms)
+    }
+
+    pub fn first_token_timeout(&self) -> Duration {
+        Duration::from_millis(self.streams.first_token_timeout_ms)
+    }
+
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.session.heartbeat_interval_ms)
+    }
+}
+
+fn list_or_comma_string<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        List(Vec<String>),
+        One(String),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::List(v) => v,
+        Either::One(s) => s
+            .split(',')
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_toml_documents_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
+        let from_file: Config = Figment::new()
+            .merge(Toml::file(&path))
+            .extract()
+            .expect("config/default.toml parses");
+        assert_eq!(from_file, Config::default());
+    }
+
+    #[test]
+    fn bad_value_names_the_key() {
+        let mut c = Config::default();
+        c.streams.max_concurrent_streams = 0;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("streams.max_concurrent_streams"), "{e}");
+        let mut c = Config::default();
+        c.providers.get_mut("ollama").unwrap().fallback = vec!["nope".into()];
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("providers.ollama.fallback"), "{e}");
+    }
+}

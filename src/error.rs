@@ -1,0 +1,155 @@
+//! Typed errors and their one mapping onto the protocol's error codes.
+//!
+//! Everything that can go wrong for a client ends up as a [`GatewayError`];
+//! [`GatewayError::code`], [`GatewayError::retryable`] and
+//! [`GatewayError::client_message`] are the only place where it becomes wire
+//! text, so no internal detail (upstream URLs, keys, paths) can leak by way
+//! of a stray `to_string()` elsewhere.
+
+use crate::protocol::FieldError;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("invalid request: {0}")]
+    InvalidRequest(FieldError),
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    #[error("rate limited")]
+    RateLimited { retry_after: Duration },
+    #[error("too many streams (limit {limit})")]
+    TooManyStreams { limit: usize },
+    #[error("duplicate stream id {0}")]
+    DuplicateStreamId(String),
+    #[error("unknown stream {0}")]
+    UnknownStream(String),
+    #[error("model {model} not allowed")]
+    ModelNotAllowed { model: String, allowed: Vec<String> },
+    #[error("unknown provider {name}")]
+    UnknownProvider { name: String, known: Vec<String> },
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// What went wrong talking to an upstream. The `String`s are for logs; the
+/// client gets [`GatewayError::client_message`], which names the provider
+/// and the kind of failure only.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProviderError {
+    /// Connect refused, DNS, TLS, or a status that says "not now" (5xx, 429).
+    #[error("{provider} unreachable: {detail}")]
+    Unavailable { provider: String, detail: String },
+    /// The upstream answered, but with an error, or its stream broke.
+    #[error("{provider} failed: {detail}")]
+    Upstream { provider: String, detail: String },
+    /// No first token within the first-token timeout.
+    #[error("{provider} sent no token within {after:?}")]
+    FirstTokenTimeout { provider: String, after: Duration },
+}
+
+impl ProviderError {
+    pub fn provider(&self) -> &str {
+        match self {
+            Self::Unavailable { provider, .. }
+            | Self::Upstream { provider, .. }
+            | Self::FirstTokenTimeout { provider, .. } => provider,
+        }
+    }
+
+    /// Worth trying the next provider of a fallback chain (before the
+    /// first token only; after it, a failure ends the stream).
+    pub fn can_fall_back(&self) -> bool {
+        matches!(
+            self,
+            Self::Unavailable { .. } | Self::FirstTokenTimeout { .. }
+        )
+    }
+}
+
+impl GatewayError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest(_) | Self::UnknownProvider { .. } => "invalid_request",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::TooManyStreams { .. } => "too_many_streams",
+            Self::DuplicateStreamId(_) => "duplicate_stream_id",
+            Self::UnknownStream(_) => "unknown_stream",
+            Self::ModelNotAllowed { .. } => "model_not_allowed",
+            Self::Provider(ProviderError::Unavailable { .. }) => "upstream_unavailable",
+            Self::Provider(ProviderError::Upstream { .. }) => "upstream_error",
+            Self::Provider(ProviderError::FirstTokenTimeout { .. }) => "timeout",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::RateLimited { .. }
+                | Self::TooManyStreams { .. }
+                | Self::Provider(_)
+                | Self::Internal(_)
+        )
+    }
+
+    /// The sentence a person reads: what was wrong and what is allowed.
+    pub fn client_message(&self) -> String {
+        match self {
+            Self::InvalidRequest(f) => format!("{} {}", f.field, f.rule),
+            Self::Unauthorized(why) => format!("unauthorized: {why}"),
+            Self::RateLimited { retry_after } => {
+                format!("too many events; retry after {} ms", retry_after.as_millis())
+            }
+            Self::TooManyStreams { limit } => {
+                format!("this client already has {limit} live streams (the limit); wait for one to end")
+            }
+            Self::DuplicateStreamId(id) => {
+                format!("streamId {id:?} is already a live stream of this client")
+            }
+            Self::UnknownStream(id) => format!("no live stream {id:?} on this client"),
+            Self::ModelNotAllowed { model, allowed } => {
+                format!("model {model:?} is not allowed; allowed: {}", allowed.join(", "))
+            }
+            Self::UnknownProvider { name, known } => {
+                format!("provider {name:?} is not configured; configured: {}", known.join(", "))
+            }
+            Self::Provider(ProviderError::Unavailable { provider, .. }) => {
+                format!("provider {provider} could not be reached")
+            }
+            Self::Provider(ProviderError::Upstream { provider, .. }) => {
+                format!("provider {provider} failed while streaming")
+            }
+            Self::Provider(ProviderError::FirstTokenTimeout { provider, after }) => {
+                format!("provider {provider} sent no token within {} ms", after.as_millis())
+            }
+            Self::Internal(_) => "internal error".to_string(),
+        }
+    }
+
+    /// `details` of `ai:error`.
+    pub fn details(&self) -> Value {
+        match self {
+            Self::InvalidRequest(f) => json!({ "field": f.field, "rule": f.rule }),
+            Self::RateLimited { retry_after } => {
+                json!({ "retryAfterMs": retry_after.as_millis() as u64 })
+            }
+            Self::TooManyStreams { limit } => json!({ "limit": limit }),
+            Self::ModelNotAllowed { allowed, .. } => json!({ "field": "model", "allowed": allowed }),
+            Self::UnknownProvider { known, .. } => json!({ "field": "provider", "allowed": known }),
+            Self::DuplicateStreamId(id) | Self::UnknownStream(id) => {
+                json!({ "field": "streamId", "streamId": id })
+            }
+            _ => json!({}),
+        }
+    }
+}
+
+impl From<FieldError> for GatewayError {
+    fn from(e: FieldError) -> Self {
+        Self::InvalidRequest(e)
+    }
+}

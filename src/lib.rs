@@ -1,0 +1,200 @@
+//! streamgate: a Socket.IO gateway that streams LLM tokens to IDE-style
+//! assistant frontends.
+//!
+//! This file is the one place where the parts are wired together: a
+//! [`Config`] becomes an [`AppState`] (registry, providers, orchestrator,
+//! counters, the root cancellation token), which the `/ai` namespace
+//! ([`gateway`]) and the ops endpoints ([`http`]) share behind an `Arc`.
+//! [`start`] binds a listener and serves both on one port until shut down.
+//! See ARCHITECTURE.md for the path of a token.
+
+pub mod config;
+pub mod error;
+pub mod gateway;
+pub mod http;
+pub mod orchestrator;
+pub mod protocol;
+pub mod providers;
+pub mod telemetry;
+
+pub use config::Config;
+
+use gateway::registry::ClientRegistry;
+use orchestrator::Orchestrator;
+use protocol::RequestLimits;
+use providers::ProviderSet;
+use socketioxide::SocketIo;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use telemetry::{RateWindow, Stats};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub registry: ClientRegistry,
+    pub providers: Arc<ProviderSet>,
+    pub orchestrator: Orchestrator,
+    pub stats: Arc<Stats>,
+    pub limits: RequestLimits,
+    /// Parent of every client's and stream's token: cancelled at shutdown.
+    pub root: CancellationToken,
+    /// Every spawned task, so shutdown can wait for them.
+    pub tasks: TaskTracker,
+    pub started: Instant,
+    pub token_rate: RateWindow,
+    pub metrics: http::MetricsExporter,
+}
+
+impl AppState {
+    pub fn new(config: Config) -> Result<Arc<Self>, error::ProviderError> {
+        let config = Arc::new(config);
+        let stats = Arc::new(Stats::default());
+        let providers = Arc::new(ProviderSet::from_config(&config)?);
+        let orchestrator = Orchestrator::new(
+            providers.clone(),
+            config.routing.default_provider.clone(),
+            config.streams.allowed_models.clone(),
+        );
+        let limits = RequestLimits {
+            max_prompt_chars: config.streams.max_prompt_chars,
+            max_tokens_limit: config.streams.max_tokens_limit,
+            max_messages: config.streams.max_messages,
+            max_agent_context_bytes: config.streams.max_agent_context_bytes,
+            allowed_models: config.streams.allowed_models.clone(),
+        };
+        Ok(Arc::new(Self {
+            registry: ClientRegistry::new(stats.clone()),
+            config,
+            providers,
+            orchestrator,
+            stats,
+            limits,
+            root: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            started: Instant::now(),
+            token_rate: RateWindow::default(),
+            metrics: http::MetricsExporter::default(),
+        }))
+    }
+}
+
+/// Build the HTTP router (ops endpoints + Socket.IO) for `app`.
+pub fn router(app: Arc<AppState>) -> (axum::Router, SocketIo) {
+    let c = &app.config.server;
+    let (layer, io) = SocketIo::builder()
+        .with_state(app.clone())
+        .ping_interval(Duration::from_millis(c.ping_interval_ms))
+        .ping_timeout(Duration::from_millis(c.ping_timeout_ms))
+        .max_buffer_size(c.socket_buffer)
+        .max_payload(c.max_payload_bytes)
+        .build_layer();
+    gateway::register(&io);
+    let cors = if c.cors_origins.iter().any(|o| o == "*") {
+        CorsLayer::new().allow_origin(Any)
+    } else {
+        let origins = c
+            .cors_origins
+            .iter()
+            .filter_map(|o| o.parse().ok())
+            .collect::<Vec<_>>();
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_credentials(true)
+    }
+    .allow_methods(Any)
+    .allow_headers(Any);
+    let router = http::routes()
+        .with_state(app)
+        .layer(layer)
+        .layer(cors)
+        .layer(tower_http::trace::TraceLayer::new_for_http());
+    (router, io)
+}
+
+/// A running gateway.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub app: Arc<AppState>,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stop: streams end with `shutdown`, clients get their last events
+    /// (up to the grace period), then the server closes.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        self.shutdown.cancel();
+        self.server.await.unwrap_or(Ok(()))
+    }
+}
+
+/// Bind `config.server.host:port` (port 0 picks one) and serve.
+pub async fn start(config: Config) -> anyhow_like::Result<Running> {
+    let addr = format!("{}:{}", config.server.host, config.server.port);
+    let listener = TcpListener::bind(&addr)
+        .await
+        .map_err(|e| anyhow_like::Error(format!("cannot listen on {addr}: {e}")))?;
+    let addr = listener.local_addr().map_err(|e| anyhow_like::Error(e.to_string()))?;
+    let app = AppState::new(config).map_err(|e| anyhow_like::Error(e.to_string()))?;
+    let (router, io) = router(app.clone());
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    let state = app.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                signal.cancelled().await;
+                drain_for_shutdown(&state, io).await;
+            })
+            .await
+    });
+    Ok(Running {
+        addr,
+        app,
+        shutdown,
+        server,
+    })
+}
+
+/// Cancel every stream (reason `shutdown`), give the outboxes the grace
+/// period to deliver the terminal events, then close every socket.
+async fn drain_for_shutdown(app: &AppState, io: SocketIo) {
+    app.root.cancel();
+    let grace = Duration::from_millis(app.config.server.shutdown_grace_ms);
+    let deadline = tokio::time::Instant::now() + grace;
+    while tokio::time::Instant::now() < deadline
+        && (app.stats.streams_active.load(std::sync::atomic::Ordering::Relaxed) > 0
+            || app.stats.queued_events.load(std::sync::atomic::Ordering::Relaxed) > 0)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // io.close() runs no disconnect handler: clean up from the registry.
+    for client in app.registry.all() {
+        if let Some(c) = app.registry.remove_socket(client.sid) {
+            c.cancel_all(protocol::CancelReason::Shutdown);
+            c.outbox.clear();
+        }
+    }
+    io.close().await;
+    app.tasks.close();
+    let _ = tokio::time::timeout(grace, app.tasks.wait()).await;
+}
+
+/// A string error for startup failures (kept tiny on purpose: startup
+/// errors are printed and the process exits).
+pub mod anyhow_like {
+    #[derive(Debug)]
+    pub struct Error(pub String);
+    impl std::fmt::Display for Error {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(&self.0)
+        }
+    }
+    impl std::error::Error for Error {}
+    pub type Result<T> = std::result::Result<T, Error>;
+}

@@ -1,0 +1,501 @@
+//! The `/ai` wire contract: every event name and payload type the gateway
+//! sends or accepts, in one place.
+//!
+//! Client payloads arrive as loose JSON (`serde_json::Value`) and are turned
+//! into typed requests here by [`parse_payload`], which reports a failure as
+//! the field that broke and the rule it broke, so that the error event can
+//! name them. Server payloads are plain `Serialize` structs with camelCase
+//! keys; handlers never build JSON by hand. PROTOCOL.md (shared) is the source
+//! of truth; README.md restates it.
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_json::Value;
+use std::sync::Arc;
+use validator::{Validate, ValidationErrors, ValidationErrorsKind};
+
+/// Event names, as they appear on the wire.
+pub mod event {
+    pub const CONNECTED: &str = "ai:connected";
+    pub const STREAM: &str = "ai:stream";
+    pub const STREAM_START: &str = "ai:stream:start";
+    pub const TOKEN: &str = "ai:token";
+    pub const STREAM_COMPLETE: &str = "ai:stream:complete";
+    pub const DONE: &str = "ai:done";
+    pub const STREAM_CANCELLED: &str = "ai:stream:cancelled";
+    pub const STREAM_ERROR: &str = "ai:stream:error";
+    pub const CANCEL: &str = "ai:cancel";
+    pub const HEARTBEAT: &str = "ai:heartbeat";
+    pub const HEARTBEAT_ACK: &str = "ai:heartbeat:ack";
+    pub const ACK: &str = "ai:ack";
+    pub const BACKPRESSURE: &str = "ai:backpressure";
+    pub const RECONNECT: &str = "ai:reconnect";
+    pub const RECONNECT_SUCCESS: &str = "ai:reconnect:success";
+    pub const RECONNECT_FAILED: &str = "ai:reconnect:failed";
+    pub const ERROR: &str = "ai:error";
+}
+
+/// Milliseconds since the Unix epoch, the protocol's one clock.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------
+// Client -> server
+
+/// How a client wants to be treated when it falls behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BackpressurePolicy {
+    #[default]
+    Coalesce,
+    Slow,
+    Drop,
+}
+
+impl BackpressurePolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Coalesce => "coalesce",
+            Self::Slow => "slow",
+            Self::Drop => "drop",
+        }
+    }
+}
+
+/// The handshake `auth` object. Every field is optional so that a client
+/// sending nothing at all still connects when auth is off.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HandshakeAuth {
+    pub token: Option<String>,
+    pub backpressure_policy: Option<BackpressurePolicy>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Validate)]
+pub struct ChatMessage {
+    pub role: Role,
+    pub content: String,
+}
+
+/// Editor context an IDE frontend attaches to a prompt. Kept as free-form
+/// JSON (the orchestrator reads the fields it knows); its size is capped.
+pub type AgentContext = serde_json::Map<String, Value>;
+
+/// `ai:stream`: what a client asks for. Range rules that depend on config
+/// (`maxPromptChars`, `maxTokensLimit`, allowed models) are checked by
+/// [`StreamRequest::check_limits`].
+#[derive(Debug, Clone, Deserialize, Validate)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamRequest {
+    #[validate(length(min = 1, message = "must be a non-empty string"))]
+    pub prompt: String,
+    #[serde(default)]
+    #[validate(nested)]
+    pub messages: Vec<ChatMessage>,
+    #[validate(length(min = 1, max = 128, message = "must be 1..=128 characters"))]
+    pub model: Option<String>,
+    #[validate(length(min = 1, max = 64, message = "must be 1..=64 characters"))]
+    pub provider: Option<String>,
+    #[validate(range(min = 0.0, max = 2.0, message = "must be between 0.0 and 2.0"))]
+    pub temperature: Option<f64>,
+    #[validate(range(min = 1, message = "must be at least 1"))]
+    pub max_tokens: Option<u32>,
+    pub use_orchestrator: Option<bool>,
+    pub agent_context: Option<AgentContext>,
+    #[validate(custom(function = "validate_stream_id"))]
+    pub stream_id: Option<String>,
+}
+
+/// Limits from config that a request is checked against.
+#[derive(Debug, Clone)]
+pub struct RequestLimits {
+    pub max_prompt_chars: usize,
+    pub max_tokens_limit: u32,
+    pub max_messages: usize,
+    pub max_agent_context_bytes: usize,
+    pub allowed_models: Vec<String>,
+}
+
+impl StreamRequest {
+    /// Rules that depend on config. Returns the first broken one; the
+    /// payload-shape rules have already passed by then.
+    pub fn check_limits(&self, limits: &RequestLimits) -> Result<(), FieldError> {
+        let chars = self.prompt.chars().count();
+        if chars > limits.max_prompt_chars {
+            return Err(FieldError::new(
+                "prompt",
+                format!(
+                    "must be at most {} characters (got {chars})",
+                    limits.max_prompt_chars
+                ),
+            ));
+        }
+        if let Some(n) = self.max_tokens
+            && n > limits.max_tokens_limit
+        {
+            return Err(FieldError::new(
+                "maxTokens",
+                format!("must be between 1 and {}", limits.max_tokens_limit),
+            ));
+        }
+        if self.messages.len() > limits.max_messages {
+            return Err(FieldError::new(
+                "messages",
+                format!("must hold at most {} messages", limits.max_messages),
+            ));
+        }
+        if let Some(ctx) = &self.agent_context {
+            let size = serde_json::to_vec(ctx).map(|v| v.len()).unwrap_or(usize::MAX);
+            if size > limits.max_agent_context_bytes {
+                return Err(FieldError::new(
+                    "agentContext",
+                    format!(
+                        "must be at most {} bytes serialized (got {size})",
+                        limits.max_agent_context_bytes
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn validate_stream_id(id: &str) -> Result<(), validator::ValidationError> {
+    let ok = (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(validator::ValidationError::new("stream_id")
+            .with_message("must be 1..=64 characters of [A-Za-z0-9_.:-]".into()))
+    }
+}
+
+/// `ai:cancel`.
+#[derive(Debug, Clone, Deserialize, Validate)]
+#[serde(rename_all = "camelCase")]
+pub struct CancelRequest {
+    #[validate(length(min = 1, max = 64, message = "must be 1..=64 characters"))]
+    pub stream_id: String,
+}
+
+/// `ai:heartbeat`: carries nothing, but must be an object (or absent).
+#[derive(Debug, Clone, Default, Deserialize, Validate)]
+pub struct HeartbeatRequest {}
+
+/// A field that broke a rule: what the error event names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub rule: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, rule: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            rule: rule.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.field, self.rule)
+    }
+}
+
+/// Turn a loose payload into a typed, validated request.
+///
+/// Socket.IO lets a client send an event with no argument at all; that is
+/// treated as an empty object so that the missing fields get named.
+pub fn parse_payload<T: DeserializeOwned + Validate>(payload: Value) -> Result<T, FieldError> {
+    let payload = match payload {
+        Value::Null => Value::Object(Default::default()),
+        Value::Object(map) => Value::Object(map),
+        other => {
+            return Err(FieldError::new(
+                "payload",
+                format!("must be a JSON object (got {})", json_kind(&other)),
+            ));
+        }
+    };
+    let request: T = serde_path_error(payload)?;
+    request.validate().map_err(first_validation_error)?;
+    Ok(request)
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Deserialize, and on failure name the field by its path in the payload
+/// (`prompt`, `messages[0].role`) with serde's own account of the rule.
+fn serde_path_error<T: DeserializeOwned>(payload: Value) -> Result<T, FieldError> {
+    serde_path_to_error::deserialize(payload).map_err(|e| {
+        let msg = e.inner().to_string();
+        let path = e.path().to_string();
+        if let Some(field) = between(&msg, "missing field `", "`") {
+            let field = camel(field);
+            let name = if path == "." { field } else { format!("{path}.{field}") };
+            return FieldError::new(name, "is required");
+        }
+        let name = if path == "." { "payload".to_string() } else { path };
+        FieldError::new(name, format!("must be valid: {msg}"))
+    })
+}
+
+fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let from = s.find(start)? + start.len();
+    let len = s[from..].find(end)?;
+    Some(&s[from..from + len])
+}
+
+/// snake_case (validator's field names) to the wire's camelCase.
+pub fn camel(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = false;
+    for c in name.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn first_validation_error(errors: ValidationErrors) -> FieldError {
+    fn walk(prefix: &str, errors: &ValidationErrors) -> Option<FieldError> {
+        let mut fields: Vec<_> = errors.errors().iter().collect();
+        fields.sort_by_key(|(k, _)| k.to_string());
+        for (field, kind) in fields {
+            let name = if prefix.is_empty() {
+                camel(field)
+            } else {
+                format!("{prefix}.{}", camel(field))
+            };
+            match kind {
+                ValidationErrorsKind::Field(errs) => {
+                    if let Some(err) = errs.first() {
+                        let rule = err
+                            .message
+                            .as_ref()
+                            .map(|m| m.to_string())
+                            .unwrap_or_else(|| format!("breaks rule `{}`", err.code));
+                        return Some(FieldError::new(name, rule));
+                    }
+                }
+                ValidationErrorsKind::Struct(inner) => {
+                    if let Some(e) = walk(&name, inner) {
+                        return Some(e);
+                    }
+                }
+                ValidationErrorsKind::List(items) => {
+                    for (i, inner) in items {
+                        if let Some(e) = walk(&format!("{name}[{i}]"), inner) {
+                            return Some(e);
+                        }
+                    }
+                }
+            }
+        }
+        None
+    }
+    walk("", &errors).unwrap_or_else(|| FieldError::new("payload", "is invalid"))
+}
+
+// ---------------------------------------------------------------------------
+// Server -> client
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Connected {
+    pub client_id: Arc<str>,
+    pub resume_token: String,
+    pub max_concurrent_streams: usize,
+    pub backpressure_threshold: usize,
+    pub backpressure_policy: BackpressurePolicy,
+    pub ack_window: usize,
+    pub heartbeat_interval_ms: u64,
+    pub reconnect_window_ms: u64,
+    pub server_version: &'static str,
+    pub timestamp: u64,
+}
+
+/// Socket.IO acknowledgement of `ai:stream`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamAck {
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_id: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<AckError>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AckError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamStart {
+    pub stream_id: Arc<str>,
+    pub provider: Arc<str>,
+    pub model: Arc<str>,
+    pub agent: Option<Arc<str>>,
+    pub intent: Option<Arc<str>>,
+    pub timestamp: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Token {
+    pub stream_id: Arc<str>,
+    pub data: String,
+    pub token_count: u64,
+    pub agent: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<TokenMetadata>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenMetadata {
+    pub coalesced: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamComplete {
+    pub stream_id: Arc<str>,
+    pub agent: Option<Arc<str>>,
+    pub intent: Option<Arc<str>>,
+    pub confidence: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Done {
+    pub stream_id: Arc<str>,
+    pub total_tokens: u64,
+    pub duration: u64,
+    pub finish_reason: String,
+    pub usage: Option<Usage>,
+    pub dropped_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub full_response: Option<String>,
+}
+
+/// Why a stream ended before its upstream finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelReason {
+    Client,
+    Timeout,
+    Disconnect,
+    Shutdown,
+    ClientTooSlow,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamCancelled {
+    pub stream_id: Arc<str>,
+    pub reason: CancelReason,
+    pub token_count: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamError {
+    pub stream_id: Arc<str>,
+    pub code: &'static str,
+    pub error: String,
+    pub retryable: bool,
+}
+
+/// `ai:error`: anything not tied to a live stream.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorEvent {
+    pub code: &'static str,
+    pub error: String,
+    pub details: Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeartbeatAck {
+    pub active_streams: usize,
+    pub queue_size: usize,
+    pub timestamp: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn err(v: Value) -> FieldError {
+        parse_payload::<StreamRequest>(v).unwrap_err()
+    }
+
+    #[test]
+    fn names_the_field_and_rule() {
+        assert_eq!(err(json!({})).field, "prompt");
+        assert_eq!(err(json!({"prompt": ""})).field, "prompt");
+        assert_eq!(err(json!({"prompt": "x", "temperature": 3.0})).field, "temperature");
+        assert_eq!(err(json!({"prompt": "x", "streamId": "a b"})).field, "streamId");
+        assert_eq!(err(json!({"prompt": "x", "maxTokens": 0})).field, "maxTokens");
+        assert_eq!(err(json!([1])).field, "payload");
+        let e = err(json!({"prompt": 5}));
+        assert!(e.rule.contains("expected a string"), "{e:?}");
+        let e = err(json!({"prompt": "x", "messages": [{"role": "robot", "content": "x"}]}));
+        assert!(e.rule.contains("robot"), "{e:?}");
+    }
+
+    #[test]
+    fn accepts_a_full_request() {
+        let r: StreamRequest = parse_payload(json!({
+            "prompt": "Explain", "messages": [{"role": "user", "content": "hi"}],
+            "model": "m", "temperature": 0.7, "maxTokens": 10, "useOrchestrator": false,
+            "agentContext": {"activeFile": "App.js"}, "streamId": "s_1.a:b-c", "extra": 1
+        }))
+        .unwrap();
+        assert_eq!(r.stream_id.as_deref(), Some("s_1.a:b-c"));
+        assert_eq!(r.max_tokens, Some(10));
+    }
+}
