@@ -80,7 +80,7 @@ async fn on_connect(
         timestamp: now_ms(),
     }));
     app.tasks
-        .spawn(client.outbox.clone().drain(socket.clone(), client.cancel.clone()));
+        .spawn(client.outbox.clone().drain(socket.clone(), client.attachment.clone()));
     app.tasks.spawn(watch_heartbeat(app.clone(), client.clone(), socket.clone()));
 
     socket.on(event::STREAM, on_stream);
@@ -234,7 +234,7 @@ async fn watch_heartbeat(app: Arc<AppState>, client: Arc<Client>, socket: Socket
     loop {
         let due = client.last_seen() + stale_after;
         tokio::select! {
-            _ = client.cancel.cancelled() => return,
+            _ = client.attachment.cancelled() => return,
             _ = tokio::time::sleep_until(due) => {}
         }
         if client.last_seen() + stale_after <= tokio::time::Instant::now() {

@@ -43,6 +43,10 @@ pub struct Client {
     pub id: Arc<str>,
     pub sid: Sid,
     pub cancel: CancellationToken,
+    /// Lives as long as the socket now attached: ends the drain task and
+    /// the heartbeat watchdog. Not a child of `cancel`, so that streams
+    /// ending (at shutdown, say) can still deliver their terminal events.
+    pub attachment: CancellationToken,
     pub outbox: Arc<ClientOutbox>,
     pub policy: BackpressurePolicy,
     streams: DashMap<Arc<str>, Arc<StreamControl>>,
@@ -64,6 +68,7 @@ impl Client {
             id,
             sid,
             cancel: parent.child_token(),
+            attachment: CancellationToken::new(),
             outbox,
             policy,
             streams: DashMap::new(),
@@ -125,13 +130,15 @@ impl Client {
         Ok(())
     }
 
-    /// Cancel every stream with `reason`, then the client itself.
+    /// Cancel every stream with `reason`, then the client itself, and
+    /// detach its socket.
     pub fn cancel_all(&self, reason: CancelReason) {
         let controls: Vec<_> = self.streams.iter().map(|e| e.value().clone()).collect();
         for c in controls {
             c.cancel(reason);
         }
         self.cancel.cancel();
+        self.attachment.cancel();
     }
 }
 
