@@ -6,14 +6,14 @@
 //! text, so no internal detail (upstream URLs, keys, paths) can leak by way
 //! of a stray `to_string()` elsewhere.
 
-use crate::protocol::FieldError;
+use crate::protocol::{FieldError, Invalid};
 use serde_json::{Value, json};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
-    #[error("invalid request: {0}")]
-    InvalidRequest(FieldError),
+    #[error("invalid request: {0:?}")]
+    InvalidRequest(Invalid),
     #[error("unauthorized: {0}")]
     Unauthorized(String),
     #[error("rate limited")]
@@ -99,7 +99,11 @@ impl GatewayError {
     /// The sentence a person reads: what was wrong and what is allowed.
     pub fn client_message(&self) -> String {
         match self {
-            Self::InvalidRequest(f) => format!("{} {}", f.field, f.rule),
+            Self::InvalidRequest(Invalid(fields)) => fields
+                .iter()
+                .map(|f| format!("{} {}", f.field, f.rule))
+                .collect::<Vec<_>>()
+                .join("; "),
             Self::Unauthorized(why) => format!("unauthorized: {why}"),
             Self::RateLimited { retry_after } => {
                 format!("too many events; retry after {} ms", retry_after.as_millis())
@@ -133,7 +137,14 @@ impl GatewayError {
     /// `details` of `ai:error`.
     pub fn details(&self) -> Value {
         match self {
-            Self::InvalidRequest(f) => json!({ "field": f.field, "rule": f.rule }),
+            Self::InvalidRequest(Invalid(fields)) => {
+                let first = fields.first();
+                json!({
+                    "field": first.map(|f| f.field.as_str()),
+                    "rule": first.map(|f| f.rule.as_str()),
+                    "fields": fields,
+                })
+            }
             Self::RateLimited { retry_after } => {
                 json!({ "retryAfterMs": retry_after.as_millis() as u64 })
             }
@@ -150,6 +161,12 @@ impl GatewayError {
 
 impl From<FieldError> for GatewayError {
     fn from(e: FieldError) -> Self {
+        Self::InvalidRequest(e.into())
+    }
+}
+
+impl From<Invalid> for GatewayError {
+    fn from(e: Invalid) -> Self {
         Self::InvalidRequest(e)
     }
 }

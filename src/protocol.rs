@@ -218,11 +218,21 @@ impl std::fmt::Display for FieldError {
     }
 }
 
+/// Every rule a payload broke (at least one); the first is the headline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid(pub Vec<FieldError>);
+
+impl From<FieldError> for Invalid {
+    fn from(e: FieldError) -> Self {
+        Self(vec![e])
+    }
+}
+
 /// Turn a loose payload into a typed, validated request.
 ///
 /// Socket.IO lets a client send an event with no argument at all; that is
 /// treated as an empty object so that the missing fields get named.
-pub fn parse_payload<T: DeserializeOwned + Validate>(payload: Value) -> Result<T, FieldError> {
+pub fn parse_payload<T: DeserializeOwned + Validate>(payload: Value) -> Result<T, Invalid> {
     let payload = match payload {
         Value::Null => Value::Object(Default::default()),
         Value::Object(map) => Value::Object(map),
@@ -230,11 +240,12 @@ pub fn parse_payload<T: DeserializeOwned + Validate>(payload: Value) -> Result<T
             return Err(FieldError::new(
                 "payload",
                 format!("must be a JSON object (got {})", json_kind(&other)),
-            ));
+            )
+            .into());
         }
     };
     let request: T = serde_path_error(payload)?;
-    request.validate().map_err(first_validation_error)?;
+    request.validate().map_err(all_validation_errors)?;
     Ok(request)
 }
 
@@ -288,8 +299,8 @@ pub fn camel(name: &str) -> String {
     out
 }
 
-fn first_validation_error(errors: ValidationErrors) -> FieldError {
-    fn walk(prefix: &str, errors: &ValidationErrors) -> Option<FieldError> {
+fn all_validation_errors(errors: ValidationErrors) -> Invalid {
+    fn walk(prefix: &str, errors: &ValidationErrors, out: &mut Vec<FieldError>) {
         let mut fields: Vec<_> = errors.errors().iter().collect();
         fields.sort_by_key(|(k, _)| k.to_string());
         for (field, kind) in fields {
@@ -306,26 +317,26 @@ fn first_validation_error(errors: ValidationErrors) -> FieldError {
                             .as_ref()
                             .map(|m| m.to_string())
                             .unwrap_or_else(|| format!("breaks rule `{}`", err.code));
-                        return Some(FieldError::new(name, rule));
+                        out.push(FieldError::new(name, rule));
                     }
                 }
-                ValidationErrorsKind::Struct(inner) => {
-                    if let Some(e) = walk(&name, inner) {
-                        return Some(e);
-                    }
-                }
+                ValidationErrorsKind::Struct(inner) => walk(&name, inner, out),
                 ValidationErrorsKind::List(items) => {
+                    let mut items: Vec<_> = items.iter().collect();
+                    items.sort_by_key(|(i, _)| **i);
                     for (i, inner) in items {
-                        if let Some(e) = walk(&format!("{name}[{i}]"), inner) {
-                            return Some(e);
-                        }
+                        walk(&format!("{name}[{i}]"), inner, out);
                     }
                 }
             }
         }
-        None
     }
-    walk("", &errors).unwrap_or_else(|| FieldError::new("payload", "is invalid"))
+    let mut out = Vec::new();
+    walk("", &errors, &mut out);
+    if out.is_empty() {
+        out.push(FieldError::new("payload", "is invalid"));
+    }
+    Invalid(out)
 }
 
 // ---------------------------------------------------------------------------
@@ -470,7 +481,16 @@ mod tests {
     use serde_json::json;
 
     fn err(v: Value) -> FieldError {
-        parse_payload::<StreamRequest>(v).unwrap_err()
+        parse_payload::<StreamRequest>(v).unwrap_err().0.remove(0)
+    }
+
+    #[test]
+    fn names_every_broken_field() {
+        let all = parse_payload::<StreamRequest>(json!({"prompt": "", "temperature": 9.0}))
+            .unwrap_err()
+            .0;
+        let names: Vec<_> = all.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(names, ["prompt", "temperature"]);
     }
 
     #[test]

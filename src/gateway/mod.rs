@@ -207,7 +207,7 @@ async fn on_unknown_event(socket: SocketRef, State(app): State<Arc<AppState>>, E
         return;
     };
     let shown: String = name.chars().take(64).collect();
-    let err = GatewayError::InvalidRequest(crate::protocol::FieldError::new(
+    let err = GatewayError::from(crate::protocol::FieldError::new(
         "event",
         format!(
             "{shown:?} is not an event of /ai; known: {}, {}, {}",
