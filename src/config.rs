@@ -259,9 +259,11 @@ impl Config {
                     .map(|(_, key)| (*key).into())
                     .unwrap_or_else(|| k.into())
             });
-        figment = figment
-            .merge(legacy)
-            .merge(Env::prefixed("STREAMGATE_").split("__").ignore(&["jwt_secret", "jwt_public_key"]));
+        figment = figment.merge(legacy).merge(
+            Env::prefixed("STREAMGATE_")
+                .split("__")
+                .ignore(&["jwt_secret", "jwt_public_key"]),
+        );
         let config: Config = figment.extract().map_err(Box::new)?;
         config.validate()?;
         Ok(config)
@@ -302,14 +304,21 @@ impl Config {
             return bad("server.socket_buffer", "must be at least 8");
         }
         if self.server.ping_interval_ms == 0 || self.server.ping_timeout_ms == 0 {
-            return bad("server.ping_interval_ms", "and ping_timeout_ms must be at least 1");
+            return bad(
+                "server.ping_interval_ms",
+                "and ping_timeout_ms must be at least 1",
+            );
         }
         if !self.providers.contains_key(&self.routing.default_provider) {
             return bad(
                 "routing.default_provider",
                 &format!(
                     "must name a configured provider ({})",
-                    self.providers.keys().cloned().collect::<Vec<_>>().join(", ")
+                    self.providers
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             );
         }

@@ -134,13 +134,15 @@ impl Running {
 }
 
 /// Bind `config.server.host:port` (port 0 picks one) and serve.
-pub async fn start(config: Config) -> anyhow_like::Result<Running> {
+pub async fn start(config: Config) -> Result<Running, StartError> {
     let addr = format!("{}:{}", config.server.host, config.server.port);
-    let listener = TcpListener::bind(&addr)
-        .await
-        .map_err(|e| anyhow_like::Error(format!("cannot listen on {addr}: {e}")))?;
-    let addr = listener.local_addr().map_err(|e| anyhow_like::Error(e.to_string()))?;
-    let app = AppState::new(config).map_err(|e| anyhow_like::Error(e.to_string()))?;
+    let listen = |source| StartError::Listen {
+        addr: addr.clone(),
+        source,
+    };
+    let listener = TcpListener::bind(&addr).await.map_err(listen)?;
+    let addr = listener.local_addr().map_err(listen)?;
+    let app = AppState::new(config)?;
     let (router, io) = router(app.clone());
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
@@ -168,8 +170,16 @@ async fn drain_for_shutdown(app: &AppState, io: SocketIo) {
     let grace = Duration::from_millis(app.config.server.shutdown_grace_ms);
     let deadline = tokio::time::Instant::now() + grace;
     while tokio::time::Instant::now() < deadline
-        && (app.stats.streams_active.load(std::sync::atomic::Ordering::Relaxed) > 0
-            || app.stats.queued_events.load(std::sync::atomic::Ordering::Relaxed) > 0)
+        && (app
+            .stats
+            .streams_active
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+            || app
+                .stats
+                .queued_events
+                .load(std::sync::atomic::Ordering::Relaxed)
+                > 0)
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -185,16 +195,14 @@ async fn drain_for_shutdown(app: &AppState, io: SocketIo) {
     let _ = tokio::time::timeout(grace, app.tasks.wait()).await;
 }
 
-/// A string error for startup failures (kept tiny on purpose: startup
-/// errors are printed and the process exits).
-pub mod anyhow_like {
-    #[derive(Debug)]
-    pub struct Error(pub String);
-    impl std::fmt::Display for Error {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str(&self.0)
-        }
-    }
-    impl std::error::Error for Error {}
-    pub type Result<T> = std::result::Result<T, Error>;
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("provider setup failed: {0}")]
+    Provider(#[from] error::ProviderError),
 }

@@ -11,16 +11,43 @@ use std::time::Duration;
 
 fn scripted(prompt: &str) -> Script {
     match prompt {
-        "split" => Script { split_lines: true, ..Script::tokens(12, 5) },
-        "batched" => Script { one_write: true, ..Script::tokens(30, 0) },
-        "error-line" => Script { end: End::ErrorLine("model 'x' not found"), ..Script::tokens(3, 5) },
-        "abrupt" => Script { end: End::Abrupt, ..Script::tokens(3, 5) },
-        "stall" => Script { first_delay: Duration::from_secs(20), ..Script::tokens(3, 5) },
+        "split" => Script {
+            split_lines: true,
+            ..Script::tokens(12, 5)
+        },
+        "batched" => Script {
+            one_write: true,
+            ..Script::tokens(30, 0)
+        },
+        "error-line" => Script {
+            end: End::ErrorLine("model 'x' not found"),
+            ..Script::tokens(3, 5)
+        },
+        "abrupt" => Script {
+            end: End::Abrupt,
+            ..Script::tokens(3, 5)
+        },
+        "stall" => Script {
+            first_delay: Duration::from_secs(20),
+            ..Script::tokens(3, 5)
+        },
         "slow" => Script::tokens(400, 20),
-        "hang" => Script { end: End::Hang, ..Script::tokens(2, 5) },
-        "503" => Script { status: 503, ..Script::tokens(1, 0) },
-        "404" => Script { status: 404, ..Script::tokens(1, 0) },
-        "length" => Script { end: End::Done("length"), ..Script::tokens(5, 2) },
+        "hang" => Script {
+            end: End::Hang,
+            ..Script::tokens(2, 5)
+        },
+        "503" => Script {
+            status: 503,
+            ..Script::tokens(1, 0)
+        },
+        "404" => Script {
+            status: 404,
+            ..Script::tokens(1, 0)
+        },
+        "length" => Script {
+            end: End::Done("length"),
+            ..Script::tokens(5, 2)
+        },
         _ => Script::tokens(8, 5),
     }
 }
@@ -40,7 +67,12 @@ async fn three_streams_at_once_and_one_cancelled() {
     assert!(c.connected["resumeToken"].as_str().unwrap().len() >= 32);
 
     for (id, prompt) in [("a", "hello"), ("b", "slow"), ("c", "split")] {
-        let ack = c.emit_ack("ai:stream", json!({"prompt": prompt, "streamId": id, "model": "llama3"})).await;
+        let ack = c
+            .emit_ack(
+                "ai:stream",
+                json!({"prompt": prompt, "streamId": id, "model": "llama3"}),
+            )
+            .await;
         assert_eq!(ack, json!({"ok": true, "streamId": id}));
     }
     // Let the slow stream produce a little, then cancel it.
@@ -50,7 +82,10 @@ async fn three_streams_at_once_and_one_cancelled() {
     c.emit("ai:cancel", json!({"streamId": "b"})).await;
     let mut terminals = events.iter().filter(|e| is_terminal(&e.0)).count();
     while terminals < 3 {
-        let ev = c.next_event_within(Duration::from_secs(10)).await.expect("event");
+        let ev = c
+            .next_event_within(Duration::from_secs(10))
+            .await
+            .expect("event");
         if is_terminal(&ev.0) {
             terminals += 1;
         }
@@ -61,7 +96,11 @@ async fn three_streams_at_once_and_one_cancelled() {
     assert_eq!(text_a, scripted("hello").text());
     assert_eq!(end_a, "ai:done");
     let (text_c, end_c) = check_stream_order(&streams["c"]);
-    assert_eq!(text_c, scripted("split").text(), "lines split across writes");
+    assert_eq!(
+        text_c,
+        scripted("split").text(),
+        "lines split across writes"
+    );
     assert_eq!(end_c, "ai:done");
     let (_, end_b) = check_stream_order(&streams["b"]);
     assert_eq!(end_b, "ai:stream:cancelled");
@@ -76,7 +115,10 @@ async fn three_streams_at_once_and_one_cancelled() {
     let done = &streams["a"].last().unwrap().1;
     assert_eq!(done["totalTokens"], 8);
     assert_eq!(done["finishReason"], "stop");
-    assert_eq!(done["usage"], json!({"promptTokens": 3, "completionTokens": 8}));
+    assert_eq!(
+        done["usage"],
+        json!({"promptTokens": 3, "completionTokens": 8})
+    );
     assert_eq!(done["droppedTokens"], 0);
 
     // The cancelled stream's upstream saw its connection closed early.
@@ -85,7 +127,10 @@ async fn three_streams_at_once_and_one_cancelled() {
     // And cancelling it again is an unknown stream.
     c.emit("ai:cancel", json!({"streamId": "b"})).await;
     let (name, err) = c.next_event().await.unwrap();
-    assert_eq!((name.as_str(), err["code"].as_str()), ("ai:error", Some("unknown_stream")));
+    assert_eq!(
+        (name.as_str(), err["code"].as_str()),
+        ("ai:error", Some("unknown_stream"))
+    );
     gw.shutdown().await.unwrap();
 }
 
@@ -93,7 +138,8 @@ async fn three_streams_at_once_and_one_cancelled() {
 async fn many_lines_in_one_read() {
     let (_fake, gw) = setup().await;
     let mut c = SioClient::connect_ok(gw.addr).await;
-    c.emit("ai:stream", json!({"prompt": "batched", "streamId": "x"})).await;
+    c.emit("ai:stream", json!({"prompt": "batched", "streamId": "x"}))
+        .await;
     let events = c.events_until(|n, _| is_terminal(n)).await;
     let (text, end) = check_stream_order(&of_stream(&events, "x"));
     assert_eq!(text, scripted("batched").text());
@@ -112,8 +158,11 @@ async fn upstream_failures_become_stream_errors() {
         ("503", "upstream_unavailable"),
         ("stall", "timeout"),
     ] {
-        c.emit("ai:stream", json!({"prompt": prompt, "streamId": prompt})).await;
-        let events = c.events_until(|n, p| is_terminal(n) && p["streamId"] == prompt).await;
+        c.emit("ai:stream", json!({"prompt": prompt, "streamId": prompt}))
+            .await;
+        let events = c
+            .events_until(|n, p| is_terminal(n) && p["streamId"] == prompt)
+            .await;
         let mine = of_stream(&events, prompt);
         let (_, end) = check_stream_order(&mine);
         assert_eq!(end, "ai:stream:error", "{prompt}");
@@ -121,7 +170,10 @@ async fn upstream_failures_become_stream_errors() {
         assert_eq!(err["code"], code, "{prompt}: {err}");
         assert_eq!(err["retryable"], true);
         let msg = err["error"].as_str().unwrap();
-        assert!(!msg.contains("127.0.0.1") && !msg.contains("http"), "leaks detail: {msg}");
+        assert!(
+            !msg.contains("127.0.0.1") && !msg.contains("http"),
+            "leaks detail: {msg}"
+        );
     }
     gw.shutdown().await.unwrap();
 }
@@ -136,7 +188,11 @@ async fn unreachable_ollama_falls_back_to_simulated_and_says_so() {
     config.providers.get_mut("ollama").unwrap().fallback = vec!["simulated".into()];
     let gw = start(config).await;
     let mut c = SioClient::connect_ok(gw.addr).await;
-    c.emit("ai:stream", json!({"prompt": "hi", "streamId": "f", "maxTokens": 6})).await;
+    c.emit(
+        "ai:stream",
+        json!({"prompt": "hi", "streamId": "f", "maxTokens": 6}),
+    )
+    .await;
     let events = c.events_until(|n, _| is_terminal(n)).await;
     let mine = of_stream(&events, "f");
     let (text, end) = check_stream_order(&mine);
@@ -160,7 +216,8 @@ async fn stalled_first_token_falls_back_when_configured() {
     config.providers.get_mut("ollama").unwrap().fallback = vec!["simulated".into()];
     let gw = start(config).await;
     let mut c = SioClient::connect_ok(gw.addr).await;
-    c.emit("ai:stream", json!({"prompt": "stall", "streamId": "s"})).await;
+    c.emit("ai:stream", json!({"prompt": "stall", "streamId": "s"}))
+        .await;
     let events = c.events_until(|n, _| is_terminal(n)).await;
     let mine = of_stream(&events, "s");
     assert_eq!(check_stream_order(&mine).1, "ai:done");
@@ -177,7 +234,8 @@ async fn stream_timeout_cancels_and_closes_upstream() {
     config.streams.stream_timeout_ms = 400;
     let gw = start(config).await;
     let mut c = SioClient::connect_ok(gw.addr).await;
-    c.emit("ai:stream", json!({"prompt": "hang", "streamId": "t"})).await;
+    c.emit("ai:stream", json!({"prompt": "hang", "streamId": "t"}))
+        .await;
     let events = c.events_until(|n, _| is_terminal(n)).await;
     let mine = of_stream(&events, "t");
     assert_eq!(check_stream_order(&mine).1, "ai:stream:cancelled");
@@ -191,7 +249,8 @@ async fn stream_timeout_cancels_and_closes_upstream() {
 async fn disconnect_cancels_streams_and_closes_upstream() {
     let (fake, gw) = setup().await;
     let mut c = SioClient::connect_ok(gw.addr).await;
-    c.emit("ai:stream", json!({"prompt": "slow", "streamId": "d"})).await;
+    c.emit("ai:stream", json!({"prompt": "slow", "streamId": "d"}))
+        .await;
     c.events_until(|n, _| n == "ai:token").await;
     c.close().await;
     fake.wait_for("slow", |s| s.closed_early).await;
@@ -212,7 +271,8 @@ async fn disconnect_cancels_streams_and_closes_upstream() {
 async fn shutdown_ends_streams_with_reason_shutdown() {
     let (fake, gw) = setup().await;
     let mut c = SioClient::connect_ok(gw.addr).await;
-    c.emit("ai:stream", json!({"prompt": "slow", "streamId": "z"})).await;
+    c.emit("ai:stream", json!({"prompt": "slow", "streamId": "z"}))
+        .await;
     c.events_until(|n, _| n == "ai:token").await;
     let stopping = tokio::spawn(gw.shutdown());
     let events = c.events_until(|n, _| is_terminal(n)).await;
@@ -231,7 +291,8 @@ async fn heartbeat_is_answered_and_a_silent_client_is_dropped() {
     let gw = start(config).await;
     let mut c = SioClient::connect_ok(gw.addr).await;
     assert_eq!(c.connected["heartbeatIntervalMs"], 200);
-    c.emit("ai:stream", json!({"prompt": "slow", "streamId": "h"})).await;
+    c.emit("ai:stream", json!({"prompt": "slow", "streamId": "h"}))
+        .await;
     c.emit("ai:heartbeat", json!({})).await;
     let events = c.events_until(|n, _| n == "ai:heartbeat:ack").await;
     let ack = &events.last().unwrap().1;
@@ -258,7 +319,11 @@ async fn ops_endpoints_count_truly() {
     let (_fake, gw) = setup().await;
     let mut c = SioClient::connect_ok(gw.addr).await;
     for i in 0..3 {
-        c.emit("ai:stream", json!({"prompt": "hello", "streamId": format!("o{i}")})).await;
+        c.emit(
+            "ai:stream",
+            json!({"prompt": "hello", "streamId": format!("o{i}")}),
+        )
+        .await;
     }
     let mut done = 0;
     while done < 3 {
@@ -275,14 +340,25 @@ async fn ops_endpoints_count_truly() {
     assert_eq!(stats["streams"]["active"], 0);
     assert_eq!(stats["tokens"]["relayed"], 24);
     assert_eq!(stats["providers"]["ollama"]["requests"], 3);
-    assert_eq!(stats["providers"]["ollama"]["timeToFirstTokenMs"]["count"], 3);
+    assert_eq!(
+        stats["providers"]["ollama"]["timeToFirstTokenMs"]["count"],
+        3
+    );
     let (status, health) = get_json(gw.addr, "/healthz").await;
     assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
     let (status, ready) = get_json(gw.addr, "/readyz").await;
     assert_eq!(status, 200);
     assert_eq!(ready["providers"]["ollama"]["reachable"], true);
-    let metrics = reqwest::get(format!("http://{}/metrics", gw.addr)).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("streamgate_tokens_relayed_total 24"), "{metrics}");
+    let metrics = reqwest::get(format!("http://{}/metrics", gw.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("streamgate_tokens_relayed_total 24"),
+        "{metrics}"
+    );
     assert!(metrics.contains("streamgate_streams_completed_total 3"));
     assert!(metrics.contains("streamgate_provider_requests_total{provider=\"ollama\"} 3"));
     gw.shutdown().await.unwrap();

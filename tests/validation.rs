@@ -11,7 +11,14 @@ use std::time::Duration;
 
 #[tokio::test]
 async fn bad_stream_requests_table() {
-    let fake = FakeOllama::start(|p| if p == "slow" { Script::tokens(500, 20) } else { Script::tokens(3, 1) }).await;
+    let fake = FakeOllama::start(|p| {
+        if p == "slow" {
+            Script::tokens(500, 20)
+        } else {
+            Script::tokens(3, 1)
+        }
+    })
+    .await;
     let mut config = config_for(&fake.base_url());
     config.streams.max_prompt_chars = 100;
     config.streams.max_tokens_limit = 1000;
@@ -27,28 +34,128 @@ async fn bad_stream_requests_table() {
     let table: Vec<(Value, &str, &str, &str)> = vec![
         (json!({}), "invalid_request", "prompt", "required"),
         (json!({"prompt": 5}), "invalid_request", "prompt", "string"),
-        (json!({"prompt": ""}), "invalid_request", "prompt", "non-empty"),
+        (
+            json!({"prompt": ""}),
+            "invalid_request",
+            "prompt",
+            "non-empty",
+        ),
         (json!({"prompt": long}), "invalid_request", "prompt", "100"),
-        (json!({"prompt": "x", "temperature": 2.5}), "invalid_request", "temperature", "2.0"),
-        (json!({"prompt": "x", "temperature": -0.1}), "invalid_request", "temperature", "0.0"),
-        (json!({"prompt": "x", "temperature": "hot"}), "invalid_request", "temperature", "f64"),
-        (json!({"prompt": "x", "maxTokens": 0}), "invalid_request", "maxTokens", "at least 1"),
-        (json!({"prompt": "x", "maxTokens": 1001}), "invalid_request", "maxTokens", "1000"),
-        (json!({"prompt": "x", "maxTokens": -3}), "invalid_request", "maxTokens", "u32"),
-        (json!({"prompt": "x", "streamId": "has space"}), "invalid_request", "streamId", "[A-Za-z0-9_.:-]"),
-        (json!({"prompt": "x", "streamId": "a".repeat(65)}), "invalid_request", "streamId", "1..=64"),
-        (json!({"prompt": "x", "streamId": ""}), "invalid_request", "streamId", "1..=64"),
-        (json!({"prompt": "x", "messages": "hi"}), "invalid_request", "messages", "sequence"),
-        (json!({"prompt": "x", "messages": [{"role": "robot", "content": "c"}]}), "invalid_request", "messages[0].role", "robot"),
-        (json!({"prompt": "x", "messages": [{"role": "user"}]}), "invalid_request", "messages[0].content", "required"),
-        (json!({"prompt": "x", "messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}, {"role": "user", "content": "c"}]}), "invalid_request", "messages", "at most 2"),
-        (json!({"prompt": "x", "agentContext": big_ctx}), "invalid_request", "agentContext", "64 bytes"),
-        (json!({"prompt": "x", "agentContext": "App.js"}), "invalid_request", "agentContext", "map"),
-        (json!({"prompt": "x", "useOrchestrator": "yes"}), "invalid_request", "useOrchestrator", "boolean"),
-        (json!("just a string"), "invalid_request", "payload", "JSON object"),
+        (
+            json!({"prompt": "x", "temperature": 2.5}),
+            "invalid_request",
+            "temperature",
+            "2.0",
+        ),
+        (
+            json!({"prompt": "x", "temperature": -0.1}),
+            "invalid_request",
+            "temperature",
+            "0.0",
+        ),
+        (
+            json!({"prompt": "x", "temperature": "hot"}),
+            "invalid_request",
+            "temperature",
+            "f64",
+        ),
+        (
+            json!({"prompt": "x", "maxTokens": 0}),
+            "invalid_request",
+            "maxTokens",
+            "at least 1",
+        ),
+        (
+            json!({"prompt": "x", "maxTokens": 1001}),
+            "invalid_request",
+            "maxTokens",
+            "1000",
+        ),
+        (
+            json!({"prompt": "x", "maxTokens": -3}),
+            "invalid_request",
+            "maxTokens",
+            "u32",
+        ),
+        (
+            json!({"prompt": "x", "streamId": "has space"}),
+            "invalid_request",
+            "streamId",
+            "[A-Za-z0-9_.:-]",
+        ),
+        (
+            json!({"prompt": "x", "streamId": "a".repeat(65)}),
+            "invalid_request",
+            "streamId",
+            "1..=64",
+        ),
+        (
+            json!({"prompt": "x", "streamId": ""}),
+            "invalid_request",
+            "streamId",
+            "1..=64",
+        ),
+        (
+            json!({"prompt": "x", "messages": "hi"}),
+            "invalid_request",
+            "messages",
+            "sequence",
+        ),
+        (
+            json!({"prompt": "x", "messages": [{"role": "robot", "content": "c"}]}),
+            "invalid_request",
+            "messages[0].role",
+            "robot",
+        ),
+        (
+            json!({"prompt": "x", "messages": [{"role": "user"}]}),
+            "invalid_request",
+            "messages[0].content",
+            "required",
+        ),
+        (
+            json!({"prompt": "x", "messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}, {"role": "user", "content": "c"}]}),
+            "invalid_request",
+            "messages",
+            "at most 2",
+        ),
+        (
+            json!({"prompt": "x", "agentContext": big_ctx}),
+            "invalid_request",
+            "agentContext",
+            "64 bytes",
+        ),
+        (
+            json!({"prompt": "x", "agentContext": "App.js"}),
+            "invalid_request",
+            "agentContext",
+            "map",
+        ),
+        (
+            json!({"prompt": "x", "useOrchestrator": "yes"}),
+            "invalid_request",
+            "useOrchestrator",
+            "boolean",
+        ),
+        (
+            json!("just a string"),
+            "invalid_request",
+            "payload",
+            "JSON object",
+        ),
         (json!([1, 2]), "invalid_request", "payload", "JSON object"),
-        (json!({"prompt": "x", "model": "gpt-9"}), "model_not_allowed", "model", "llama3"),
-        (json!({"prompt": "x", "provider": "nope"}), "invalid_request", "provider", "ollama"),
+        (
+            json!({"prompt": "x", "model": "gpt-9"}),
+            "model_not_allowed",
+            "model",
+            "llama3",
+        ),
+        (
+            json!({"prompt": "x", "provider": "nope"}),
+            "invalid_request",
+            "provider",
+            "ollama",
+        ),
     ];
     let n = table.len();
     for (payload, code, field, word) in table {
@@ -56,24 +163,39 @@ async fn bad_stream_requests_table() {
         assert_eq!(ack["ok"], false, "{payload}");
         assert_eq!(ack["error"]["code"], code, "{payload}: {ack}");
         let msg = ack["error"]["message"].as_str().unwrap();
-        assert!(msg.contains(field), "{payload}: message {msg:?} must name {field}");
+        assert!(
+            msg.contains(field),
+            "{payload}: message {msg:?} must name {field}"
+        );
         let (name, ev) = c.next_event().await.unwrap();
         assert_eq!(name, "ai:error", "{payload}");
         assert_eq!(ev["code"], code);
         assert_eq!(ev["details"]["field"], field, "{payload}: {ev}");
         let rule = ev["details"]["rule"].as_str().unwrap_or(msg);
-        assert!(rule.contains(word) || msg.contains(word), "{payload}: {ev} lacks {word:?}");
+        assert!(
+            rule.contains(word) || msg.contains(word),
+            "{payload}: {ev} lacks {word:?}"
+        );
     }
     println!("{n} bad payloads answered with the right code and field");
 
     // Live-stream rules: duplicate id, too many streams.
-    let ack = c.emit_ack("ai:stream", json!({"prompt": "slow", "streamId": "dup"})).await;
+    let ack = c
+        .emit_ack("ai:stream", json!({"prompt": "slow", "streamId": "dup"}))
+        .await;
     assert_eq!(ack["ok"], true);
-    let ack = c.emit_ack("ai:stream", json!({"prompt": "slow", "streamId": "dup"})).await;
+    let ack = c
+        .emit_ack("ai:stream", json!({"prompt": "slow", "streamId": "dup"}))
+        .await;
     assert_eq!(ack["error"]["code"], "duplicate_stream_id");
     assert_eq!(next_error(&mut c).await["details"]["streamId"], "dup");
     for i in 0..9 {
-        let ack = c.emit_ack("ai:stream", json!({"prompt": "slow", "streamId": format!("m{i}")})).await;
+        let ack = c
+            .emit_ack(
+                "ai:stream",
+                json!({"prompt": "slow", "streamId": format!("m{i}")}),
+            )
+            .await;
         assert_eq!(ack["ok"], true, "{ack}");
     }
     let ack = c.emit_ack("ai:stream", json!({"prompt": "slow"})).await;
@@ -84,7 +206,10 @@ async fn bad_stream_requests_table() {
     // Cancel and heartbeat payloads.
     c.emit("ai:cancel", json!({})).await;
     let ev = next_error(&mut c).await;
-    assert_eq!((ev["code"].as_str(), ev["details"]["field"].as_str()), (Some("invalid_request"), Some("streamId")));
+    assert_eq!(
+        (ev["code"].as_str(), ev["details"]["field"].as_str()),
+        (Some("invalid_request"), Some("streamId"))
+    );
     c.emit("ai:cancel", json!({"streamId": "never"})).await;
     let ev = next_error(&mut c).await;
     assert_eq!(ev["code"], "unknown_stream");
@@ -101,9 +226,14 @@ async fn bad_stream_requests_table() {
     let ev = next_error(&mut c).await;
     assert_eq!(ev["details"]["field"], "prompt");
 
-    assert!(c.still_open(Duration::from_millis(300)).await, "connection dropped");
+    assert!(
+        c.still_open(Duration::from_millis(300)).await,
+        "connection dropped"
+    );
     c.emit("ai:cancel", json!({"streamId": "dup"})).await;
-    let evs = c.events_until(|n, p| n == "ai:stream:cancelled" && p["streamId"] == "dup").await;
+    let evs = c
+        .events_until(|n, p| n == "ai:stream:cancelled" && p["streamId"] == "dup")
+        .await;
     assert_eq!(evs.last().unwrap().1["reason"], "client");
     gw.shutdown().await.unwrap();
 }
@@ -127,7 +257,9 @@ async fn handshake_with_bad_policy_is_refused() {
         }
         other => panic!("expected a refusal, got {:?}", other.map(|c| c.connected)),
     }
-    let c = SioClient::connect(gw.addr, json!({"backpressurePolicy": "drop"})).await.unwrap();
+    let c = SioClient::connect(gw.addr, json!({"backpressurePolicy": "drop"}))
+        .await
+        .unwrap();
     assert_eq!(c.connected["backpressurePolicy"], "drop");
     gw.shutdown().await.unwrap();
 }

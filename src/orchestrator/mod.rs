@@ -50,7 +50,11 @@ pub struct Orchestrator {
 }
 
 impl Orchestrator {
-    pub fn new(providers: Arc<ProviderSet>, default_provider: String, allowed_models: Vec<String>) -> Self {
+    pub fn new(
+        providers: Arc<ProviderSet>,
+        default_provider: String,
+        allowed_models: Vec<String>,
+    ) -> Self {
         Self {
             providers,
             default_provider,

@@ -84,7 +84,9 @@ pub struct FakeOllama {
 impl FakeOllama {
     /// Serve; `script` picks the reply from the request's last message.
     pub async fn start(script: impl Fn(&str) -> Script + Send + Sync + 'static) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind fake ollama");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake ollama");
         let addr = listener.local_addr().expect("addr");
         let log = Arc::new(Mutex::new(Vec::new()));
         let changed = Arc::new(Notify::new());
@@ -111,11 +113,19 @@ impl FakeOllama {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             let notified = self.changed.notified();
-            if let Some(s) = self.log().into_iter().rev().find(|s| s.prompt == prompt && pred(s)) {
+            if let Some(s) = self
+                .log()
+                .into_iter()
+                .rev()
+                .find(|s| s.prompt == prompt && pred(s))
+            {
                 return s;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                panic!("fake ollama: no matching entry for {prompt:?}; log: {:?}", self.log());
+                panic!(
+                    "fake ollama: no matching entry for {prompt:?}; log: {:?}",
+                    self.log()
+                );
             }
         }
     }
@@ -139,7 +149,8 @@ async fn read_request(conn: &mut TcpStream) -> Option<(String, Vec<u8>)> {
         .lines()
         .find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok())?
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
         })
         .unwrap_or(0);
     while buf.len() < head_end + len {
@@ -152,7 +163,12 @@ async fn read_request(conn: &mut TcpStream) -> Option<(String, Vec<u8>)> {
     Some((head, buf[head_end..head_end + len].to_vec()))
 }
 
-async fn serve_conn(mut conn: TcpStream, script: Arc<Scripter>, log: Arc<Mutex<Vec<Served>>>, changed: Arc<Notify>) {
+async fn serve_conn(
+    mut conn: TcpStream,
+    script: Arc<Scripter>,
+    log: Arc<Mutex<Vec<Served>>>,
+    changed: Arc<Notify>,
+) {
     let Some((head, body)) = read_request(&mut conn).await else {
         return;
     };
@@ -198,7 +214,10 @@ async fn serve_conn(mut conn: TcpStream, script: Arc<Scripter>, log: Arc<Mutex<V
         update(&|e| e.finished = true);
         return;
     }
-    let outcome = stream_script(&mut conn, &s, &model, &|n| update(&|e| e.tokens_written = n)).await;
+    let outcome = stream_script(&mut conn, &s, &model, &|n| {
+        update(&|e| e.tokens_written = n)
+    })
+    .await;
     match outcome {
         Ok(()) => update(&|e| e.finished = true),
         Err(()) => update(&|e| e.closed_early = true),
@@ -236,18 +255,24 @@ fn done_line(model: &str, reason: &str, n: usize) -> String {
 }
 
 /// Write the script; Err when the peer went away first.
-async fn stream_script(conn: &mut TcpStream, s: &Script, model: &str, progress: &(dyn Fn(usize) + Sync)) -> Result<(), ()> {
+async fn stream_script(
+    conn: &mut TcpStream,
+    s: &Script,
+    model: &str,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<(), ()> {
     let (mut rd, mut wr) = conn.split();
     let head = "HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n";
     wr.write_all(head.as_bytes()).await.map_err(|_| ())?;
     // A read that returns means the peer closed (it sends nothing more).
     let mut probe = [0u8; 64];
-    let peer_gone = async |rd: &mut tokio::net::tcp::ReadHalf<'_>, d: Duration, probe: &mut [u8]| {
-        tokio::select! {
-            _ = tokio::time::sleep(d) => false,
-            _ = rd.read(probe) => true,
-        }
-    };
+    let peer_gone =
+        async |rd: &mut tokio::net::tcp::ReadHalf<'_>, d: Duration, probe: &mut [u8]| {
+            tokio::select! {
+                _ = tokio::time::sleep(d) => false,
+                _ = rd.read(probe) => true,
+            }
+        };
     if peer_gone(&mut rd, s.first_delay, &mut probe).await {
         return Err(());
     }
@@ -265,7 +290,10 @@ async fn stream_script(conn: &mut TcpStream, s: &Script, model: &str, progress: 
     }
     let mut written = 0;
     while let Some(line) = pending.pop_front() {
-        if !s.one_write && written < s.tokens.len() && peer_gone(&mut rd, s.interval, &mut probe).await {
+        if !s.one_write
+            && written < s.tokens.len()
+            && peer_gone(&mut rd, s.interval, &mut probe).await
+        {
             return Err(());
         }
         let pieces: Vec<&[u8]> = if s.split_lines && line.len() > 4 {

@@ -39,7 +39,11 @@ pub fn of_stream<'a>(events: &'a [(String, Value)], id: &str) -> Vec<&'a (String
 /// concatenated token text and the name of the terminal event.
 pub fn check_stream_order(events: &[&(String, Value)]) -> (String, String) {
     assert!(!events.is_empty(), "no events for stream");
-    assert_eq!(events[0].0, "ai:stream:start", "first event: {:?}", events[0]);
+    assert_eq!(
+        events[0].0, "ai:stream:start",
+        "first event: {:?}",
+        events[0]
+    );
     let mut text = String::new();
     let mut count = 0u64;
     let mut i = 1;
@@ -77,7 +81,9 @@ pub fn is_terminal(name: &str) -> bool {
 }
 
 pub async fn get_json(addr: std::net::SocketAddr, path: &str) -> (u16, Value) {
-    let r = reqwest::get(format!("http://{addr}{path}")).await.expect("GET");
+    let r = reqwest::get(format!("http://{addr}{path}"))
+        .await
+        .expect("GET");
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }

@@ -59,10 +59,14 @@ impl SioClient {
             disconnected: false,
         };
         loop {
-            let frame = next_text(&mut client.ws).await.map_err(ConnectError::Other)?;
+            let frame = next_text(&mut client.ws)
+                .await
+                .map_err(ConnectError::Other)?;
             if let Some(rest) = frame.strip_prefix("44/ai,") {
                 let v: Value = serde_json::from_str(rest).unwrap_or(Value::Null);
-                return Err(ConnectError::Refused(v["message"].as_str().unwrap_or(rest).to_string()));
+                return Err(ConnectError::Refused(
+                    v["message"].as_str().unwrap_or(rest).to_string(),
+                ));
             }
             if frame.starts_with("40/ai,") {
                 break;
@@ -77,7 +81,9 @@ impl SioClient {
     }
 
     pub async fn connect_ok(addr: SocketAddr) -> Self {
-        Self::connect(addr, serde_json::json!({})).await.expect("connect")
+        Self::connect(addr, serde_json::json!({}))
+            .await
+            .expect("connect")
     }
 
     pub async fn emit(&mut self, name: &str, payload: Value) {
@@ -121,11 +127,17 @@ impl SioClient {
 
     /// The next event within `d`, or None.
     pub async fn next_event_within(&mut self, d: Duration) -> Option<(String, Value)> {
-        tokio::time::timeout(d, self.next_event()).await.ok().and_then(Result::ok)
+        tokio::time::timeout(d, self.next_event())
+            .await
+            .ok()
+            .and_then(Result::ok)
     }
 
     /// Events until `pred` matches one (included), within 10 s.
-    pub async fn events_until(&mut self, pred: impl Fn(&str, &Value) -> bool) -> Vec<(String, Value)> {
+    pub async fn events_until(
+        &mut self,
+        pred: impl Fn(&str, &Value) -> bool,
+    ) -> Vec<(String, Value)> {
         let mut out = Vec::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
@@ -151,7 +163,10 @@ impl SioClient {
             }
         };
         if frame == "2" {
-            self.ws.send(Message::text("3")).await.map_err(|e| e.to_string())?;
+            self.ws
+                .send(Message::text("3"))
+                .await
+                .map_err(|e| e.to_string())?;
             return Ok(None);
         }
         if let Some(rest) = frame.strip_prefix("42/ai,") {
@@ -162,7 +177,8 @@ impl SioClient {
         if let Some(rest) = frame.strip_prefix("43/ai,") {
             let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
             let id: u64 = digits.parse().map_err(|_| format!("bad ack {frame}"))?;
-            let v: Value = serde_json::from_str(&rest[digits.len()..]).map_err(|e| e.to_string())?;
+            let v: Value =
+                serde_json::from_str(&rest[digits.len()..]).map_err(|e| e.to_string())?;
             self.acks.insert(id, v[0].clone());
             return Ok(None);
         }

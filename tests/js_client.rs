@@ -1,0 +1,39 @@
+//! Runs the Node end-to-end tests (tests/js, the official socket.io-client)
+//! against a live gateway and a fake Ollama started here, so they are part
+//! of `cargo test`. `.ci/run` installs the npm packages first.
+
+mod common;
+
+use common::fake_ollama::{FakeOllama, Script};
+use common::*;
+use std::path::Path;
+
+#[tokio::test]
+async fn socket_io_client_end_to_end() {
+    let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    assert!(
+        js.join("node_modules/socket.io-client").exists(),
+        "tests/js/node_modules is missing: run `npm ci --prefix tests/js` (.ci/run does)"
+    );
+    let fake = FakeOllama::start(|prompt| match prompt {
+        "short" => Script::tokens(10, 5),
+        "long" => Script::tokens(400, 20),
+        _ => Script::tokens(40, 2),
+    })
+    .await;
+    let gw = start(config_for(&fake.base_url())).await;
+    let out = tokio::process::Command::new("node")
+        .arg("--test")
+        .arg("--test-reporter=spec")
+        .arg(js.join("relay.test.mjs"))
+        .env("GATEWAY_URL", format!("http://{}", gw.addr))
+        .env("FAKE_OLLAMA_URL", fake.base_url())
+        .output()
+        .await
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "node tests failed");
+    assert!(stdout.contains("pass 2"), "expected 2 passing node tests");
+    gw.shutdown().await.unwrap();
+}
