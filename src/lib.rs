@@ -129,7 +129,18 @@ impl Running {
     /// (up to the grace period), then the server closes.
     pub async fn shutdown(self) -> std::io::Result<()> {
         self.shutdown.cancel();
-        self.server.await.unwrap_or(Ok(()))
+        // Connections whose peer stopped reading may never finish; give
+        // the orderly path three grace periods, then stop serving anyway.
+        let grace = Duration::from_millis(self.app.config.server.shutdown_grace_ms);
+        let mut server = self.server;
+        match tokio::time::timeout(grace * 3, &mut server).await {
+            Ok(joined) => joined.unwrap_or(Ok(())),
+            Err(_) => {
+                tracing::warn!("connections still open after the grace period; closing");
+                server.abort();
+                Ok(())
+            }
+        }
     }
 }
 
@@ -190,7 +201,9 @@ async fn drain_for_shutdown(app: &AppState, io: SocketIo) {
             c.outbox.clear();
         }
     }
-    io.close().await;
+    // A writer stuck on a peer that stopped reading never lets its socket
+    // close; do not wait on those past the grace period.
+    let _ = tokio::time::timeout(grace, io.close()).await;
     app.tasks.close();
     let _ = tokio::time::timeout(grace, app.tasks.wait()).await;
 }

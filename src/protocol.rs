@@ -194,6 +194,15 @@ pub struct CancelRequest {
     pub stream_id: String,
 }
 
+/// `ai:ack`: the client has rendered `streamId` up to `tokenCount`.
+#[derive(Debug, Clone, Deserialize, Validate)]
+#[serde(rename_all = "camelCase")]
+pub struct AckRequest {
+    #[validate(length(min = 1, max = 64, message = "must be 1..=64 characters"))]
+    pub stream_id: String,
+    pub token_count: u64,
+}
+
 /// `ai:heartbeat`: carries nothing, but must be an object (or absent).
 #[derive(Debug, Clone, Default, Deserialize, Validate)]
 pub struct HeartbeatRequest {}
@@ -475,6 +484,24 @@ pub struct ErrorEvent {
     pub code: &'static str,
     pub error: String,
     pub details: Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackpressureState {
+    Engaged,
+    Relieved,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Backpressure {
+    pub state: BackpressureState,
+    pub message: String,
+    pub queue_size: usize,
+    pub threshold: usize,
+    pub policy: BackpressurePolicy,
+    pub dropped_tokens: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]

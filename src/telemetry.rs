@@ -29,6 +29,11 @@ pub mod names {
     pub const TOKENS_COALESCED: &str = "streamgate_tokens_coalesced_total";
     pub const TOKENS_DROPPED: &str = "streamgate_tokens_dropped_total";
     pub const QUEUE_EVENTS: &str = "streamgate_queue_events";
+    pub const QUEUE_LARGEST: &str = "streamgate_queue_events_largest";
+    pub const BACKPRESSURE_ENGAGED: &str = "streamgate_backpressure_engaged_clients";
+    pub const BACKPRESSURE_EPISODES: &str = "streamgate_backpressure_episodes_total";
+    pub const BACKPRESSURE_ENGAGED_MS: &str = "streamgate_backpressure_engaged_ms_total";
+    pub const TRANSPORT_REFUSALS: &str = "streamgate_transport_refusals_total";
     pub const PROVIDER_REQUESTS: &str = "streamgate_provider_requests_total";
     pub const PROVIDER_ERRORS: &str = "streamgate_provider_errors_total";
     pub const PROVIDER_TTFT: &str = "streamgate_provider_ttft_ms";
@@ -50,6 +55,13 @@ pub struct Stats {
     /// Events queued in every client outbox together.
     pub queued_events: AtomicU64,
     pub errors_sent: AtomicU64,
+    /// Clients in a backpressure episode now.
+    pub backpressure_engaged: AtomicU64,
+    pub backpressure_episodes: AtomicU64,
+    /// Total time spent engaged by ended episodes, ms.
+    pub backpressure_engaged_ms: AtomicU64,
+    /// Emits socketioxide refused because its per-socket channel was full.
+    pub transport_refusals: AtomicU64,
 }
 
 pub fn inc(c: &AtomicU64) {

@@ -7,6 +7,7 @@
 //! its registry entry, a drain task tied to its socket and a heartbeat
 //! watchdog; on disconnect its streams are cancelled and its entry goes.
 
+pub mod backpressure;
 pub mod outbox;
 pub mod registry;
 pub mod stream;
@@ -14,10 +15,11 @@ pub mod stream;
 use crate::AppState;
 use crate::error::GatewayError;
 use crate::protocol::{
-    BackpressurePolicy, CancelReason, CancelRequest, Connected, ErrorEvent, HandshakeAuth,
-    HeartbeatAck, HeartbeatRequest, StreamAck, StreamRequest, event, now_ms, parse_payload,
+    AckRequest, BackpressurePolicy, CancelReason, CancelRequest, Connected, ErrorEvent,
+    HandshakeAuth, HeartbeatAck, HeartbeatRequest, StreamAck, StreamRequest, event, now_ms,
+    parse_payload,
 };
-use outbox::{ClientOutbox, Outbound};
+use outbox::{ClientOutbox, Outbound, OutboxLimits};
 use registry::{Client, random_hex};
 use serde_json::{Value, json};
 use socketioxide::SocketIo;
@@ -58,41 +60,41 @@ async fn on_connect(
     let policy: BackpressurePolicy = auth
         .backpressure_policy
         .unwrap_or(app.config.backpressure.policy);
-    let outbox = Arc::new(ClientOutbox::new(
-        app.config.backpressure.threshold,
-        app.stats.clone(),
-    ));
+    let bp = &app.config.backpressure;
+    let limits = OutboxLimits {
+        threshold: bp.threshold,
+        max_bytes: bp.max_bytes_per_client,
+        ack_window: bp.ack_window as u64,
+        policy,
+        slow_timeout: std::time::Duration::from_millis(bp.slow_client_timeout_ms),
+    };
+    let outbox = Arc::new(ClientOutbox::new(limits, app.stats.clone()));
     let client = Arc::new(Client::new(socket.id, policy, &app.root, outbox));
     client.touch();
     app.registry.insert(client.clone());
     tracing::info!(client = %client.id, sid = %socket.id, "client connected");
 
-    client
-        .outbox
-        .push_stream_event(Outbound::Connected(Connected {
-            client_id: client.id.clone(),
-            resume_token: random_hex(16),
-            max_concurrent_streams: app.config.streams.max_concurrent_streams,
-            backpressure_threshold: app.config.backpressure.threshold,
-            backpressure_policy: policy,
-            ack_window: app.config.backpressure.ack_window,
-            heartbeat_interval_ms: app.config.session.heartbeat_interval_ms,
-            reconnect_window_ms: app.config.session.reconnect_window_ms,
-            server_version: env!("CARGO_PKG_VERSION"),
-            timestamp: now_ms(),
-        }));
-    app.tasks.spawn(
-        client
-            .outbox
-            .clone()
-            .drain(socket.clone(), client.attachment.clone()),
-    );
+    client.outbox.push_control(Outbound::Connected(Connected {
+        client_id: client.id.clone(),
+        resume_token: random_hex(16),
+        max_concurrent_streams: app.config.streams.max_concurrent_streams,
+        backpressure_threshold: app.config.backpressure.threshold,
+        backpressure_policy: policy,
+        ack_window: app.config.backpressure.ack_window,
+        heartbeat_interval_ms: app.config.session.heartbeat_interval_ms,
+        reconnect_window_ms: app.config.session.reconnect_window_ms,
+        server_version: env!("CARGO_PKG_VERSION"),
+        timestamp: now_ms(),
+    }));
+    app.tasks
+        .spawn(drain(app.clone(), client.clone(), socket.clone()));
     app.tasks
         .spawn(watch_heartbeat(app.clone(), client.clone(), socket.clone()));
 
     socket.on(event::STREAM, on_stream);
     socket.on(event::CANCEL, on_cancel);
     socket.on(event::HEARTBEAT, on_heartbeat);
+    socket.on(event::ACK, on_ack);
     socket.on_fallback(on_unknown_event);
     socket.on_disconnect(on_disconnect);
 }
@@ -202,6 +204,20 @@ async fn on_cancel(
     }
 }
 
+async fn on_ack(
+    socket: SocketRef,
+    State(app): State<Arc<AppState>>,
+    TryData(data): TryData<Value>,
+) {
+    let Some(client) = client_of(&app, &socket) else {
+        return;
+    };
+    match parse_payload::<AckRequest>(data.unwrap_or(Value::Null)) {
+        Ok(ack) => client.outbox.ack(&ack.stream_id, ack.token_count),
+        Err(e) => reply_error(&client, &e.into(), None),
+    }
+}
+
 async fn on_heartbeat(
     socket: SocketRef,
     State(app): State<Arc<AppState>>,
@@ -231,10 +247,11 @@ async fn on_unknown_event(socket: SocketRef, State(app): State<Arc<AppState>>, E
     let err = GatewayError::from(crate::protocol::FieldError::new(
         "event",
         format!(
-            "{shown:?} is not an event of /ai; known: {}, {}, {}",
+            "{shown:?} is not an event of /ai; known: {}, {}, {}, {}",
             event::STREAM,
             event::CANCEL,
-            event::HEARTBEAT
+            event::HEARTBEAT,
+            event::ACK,
         ),
     ));
     reply_error(&client, &err, None);
@@ -245,6 +262,23 @@ async fn on_disconnect(socket: SocketRef, State(app): State<Arc<AppState>>) {
         tracing::info!(client = %client.id, "client disconnected");
         client.cancel_all(CancelReason::Disconnect);
         client.outbox.clear();
+    }
+}
+
+/// Runs the client's drain; if the transport died under it without a
+/// disconnect handler running (see [`outbox::DrainEnd`]), disconnect here.
+async fn drain(app: Arc<AppState>, client: Arc<Client>, socket: SocketRef) {
+    let c = &app.config.server;
+    let liveness = std::time::Duration::from_millis(c.ping_interval_ms + c.ping_timeout_ms);
+    let end = client
+        .outbox
+        .clone()
+        .drain(socket.clone(), client.attachment.clone(), liveness)
+        .await;
+    if end == outbox::DrainEnd::TransportDead {
+        tracing::info!(client = %client.id, "transport stuck past its liveness window; disconnecting");
+        let _ = socket.clone().disconnect();
+        on_disconnect(socket, State(app)).await;
     }
 }
 

@@ -1,28 +1,40 @@
 //! `ClientOutbox`: the one bounded queue between a client's streams and its
-//! socket, and the drain task that empties it.
+//! socket, the only place that knows about backpressure.
 //!
-//! Stream tasks `push` events; a token push waits while the queue holds
-//! `capacity` events, which stops that stream from reading its upstream
-//! (TCP then holds the upstream back). Terminal and control events are
-//! never refused, since each stream sends one terminal event and control
-//! events are capped separately. The drain task pops events in order and
-//! emits them into socketioxide; when socketioxide's own per-socket buffer
-//! is full (`InternalChannelFull`) it keeps the event and backs off instead
-//! of dropping it or spinning. Emitting never happens under the lock.
+//! Stream tasks push; the drain task (one per attached socket) pops and
+//! emits. Inside, each stream has its own FIFO so that its events stay in
+//! order, and the drain serves the streams round-robin so a chatty stream
+//! cannot starve the others; control events (errors, heartbeat acks,
+//! `ai:backpressure`) go first.
+//!
+//! A client is *behind* when its queue holds `threshold` events. Events
+//! pile up for two reasons, both measured here: the client's credits ran
+//! out (emitted-but-unacknowledged tokens reached `ackWindow`, so the drain
+//! holds tokens back), or socketioxide refused an emit (its per-socket
+//! channel is full; the drain then paces itself down, AIMD-style, so the
+//! channel drains and the Engine.IO ping still finds room). While behind,
+//! the client's policy applies to new tokens: `coalesce` merges them into
+//! the stream's last queued token (lossless; past the byte cap it behaves
+//! as `slow`), `slow` makes `push_token` wait until the queue is under half
+//! the threshold (the stream stops reading its upstream, so TCP holds the
+//! upstream back; a wait past `slow_timeout` is `TooSlow`), `drop` drops
+//! and counts. Engaged/relieved transitions become `ai:backpressure`
+//! events, at most one a second. No lock is held across an await.
 
+use super::backpressure::{Episode, Notice};
 use crate::protocol::{
-    Connected, Done, ErrorEvent, HeartbeatAck, StreamCancelled, StreamComplete, StreamError,
-    StreamStart, Token, event,
+    BackpressurePolicy, Connected, Done, ErrorEvent, HeartbeatAck, StreamCancelled, StreamComplete,
+    StreamError, StreamStart, Token, TokenMetadata, event,
 };
 use crate::telemetry::Stats;
-use socketioxide::SendError;
-use socketioxide::SocketError;
 use socketioxide::extract::SocketRef;
-use std::collections::VecDeque;
+use socketioxide::{SendError, SocketError};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// An event waiting for its socket, typed until it is emitted.
@@ -37,6 +49,7 @@ pub enum Outbound {
     StreamError(StreamError),
     Error(ErrorEvent),
     HeartbeatAck(HeartbeatAck),
+    Backpressure(crate::protocol::Backpressure),
 }
 
 impl Outbound {
@@ -51,6 +64,7 @@ impl Outbound {
             Self::StreamError(_) => event::STREAM_ERROR,
             Self::Error(_) => event::ERROR,
             Self::HeartbeatAck(_) => event::HEARTBEAT_ACK,
+            Self::Backpressure(_) => event::BACKPRESSURE,
         }
     }
 
@@ -66,127 +80,406 @@ impl Outbound {
             Self::StreamError(p) => socket.emit(name, p),
             Self::Error(p) => socket.emit(name, p),
             Self::HeartbeatAck(p) => socket.emit(name, p),
+            Self::Backpressure(p) => socket.emit(name, p),
+        }
+    }
+
+    /// Upstream tokens carried (for credits).
+    fn tokens(&self) -> u64 {
+        match self {
+            Self::Token(t) => t.metadata.as_ref().map_or(1, |m| m.coalesced),
+            _ => 0,
+        }
+    }
+
+    fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            Self::Done(_) | Self::Cancelled(_) | Self::StreamError(_)
+        )
+    }
+
+    /// Rough bytes held, for the byte cap (text plus framing).
+    fn weight(&self) -> usize {
+        match self {
+            Self::Token(t) => t.data.len() + 96,
+            Self::Done(d) => d.full_response.as_ref().map_or(0, String::len) + 192,
+            _ => 192,
         }
     }
 }
 
+/// Why a drain task stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrainEnd {
+    /// Its attachment was cancelled (disconnect handled, or shutdown).
+    Detached,
+    /// socketioxide says the socket is closed.
+    Closed,
+    /// The transport refused everything for longer than its liveness window.
+    TransportDead,
+}
+
+/// What happened to a pushed token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    Queued,
+    Coalesced,
+    Dropped,
+}
+
+/// A `slow` push that waited past the slow-client timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooSlow;
+
+/// Limits and policy of one client's outbox.
+#[derive(Debug, Clone)]
+pub struct OutboxLimits {
+    pub threshold: usize,
+    pub max_bytes: usize,
+    pub ack_window: u64,
+    pub policy: BackpressurePolicy,
+    pub slow_timeout: Duration,
+}
+
+#[derive(Default)]
+struct StreamQueue {
+    items: VecDeque<Outbound>,
+    /// Last tokenCount emitted and acknowledged (credits).
+    emitted: u64,
+    acked: u64,
+}
+
+#[derive(Default)]
+struct State {
+    control: VecDeque<Outbound>,
+    streams: HashMap<Arc<str>, StreamQueue>,
+    /// Streams with queued items, in round-robin order.
+    ring: VecDeque<Arc<str>>,
+    events: usize,
+    bytes: usize,
+    /// Emitted tokens not yet acknowledged, over all streams.
+    unacked: u64,
+    /// The client has sent `ai:ack` at least once.
+    credit_aware: bool,
+    episode: Episode,
+    dropped: u64,
+}
+
 pub struct ClientOutbox {
-    queue: Mutex<VecDeque<Outbound>>,
-    /// Queued events at which token pushes wait.
-    capacity: usize,
-    has_items: Notify,
+    state: Mutex<State>,
+    limits: OutboxLimits,
+    /// Wakes the drain: new items, acks, a notice falling due.
+    wake_drain: Notify,
+    /// Wakes pushers waiting for room.
     has_room: Notify,
     stats: Arc<Stats>,
 }
 
-/// Control events (errors, heartbeat acks) past this many queued events are
-/// dropped: a client flooding bad requests must not grow its queue.
-const CONTROL_SLACK: usize = 64;
-
-/// Longest pause of the drain when socketioxide's buffer stays full.
-const MAX_BACKOFF: Duration = Duration::from_millis(50);
+/// Control events past this many queued events are dropped: a client
+/// flooding bad requests must not grow its queue.
+const CONTROL_CAP: usize = 64;
 
 impl ClientOutbox {
-    pub fn new(capacity: usize, stats: Arc<Stats>) -> Self {
+    pub fn new(limits: OutboxLimits, stats: Arc<Stats>) -> Self {
         Self {
-            queue: Mutex::new(VecDeque::with_capacity(capacity.min(1024))),
-            capacity,
-            has_items: Notify::new(),
+            state: Mutex::new(State::default()),
+            limits,
+            wake_drain: Notify::new(),
             has_room: Notify::new(),
             stats,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, VecDeque<Outbound>> {
-        // A panic while holding this lock cannot leave the deque invalid.
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    pub fn policy(&self) -> BackpressurePolicy {
+        self.limits.policy
     }
 
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // No code path leaves the state half-updated across a panic point.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queued events now.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().events
+    }
+
+    /// Bytes held now (approximate: text plus framing per event).
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
     }
 
     pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+        self.len() == 0
     }
 
-    fn enqueue(&self, q: &mut VecDeque<Outbound>, item: Outbound) {
-        q.push_back(item);
+    fn add(&self, s: &mut State, stream: Option<&Arc<str>>, item: Outbound) {
+        s.events += 1;
+        s.bytes += item.weight();
         self.stats.queued_events.fetch_add(1, Relaxed);
-        self.has_items.notify_one();
+        match stream {
+            None => s.control.push_back(item),
+            Some(id) => {
+                let q = s.streams.entry(id.clone()).or_default();
+                let was_empty = q.items.is_empty();
+                q.items.push_back(item);
+                if was_empty {
+                    s.ring.push_back(id.clone());
+                }
+            }
+        }
+        self.update_episode(s);
+        self.wake_drain.notify_one();
     }
 
-    /// Queue a token, waiting while the queue is full.
-    pub async fn push_token(&self, token: Token) {
+    fn update_episode(&self, s: &mut State) {
+        let behind = s.events >= self.limits.threshold;
+        let caught_up = s.events < self.limits.threshold / 2;
+        s.episode.observe(behind, caught_up, &self.stats);
+    }
+
+    /// Queue a token under the client's policy.
+    pub async fn push_token(&self, stream: &Arc<str>, token: Token) -> Result<Pushed, TooSlow> {
+        let mut stalled_since: Option<Instant> = None;
         loop {
             let room = self.has_room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
             {
-                let mut q = self.lock();
-                if q.len() < self.capacity {
-                    self.enqueue(&mut q, Outbound::Token(token));
-                    return;
+                let mut s = self.lock();
+                let behind = s.episode.engaged() || s.events >= self.limits.threshold;
+                let over_bytes = s.bytes >= self.limits.max_bytes;
+                let outcome = match self.limits.policy {
+                    _ if !behind && !over_bytes => Some(Pushed::Queued),
+                    BackpressurePolicy::Drop => Some(Pushed::Dropped),
+                    BackpressurePolicy::Coalesce if !over_bytes => Some(Pushed::Coalesced),
+                    // slow, or coalesce past its byte cap: wait for room.
+                    _ if s.events < self.limits.threshold / 2 && !over_bytes => {
+                        Some(Pushed::Queued)
+                    }
+                    _ => None,
+                };
+                match outcome {
+                    Some(Pushed::Queued) => {
+                        self.add(&mut s, Some(stream), Outbound::Token(token));
+                        return Ok(Pushed::Queued);
+                    }
+                    Some(Pushed::Dropped) => {
+                        s.dropped += 1;
+                        self.stats.tokens_dropped.fetch_add(1, Relaxed);
+                        return Ok(Pushed::Dropped);
+                    }
+                    Some(Pushed::Coalesced) => match self.coalesce(&mut s, stream, token) {
+                        Ok(()) => return Ok(Pushed::Coalesced),
+                        Err(t) => {
+                            self.add(&mut s, Some(stream), Outbound::Token(t));
+                            return Ok(Pushed::Queued);
+                        }
+                    },
+                    None => {}
                 }
             }
-            room.await;
+            let since = *stalled_since.get_or_insert_with(Instant::now);
+            if tokio::time::timeout_at(since + self.limits.slow_timeout, room)
+                .await
+                .is_err()
+            {
+                return Err(TooSlow);
+            }
         }
     }
 
-    /// Queue a stream's start or terminal event: never refused.
-    pub fn push_stream_event(&self, item: Outbound) {
-        let mut q = self.lock();
-        self.enqueue(&mut q, item);
+    /// Merge `token` into the stream's last queued token, if its last
+    /// queued item is one; otherwise hand it back.
+    fn coalesce(&self, s: &mut State, stream: &Arc<str>, token: Token) -> Result<(), Token> {
+        let Some(Outbound::Token(last)) =
+            s.streams.get_mut(stream).and_then(|q| q.items.back_mut())
+        else {
+            return Err(token);
+        };
+        let n = last.metadata.as_ref().map_or(1, |m| m.coalesced) + 1;
+        last.data.push_str(&token.data);
+        last.token_count = token.token_count;
+        last.metadata = Some(TokenMetadata { coalesced: n });
+        s.bytes += token.data.len();
+        self.stats.tokens_coalesced.fetch_add(1, Relaxed);
+        Ok(())
     }
 
-    /// Queue a control event; false when the client is too far behind and
-    /// the event was dropped.
+    /// Queue a stream's start or terminal event: never refused, and at
+    /// most two per stream, so they cannot grow the queue without bound.
+    pub fn push_stream_event(&self, stream: &Arc<str>, item: Outbound) {
+        let mut s = self.lock();
+        self.add(&mut s, Some(stream), item);
+    }
+
+    /// Queue a control event; false when the client is so far behind that
+    /// it was dropped.
     pub fn push_control(&self, item: Outbound) -> bool {
-        let mut q = self.lock();
-        if q.len() >= self.capacity + CONTROL_SLACK {
+        let mut s = self.lock();
+        if s.control.len() >= CONTROL_CAP {
             return false;
         }
-        self.enqueue(&mut q, item);
+        self.add(&mut s, None, item);
         true
+    }
+
+    /// `ai:ack`: the client has rendered `stream` up to `token_count`.
+    /// Acks of streams the outbox no longer knows are ignored (a late ack
+    /// after the terminal event is normal).
+    pub fn ack(&self, stream: &str, token_count: u64) {
+        let mut s = self.lock();
+        s.credit_aware = true;
+        let Some(q) = s.streams.get_mut(stream) else {
+            return;
+        };
+        let upto = token_count.min(q.emitted);
+        if upto > q.acked {
+            let freed = upto - q.acked;
+            q.acked = upto;
+            s.unacked = s.unacked.saturating_sub(freed);
+            drop(s);
+            self.wake_drain.notify_one();
+        }
+    }
+
+    /// Take the next event the drain may emit now, or the time to look
+    /// again (a notice falling due).
+    fn take(&self) -> Result<Outbound, Option<Instant>> {
+        let mut s = self.lock();
+        let now = Instant::now();
+        let due = match s.episode.notice(now) {
+            Ok(Some(n)) => return Ok(Outbound::Backpressure(self.notice(&s, n))),
+            Ok(None) => None,
+            Err(due) => Some(due),
+        };
+        if let Some(item) = s.control.pop_front() {
+            return Ok(self.took(&mut s, item));
+        }
+        let credits_left = !s.credit_aware || s.unacked < self.limits.ack_window;
+        for _ in 0..s.ring.len() {
+            let Some(id) = s.ring.pop_front() else { break };
+            let Some(q) = s.streams.get_mut(&id) else {
+                continue;
+            };
+            let blocked = matches!(q.items.front(), Some(Outbound::Token(_))) && !credits_left;
+            if blocked {
+                s.ring.push_back(id);
+                continue;
+            }
+            let Some(item) = q.items.pop_front() else {
+                continue;
+            };
+            if let Outbound::Token(t) = &item {
+                q.emitted = t.token_count;
+            }
+            let more = !q.items.is_empty();
+            if item.is_terminal() {
+                // Credits of an ended stream are forgotten with it.
+                if let Some(q) = s.streams.remove(&id) {
+                    s.unacked = s.unacked.saturating_sub(q.emitted.saturating_sub(q.acked));
+                }
+            } else if more {
+                s.ring.push_back(id);
+            }
+            s.unacked += item.tokens();
+            return Ok(self.took(&mut s, item));
+        }
+        // Nothing may be sent now; look again when a notice falls due.
+        Err(due)
+    }
+
+    fn took(&self, s: &mut State, item: Outbound) -> Outbound {
+        s.events -= 1;
+        s.bytes = s.bytes.saturating_sub(item.weight());
+        self.stats.queued_events.fetch_sub(1, Relaxed);
+        self.update_episode(s);
+        self.has_room.notify_waiters();
+        item
+    }
+
+    fn notice(&self, s: &State, n: Notice) -> crate::protocol::Backpressure {
+        n.into_event(
+            s.events,
+            self.limits.threshold,
+            self.limits.policy,
+            s.dropped,
+        )
     }
 
     async fn next(&self, cancel: &CancellationToken) -> Option<Outbound> {
         loop {
-            let ready = self.has_items.notified();
-            if let Some(item) = self.lock().pop_front() {
-                self.stats.queued_events.fetch_sub(1, Relaxed);
-                self.has_room.notify_waiters();
-                return Some(item);
-            }
+            let wake = self.wake_drain.notified();
+            let due = match self.take() {
+                Ok(item) => return Some(item),
+                Err(due) => due,
+            };
+            let at = due.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
-                _ = ready => {}
+                _ = wake => {}
+                _ = tokio::time::sleep_until(at) => {}
                 _ = cancel.cancelled() => return None,
             }
         }
     }
 
     /// Move events into `socket` until `cancel` fires or the socket closes.
-    /// An event that could not be emitted because the socket closed is put
-    /// back at the front, so nothing popped is lost.
-    pub async fn drain(self: Arc<Self>, socket: SocketRef, cancel: CancellationToken) {
+    ///
+    /// socketioxide's emit only reserves a slot in a bounded channel; when
+    /// it is full the drain keeps the event and slows down: the pause
+    /// doubles on each refusal and shrinks by a tenth on each success
+    /// (additive-increase/multiplicative-decrease, like TCP), so the channel
+    /// spends little time full and the Engine.IO ping is rarely refused.
+    /// An event that could not be emitted because the socket closed goes
+    /// back to the front of its queue.
+    ///
+    /// Returns [`DrainEnd::TransportDead`] when socketioxide refused every
+    /// emit for longer than `liveness` (the Engine.IO ping interval plus
+    /// timeout): by then the engine has dropped the connection, but its
+    /// writer may be stuck on a peer that stopped reading, and then no
+    /// disconnect handler runs; the caller cleans up instead.
+    pub async fn drain(
+        self: Arc<Self>,
+        socket: SocketRef,
+        cancel: CancellationToken,
+        liveness: Duration,
+    ) -> DrainEnd {
+        let mut pace: Option<Duration> = None;
+        let mut refused_since: Option<Instant> = None;
         while let Some(item) = self.next(&cancel).await {
-            let mut backoff = Duration::from_millis(1);
             loop {
-                match item.emit(&socket) {
-                    Ok(()) => break,
-                    Err(SendError::Socket(SocketError::InternalChannelFull)) => {
-                        tokio::select! {
-                            _ = tokio::time::sleep(backoff) => {}
-                            _ = cancel.cancelled() => {
-                                self.push_front(item);
-                                return;
-                            }
+                if let Some(p) = pace {
+                    tokio::select! {
+                        _ = tokio::time::sleep(p) => {}
+                        _ = cancel.cancelled() => {
+                            self.put_back(item);
+                            return DrainEnd::Detached;
                         }
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    }
+                }
+                match item.emit(&socket) {
+                    Ok(()) => {
+                        refused_since = None;
+                        pace = pace
+                            .map(|p| p.mul_f64(0.9))
+                            .filter(|p| *p >= Duration::from_micros(500));
+                        break;
+                    }
+                    Err(SendError::Socket(SocketError::InternalChannelFull)) => {
+                        self.stats.transport_refusals.fetch_add(1, Relaxed);
+                        let since = *refused_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() > liveness {
+                            self.put_back(item);
+                            return DrainEnd::TransportDead;
+                        }
+                        pace = Some(pace.map_or(Duration::from_millis(2), |p| {
+                            (p * 2).min(Duration::from_secs(1))
+                        }));
                     }
                     Err(SendError::Socket(SocketError::Closed)) => {
-                        self.push_front(item);
-                        return;
+                        self.put_back(item);
+                        return DrainEnd::Closed;
                     }
                     Err(SendError::Serialize(e)) => {
                         tracing::error!(error = ?e, event = item.event(), "event did not serialize");
@@ -195,19 +488,49 @@ impl ClientOutbox {
                 }
             }
         }
+        DrainEnd::Detached
     }
 
-    fn push_front(&self, item: Outbound) {
-        let mut q = self.lock();
-        q.push_front(item);
+    /// Return an event the socket did not take to the front of its queue.
+    fn put_back(&self, item: Outbound) {
+        let mut s = self.lock();
+        let stream = stream_of(&item);
+        s.events += 1;
+        s.bytes += item.weight();
         self.stats.queued_events.fetch_add(1, Relaxed);
+        match stream {
+            None => s.control.push_front(item),
+            Some(id) => {
+                s.unacked = s.unacked.saturating_sub(item.tokens());
+                let q = s.streams.entry(id.clone()).or_default();
+                let was_empty = q.items.is_empty();
+                q.items.push_front(item);
+                if was_empty {
+                    s.ring.push_front(id);
+                }
+            }
+        }
     }
 
     /// Forget everything queued (the client is gone for good).
     pub fn clear(&self) {
-        let mut q = self.lock();
-        self.stats.queued_events.fetch_sub(q.len() as u64, Relaxed);
-        q.clear();
+        let mut s = self.lock();
+        self.stats.queued_events.fetch_sub(s.events as u64, Relaxed);
+        s.episode.end(&self.stats);
+        *s = State::default();
+        drop(s);
         self.has_room.notify_waiters();
+    }
+}
+
+fn stream_of(item: &Outbound) -> Option<Arc<str>> {
+    match item {
+        Outbound::Start(p) => Some(p.stream_id.clone()),
+        Outbound::Token(p) => Some(p.stream_id.clone()),
+        Outbound::Complete(p) => Some(p.stream_id.clone()),
+        Outbound::Done(p) => Some(p.stream_id.clone()),
+        Outbound::Cancelled(p) => Some(p.stream_id.clone()),
+        Outbound::StreamError(p) => Some(p.stream_id.clone()),
+        _ => None,
     }
 }

@@ -11,12 +11,13 @@
 //! removes the stream from the client's registry as it ends, so nothing of
 //! a stream follows its terminal event.
 
-use super::outbox::Outbound;
+use super::outbox::{Outbound, Pushed, TooSlow};
 use super::registry::{Client, StreamControl};
 use crate::error::{GatewayError, ProviderError};
 use crate::orchestrator::Route;
 use crate::protocol::{
-    CancelReason, Done, StreamCancelled, StreamComplete, StreamError, StreamStart, Token, now_ms,
+    BackpressurePolicy, CancelReason, Done, StreamCancelled, StreamComplete, StreamError,
+    StreamStart, Token, now_ms,
 };
 use crate::providers::{Chunk, ChunkStream, Provider};
 use crate::telemetry::Stats;
@@ -49,6 +50,18 @@ enum Ending {
     Failed(GatewayError),
 }
 
+/// What the relay loop has done so far.
+#[derive(Default)]
+struct Relay {
+    /// Upstream tokens seen (the stream's position, `tokenCount`).
+    position: u64,
+    /// Tokens the `drop` policy dropped.
+    dropped: u64,
+    /// The whole text, kept only under `drop` so that `ai:done` can carry
+    /// `fullResponse` when something was dropped.
+    full: Option<String>,
+}
+
 /// A provider that has produced its first chunk.
 struct Opened {
     provider: Arc<dyn Provider>,
@@ -69,7 +82,10 @@ impl StreamTask {
         self.stats.streams_started.fetch_add(1, Relaxed);
         self.stats.streams_active.fetch_add(1, Relaxed);
 
-        let mut tokens: u64 = 0;
+        let mut relay = Relay {
+            full: (self.client.outbox.policy() == BackpressurePolicy::Drop).then(String::new),
+            ..Relay::default()
+        };
         let opened = tokio::select! {
             biased;
             _ = self.control.cancel.cancelled() => Err(Ending::Cancelled(self.cancel_reason())),
@@ -109,20 +125,32 @@ impl StreamTask {
                     };
                     match item {
                         Some(Ok(Chunk::Token(data))) => {
+                            if let Some(full) = relay.full.as_mut() {
+                                full.push_str(&data);
+                            }
                             let token = Token {
                                 stream_id: self.id.clone(),
                                 data,
-                                token_count: tokens + 1,
+                                token_count: relay.position + 1,
                                 agent: self.route.agent.clone(),
                                 metadata: None,
                             };
-                            tokio::select! {
+                            let pushed = tokio::select! {
                                 biased;
                                 _ = self.control.cancel.cancelled() => break Ending::Cancelled(self.cancel_reason()),
                                 _ = sleep_until(deadline) => break Ending::Cancelled(CancelReason::Timeout),
-                                _ = self.client.outbox.push_token(token) => {
-                                    tokens += 1;
+                                pushed = self.client.outbox.push_token(&self.id, token) => pushed,
+                            };
+                            relay.position += 1;
+                            match pushed {
+                                Ok(Pushed::Dropped) => relay.dropped += 1,
+                                Ok(Pushed::Queued | Pushed::Coalesced) => {
                                     self.stats.tokens_relayed.fetch_add(1, Relaxed);
+                                }
+                                Err(TooSlow) => {
+                                    // This token was not delivered.
+                                    relay.position -= 1;
+                                    break Ending::Cancelled(CancelReason::ClientTooSlow);
                                 }
                             }
                         }
@@ -154,7 +182,7 @@ impl StreamTask {
                 // hears the stream has ended.
             }
         };
-        self.finish(ending, tokens, started);
+        self.finish(ending, relay, started);
     }
 
     fn cancel_reason(&self) -> CancelReason {
@@ -223,20 +251,23 @@ impl StreamTask {
     }
 
     fn push_start(&self, provider: Arc<str>, model: Arc<str>) {
-        self.client
-            .outbox
-            .push_stream_event(Outbound::Start(StreamStart {
+        self.client.outbox.push_stream_event(
+            &self.id,
+            Outbound::Start(StreamStart {
                 stream_id: self.id.clone(),
                 provider,
                 model,
                 agent: self.route.agent.clone(),
                 intent: self.route.intent.clone(),
                 timestamp: now_ms(),
-            }));
+            }),
+        );
     }
 
-    fn finish(&self, ending: Ending, tokens: u64, started: Instant) {
+    fn finish(&self, ending: Ending, relay: Relay, started: Instant) {
         let outbox = &self.client.outbox;
+        let tokens = relay.position;
+        let id = &self.id;
         match ending {
             Ending::Completed {
                 finish_reason,
@@ -244,40 +275,52 @@ impl StreamTask {
             } => {
                 self.stats.streams_completed.fetch_add(1, Relaxed);
                 tracing::info!(tokens, %finish_reason, "stream completed");
-                outbox.push_stream_event(Outbound::Complete(StreamComplete {
-                    stream_id: self.id.clone(),
-                    agent: self.route.agent.clone(),
-                    intent: self.route.intent.clone(),
-                    confidence: self.route.confidence,
-                }));
-                outbox.push_stream_event(Outbound::Done(Done {
-                    stream_id: self.id.clone(),
-                    total_tokens: tokens,
-                    duration: started.elapsed().as_millis() as u64,
-                    finish_reason,
-                    usage,
-                    dropped_tokens: 0,
-                    full_response: None,
-                }));
+                outbox.push_stream_event(
+                    id,
+                    Outbound::Complete(StreamComplete {
+                        stream_id: self.id.clone(),
+                        agent: self.route.agent.clone(),
+                        intent: self.route.intent.clone(),
+                        confidence: self.route.confidence,
+                    }),
+                );
+                outbox.push_stream_event(
+                    id,
+                    Outbound::Done(Done {
+                        stream_id: self.id.clone(),
+                        total_tokens: tokens,
+                        duration: started.elapsed().as_millis() as u64,
+                        finish_reason,
+                        usage,
+                        dropped_tokens: relay.dropped,
+                        full_response: relay.full.filter(|_| relay.dropped > 0),
+                    }),
+                );
             }
             Ending::Cancelled(reason) => {
                 self.stats.streams_cancelled.fetch_add(1, Relaxed);
                 tracing::info!(tokens, ?reason, "stream cancelled");
-                outbox.push_stream_event(Outbound::Cancelled(StreamCancelled {
-                    stream_id: self.id.clone(),
-                    reason,
-                    token_count: tokens,
-                }));
+                outbox.push_stream_event(
+                    id,
+                    Outbound::Cancelled(StreamCancelled {
+                        stream_id: self.id.clone(),
+                        reason,
+                        token_count: tokens,
+                    }),
+                );
             }
             Ending::Failed(err) => {
                 self.stats.streams_failed.fetch_add(1, Relaxed);
                 tracing::warn!(tokens, error = %err, "stream failed");
-                outbox.push_stream_event(Outbound::StreamError(StreamError {
-                    stream_id: self.id.clone(),
-                    code: err.code(),
-                    error: err.client_message(),
-                    retryable: err.retryable(),
-                }));
+                outbox.push_stream_event(
+                    id,
+                    Outbound::StreamError(StreamError {
+                        stream_id: self.id.clone(),
+                        code: err.code(),
+                        error: err.client_message(),
+                        retryable: err.retryable(),
+                    }),
+                );
             }
         }
         self.stats.streams_active.fetch_sub(1, Relaxed);

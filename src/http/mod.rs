@@ -85,13 +85,9 @@ async fn readyz(State(app): State<Arc<AppState>>) -> Response {
 /// The numbers `/stats` and `/metrics` share.
 fn snapshot(app: &AppState) -> Value {
     let s = &app.stats;
-    let largest = app
-        .registry
-        .all()
-        .iter()
-        .map(|c| c.outbox.len())
-        .max()
-        .unwrap_or(0);
+    let clients = app.registry.all();
+    let largest = clients.iter().map(|c| c.outbox.len()).max().unwrap_or(0);
+    let largest_bytes = clients.iter().map(|c| c.outbox.bytes()).max().unwrap_or(0);
     let relayed = s.tokens_relayed.load(Relaxed);
     let mut providers = Map::new();
     for p in app.providers.iter() {
@@ -117,8 +113,17 @@ fn snapshot(app: &AppState) -> Value {
             "dropped": s.tokens_dropped.load(Relaxed),
             "perSecond": app.token_rate.rate(relayed),
         },
-        "backpressure": { "engagedClients": 0, "events": 0 },
-        "queues": { "total": s.queued_events.load(Relaxed), "largest": largest },
+        "backpressure": {
+            "engagedClients": s.backpressure_engaged.load(Relaxed),
+            "events": s.backpressure_episodes.load(Relaxed),
+            "engagedMs": s.backpressure_engaged_ms.load(Relaxed),
+            "transportRefusals": s.transport_refusals.load(Relaxed),
+        },
+        "queues": {
+            "total": s.queued_events.load(Relaxed),
+            "largest": largest,
+            "largestBytes": largest_bytes,
+        },
         "providers": providers,
     })
 }
@@ -144,6 +149,27 @@ async fn metrics(State(app): State<Arc<AppState>>) -> Response {
         c(n::TOKENS_COALESCED, s.tokens_coalesced.load(Relaxed));
         c(n::TOKENS_DROPPED, s.tokens_dropped.load(Relaxed));
         g(n::QUEUE_EVENTS, s.queued_events.load(Relaxed));
+        let largest = app
+            .registry
+            .all()
+            .iter()
+            .map(|c| c.outbox.len())
+            .max()
+            .unwrap_or(0);
+        g(n::QUEUE_LARGEST, largest as u64);
+        g(
+            n::BACKPRESSURE_ENGAGED,
+            s.backpressure_engaged.load(Relaxed),
+        );
+        c(
+            n::BACKPRESSURE_EPISODES,
+            s.backpressure_episodes.load(Relaxed),
+        );
+        c(
+            n::BACKPRESSURE_ENGAGED_MS,
+            s.backpressure_engaged_ms.load(Relaxed),
+        );
+        c(n::TRANSPORT_REFUSALS, s.transport_refusals.load(Relaxed));
         for p in app.providers.iter() {
             let name = p.name().to_string();
             let ps = p.stats();

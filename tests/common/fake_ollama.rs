@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 /// How a scripted reply ends.
@@ -46,6 +46,16 @@ pub struct Script {
 }
 
 impl Script {
+    /// `n` tokens of about `size` bytes each.
+    pub fn sized(n: usize, size: usize, interval_ms: u64) -> Self {
+        let mut s = Self::tokens(n, interval_ms);
+        for t in &mut s.tokens {
+            let pad = size.saturating_sub(t.len());
+            t.push_str(&"x".repeat(pad));
+        }
+        s
+    }
+
     pub fn tokens(n: usize, interval_ms: u64) -> Self {
         Self {
             tokens: (0..n).map(|i| format!("t{i} ")).collect(),
@@ -71,6 +81,8 @@ pub struct Served {
     pub closed_early: bool,
     pub finished: bool,
     pub tokens_written: usize,
+    /// Milliseconds from the first token written to the last.
+    pub write_span_ms: u64,
 }
 
 type Scripter = dyn Fn(&str) -> Script + Send + Sync;
@@ -84,9 +96,14 @@ pub struct FakeOllama {
 impl FakeOllama {
     /// Serve; `script` picks the reply from the request's last message.
     pub async fn start(script: impl Fn(&str) -> Script + Send + Sync + 'static) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
+        // A small send buffer (inherited by accepted sockets), so that a
+        // gateway that stops reading holds this server's writes back soon.
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_send_buffer_size(16 * 1024).expect("sndbuf");
+        socket
+            .bind("127.0.0.1:0".parse().expect("addr"))
             .expect("bind fake ollama");
+        let listener = socket.listen(1024).expect("listen");
         let addr = listener.local_addr().expect("addr");
         let log = Arc::new(Mutex::new(Vec::new()));
         let changed = Arc::new(Notify::new());
@@ -199,6 +216,7 @@ async fn serve_conn(
             closed_early: false,
             finished: false,
             tokens_written: 0,
+            write_span_ms: 0,
         });
         l.len() - 1
     };
@@ -214,8 +232,13 @@ async fn serve_conn(
         update(&|e| e.finished = true);
         return;
     }
+    let first_write = std::sync::OnceLock::new();
     let outcome = stream_script(&mut conn, &s, &model, &|n| {
-        update(&|e| e.tokens_written = n)
+        let t0 = *first_write.get_or_init(std::time::Instant::now);
+        update(&|e| {
+            e.tokens_written = n;
+            e.write_span_ms = t0.elapsed().as_millis() as u64;
+        })
     })
     .await;
     match outcome {

@@ -26,6 +26,9 @@ pub fn config_for(ollama_base: &str) -> Config {
 }
 
 pub async fn start(config: Config) -> Running {
+    if std::env::var_os("RUST_LOG").is_some() {
+        streamgate::telemetry::init_tracing();
+    }
     streamgate::start(config).await.expect("gateway starts")
 }
 

@@ -71,6 +71,13 @@ impl SioClient {
             if frame.starts_with("40/ai,") {
                 break;
             }
+            if frame == "2" {
+                client
+                    .ws
+                    .send(Message::text("3"))
+                    .await
+                    .map_err(|e| ConnectError::Other(e.to_string()))?;
+            }
         }
         let (name, payload) = client.next_event().await.map_err(ConnectError::Other)?;
         if name != "ai:connected" {
@@ -200,6 +207,12 @@ impl SioClient {
                 Ok(Ok(None)) => {}
             }
         }
+    }
+
+    /// `ai:ack` for a token event just read.
+    pub async fn ack_token(&mut self, payload: &Value) {
+        let ack = serde_json::json!({"streamId": payload["streamId"], "tokenCount": payload["tokenCount"]});
+        self.emit("ai:ack", ack).await;
     }
 
     pub async fn close(mut self) {
