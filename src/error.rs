@@ -148,6 +148,15 @@ impl GatewayError {
     }
 }
 
+/// Why an app could not be built from its config (startup stops on it).
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error(transparent)]
+    Agents(#[from] crate::orchestrator::agents::AgentsError),
+}
+
 impl From<FieldError> for GatewayError {
     fn from(e: FieldError) -> Self {
         Self::InvalidRequest(e)

@@ -167,6 +167,8 @@ impl StreamTask {
                     error = %last_err.as_ref().map(|e: &ProviderError| e.to_string()).unwrap_or_default(),
                     "falling back"
                 );
+                // The caller races this against cancel and the deadline.
+                tokio::time::sleep(self.route.fallback_backoff * attempt as u32).await;
             }
             let request = self.route.request_for(attempt, provider.as_ref());
             let model = request.model.clone();
