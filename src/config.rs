@@ -261,8 +261,18 @@ pub const LEGACY_ENV: &[(&str, &str)] = &[
 /// set the provider does not exist: an unconfigured cloud API must not make
 /// startup fail, nor `/readyz` probe the internet.
 pub const SDK_PROVIDERS: &[(&str, ProviderKind, &str, &str)] = &[
-    ("openai", ProviderKind::Openai, "OPENAI_BASE_URL", "OPENAI_API_KEY"),
-    ("anthropic", ProviderKind::Anthropic, "ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY"),
+    (
+        "openai",
+        ProviderKind::Openai,
+        "OPENAI_BASE_URL",
+        "OPENAI_API_KEY",
+    ),
+    (
+        "anthropic",
+        ProviderKind::Anthropic,
+        "ANTHROPIC_BASE_URL",
+        "ANTHROPIC_API_KEY",
+    ),
 ];
 
 impl ProviderKind {
@@ -321,18 +331,18 @@ impl Config {
             .map(|(k, _)| *k)
             .filter(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()))
             .collect();
-        let legacy = Env::raw()
-            .only(&set_legacy)
-            .map(|k| {
-                LEGACY_ENV
-                    .iter()
-                    .find(|(name, _)| k.as_str().eq_ignore_ascii_case(name))
-                    .map(|(_, key)| (*key).into())
-                    .unwrap_or_else(|| k.into())
-            });
-        figment = figment
-            .merge(legacy)
-            .merge(Env::prefixed("STREAMGATE_").split("__").ignore(&["jwt_secret", "jwt_public_key"]));
+        let legacy = Env::raw().only(&set_legacy).map(|k| {
+            LEGACY_ENV
+                .iter()
+                .find(|(name, _)| k.as_str().eq_ignore_ascii_case(name))
+                .map(|(_, key)| (*key).into())
+                .unwrap_or_else(|| k.into())
+        });
+        figment = figment.merge(legacy).merge(
+            Env::prefixed("STREAMGATE_")
+                .split("__")
+                .ignore(&["jwt_secret", "jwt_public_key"]),
+        );
         let config: Config = figment.extract().map_err(Box::new)?;
         config.validate()?;
         Ok(config)
@@ -373,7 +383,10 @@ impl Config {
             return bad("server.socket_buffer", "must be at least 8");
         }
         if self.server.ping_interval_ms == 0 || self.server.ping_timeout_ms == 0 {
-            return bad("server.ping_interval_ms", "and ping_timeout_ms must be at least 1");
+            return bad(
+                "server.ping_interval_ms",
+                "and ping_timeout_ms must be at least 1",
+            );
         }
         if !(0.0..=1.0).contains(&self.routing.min_confidence) {
             return bad("routing.min_confidence", "must be between 0.0 and 1.0");
@@ -383,7 +396,11 @@ impl Config {
                 "routing.default_provider",
                 &format!(
                     "must name a configured provider ({})",
-                    self.providers.keys().cloned().collect::<Vec<_>>().join(", ")
+                    self.providers
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             );
         }

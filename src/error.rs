@@ -102,20 +102,31 @@ impl GatewayError {
             Self::InvalidRequest(f) => format!("{} {}", f.field, f.rule),
             Self::Unauthorized(why) => format!("unauthorized: {why}"),
             Self::RateLimited { retry_after } => {
-                format!("too many events; retry after {} ms", retry_after.as_millis())
+                format!(
+                    "too many events; retry after {} ms",
+                    retry_after.as_millis()
+                )
             }
             Self::TooManyStreams { limit } => {
-                format!("this client already has {limit} live streams (the limit); wait for one to end")
+                format!(
+                    "this client already has {limit} live streams (the limit); wait for one to end"
+                )
             }
             Self::DuplicateStreamId(id) => {
                 format!("streamId {id:?} is already a live stream of this client")
             }
             Self::UnknownStream(id) => format!("no live stream {id:?} on this client"),
             Self::ModelNotAllowed { model, allowed } => {
-                format!("model {model:?} is not allowed; allowed: {}", allowed.join(", "))
+                format!(
+                    "model {model:?} is not allowed; allowed: {}",
+                    allowed.join(", ")
+                )
             }
             Self::UnknownProvider { name, known } => {
-                format!("provider {name:?} is not configured; configured: {}", known.join(", "))
+                format!(
+                    "provider {name:?} is not configured; configured: {}",
+                    known.join(", ")
+                )
             }
             Self::Provider(ProviderError::Unavailable { provider, .. }) => {
                 format!("provider {provider} could not be reached")
@@ -124,7 +135,10 @@ impl GatewayError {
                 format!("provider {provider} failed while streaming")
             }
             Self::Provider(ProviderError::FirstTokenTimeout { provider, after }) => {
-                format!("provider {provider} sent no token within {} ms", after.as_millis())
+                format!(
+                    "provider {provider} sent no token within {} ms",
+                    after.as_millis()
+                )
             }
             Self::Internal(_) => "internal error".to_string(),
         }
@@ -138,7 +152,9 @@ impl GatewayError {
                 json!({ "retryAfterMs": retry_after.as_millis() as u64 })
             }
             Self::TooManyStreams { limit } => json!({ "limit": limit }),
-            Self::ModelNotAllowed { allowed, .. } => json!({ "field": "model", "allowed": allowed }),
+            Self::ModelNotAllowed { allowed, .. } => {
+                json!({ "field": "model", "allowed": allowed })
+            }
             Self::UnknownProvider { known, .. } => json!({ "field": "provider", "allowed": known }),
             Self::DuplicateStreamId(id) | Self::UnknownStream(id) => {
                 json!({ "field": "streamId", "streamId": id })

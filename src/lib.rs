@@ -135,7 +135,9 @@ pub async fn start(config: Config) -> anyhow_like::Result<Running> {
     let listener = TcpListener::bind(&addr)
         .await
         .map_err(|e| anyhow_like::Error(format!("cannot listen on {addr}: {e}")))?;
-    let addr = listener.local_addr().map_err(|e| anyhow_like::Error(e.to_string()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| anyhow_like::Error(e.to_string()))?;
     let app = AppState::new(config).map_err(|e| anyhow_like::Error(e.to_string()))?;
     let (router, io) = router(app.clone());
     let shutdown = CancellationToken::new();
@@ -164,8 +166,16 @@ async fn drain_for_shutdown(app: &AppState, io: SocketIo) {
     let grace = Duration::from_millis(app.config.server.shutdown_grace_ms);
     let deadline = tokio::time::Instant::now() + grace;
     while tokio::time::Instant::now() < deadline
-        && (app.stats.streams_active.load(std::sync::atomic::Ordering::Relaxed) > 0
-            || app.stats.queued_events.load(std::sync::atomic::Ordering::Relaxed) > 0)
+        && (app
+            .stats
+            .streams_active
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+            || app
+                .stats
+                .queued_events
+                .load(std::sync::atomic::Ordering::Relaxed)
+                > 0)
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

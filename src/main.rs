@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use streamgate::Config;
 
 #[derive(Parser)]
-#[command(name = "streamgate", version, about = "Socket.IO gateway streaming LLM tokens to IDE frontends")]
+#[command(
+    name = "streamgate",
+    version,
+    about = "Socket.IO gateway streaming LLM tokens to IDE frontends"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -76,13 +80,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -156,7 +156,9 @@ impl StreamRequest {
             ));
         }
         if let Some(ctx) = &self.agent_context {
-            let size = serde_json::to_vec(ctx).map(|v| v.len()).unwrap_or(usize::MAX);
+            let size = serde_json::to_vec(ctx)
+                .map(|v| v.len())
+                .unwrap_or(usize::MAX);
             if size > limits.max_agent_context_bytes {
                 return Err(FieldError::new(
                     "agentContext",
@@ -257,10 +259,18 @@ fn serde_path_error<T: DeserializeOwned>(payload: Value) -> Result<T, FieldError
         let path = e.path().to_string();
         if let Some(field) = between(&msg, "missing field `", "`") {
             let field = camel(field);
-            let name = if path == "." { field } else { format!("{path}.{field}") };
+            let name = if path == "." {
+                field
+            } else {
+                format!("{path}.{field}")
+            };
             return FieldError::new(name, "is required");
         }
-        let name = if path == "." { "payload".to_string() } else { path };
+        let name = if path == "." {
+            "payload".to_string()
+        } else {
+            path
+        };
         FieldError::new(name, format!("must be valid: {msg}"))
     })
 }
@@ -477,9 +487,18 @@ mod tests {
     fn names_the_field_and_rule() {
         assert_eq!(err(json!({})).field, "prompt");
         assert_eq!(err(json!({"prompt": ""})).field, "prompt");
-        assert_eq!(err(json!({"prompt": "x", "temperature": 3.0})).field, "temperature");
-        assert_eq!(err(json!({"prompt": "x", "streamId": "a b"})).field, "streamId");
-        assert_eq!(err(json!({"prompt": "x", "maxTokens": 0})).field, "maxTokens");
+        assert_eq!(
+            err(json!({"prompt": "x", "temperature": 3.0})).field,
+            "temperature"
+        );
+        assert_eq!(
+            err(json!({"prompt": "x", "streamId": "a b"})).field,
+            "streamId"
+        );
+        assert_eq!(
+            err(json!({"prompt": "x", "maxTokens": 0})).field,
+            "maxTokens"
+        );
         assert_eq!(err(json!([1])).field, "payload");
         let e = err(json!({"prompt": 5}));
         assert!(e.rule.contains("expected a string"), "{e:?}");

@@ -70,7 +70,11 @@ impl Fake {
                 tokio::spawn(serve(sock, reply, recorded, tx));
             }
         });
-        Fake { base, requests, closed }
+        Fake {
+            base,
+            requests,
+            closed,
+        }
     }
 
     fn request(&self, i: usize) -> (String, Value, Instant) {
@@ -83,7 +87,12 @@ impl Fake {
     }
 }
 
-async fn serve(mut sock: TcpStream, reply: Reply, recorded: Arc<Mutex<Vec<Recorded>>>, closed: mpsc::UnboundedSender<()>) {
+async fn serve(
+    mut sock: TcpStream,
+    reply: Reply,
+    recorded: Arc<Mutex<Vec<Recorded>>>,
+    closed: mpsc::UnboundedSender<()>,
+) {
     let mut buf = Vec::new();
     let mut tmp = [0u8; 4096];
     let head_end = loop {
@@ -98,7 +107,11 @@ async fn serve(mut sock: TcpStream, reply: Reply, recorded: Arc<Mutex<Vec<Record
     let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
     let len = head
         .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap()))
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse::<usize>().unwrap())
+        })
         .unwrap_or(0);
     while buf.len() < head_end + len {
         match sock.read(&mut tmp).await {
@@ -184,7 +197,10 @@ fn openai_stream() -> Vec<String> {
     let bytes = all.as_bytes();
     let cuts = [0, 7, 150, 151, 333, 600, bytes.len()];
     cuts.windows(2)
-        .map(|w| String::from_utf8_lossy(&bytes[w[0].min(bytes.len())..w[1].min(bytes.len())]).into_owned())
+        .map(|w| {
+            String::from_utf8_lossy(&bytes[w[0].min(bytes.len())..w[1].min(bytes.len())])
+                .into_owned()
+        })
         .filter(|p| !p.is_empty())
         .collect()
 }
@@ -195,13 +211,31 @@ fn anthropic_event(name: &str, data: Value) -> String {
 
 fn anthropic_stream() -> Vec<String> {
     vec![
-        anthropic_event("message_start", json!({"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","content":[],"model":"claude","stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":21,"output_tokens":1}}})),
-        anthropic_event("content_block_start", json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}})),
+        anthropic_event(
+            "message_start",
+            json!({"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","content":[],"model":"claude","stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":21,"output_tokens":1}}}),
+        ),
+        anthropic_event(
+            "content_block_start",
+            json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}),
+        ),
         anthropic_event("ping", json!({"type":"ping"})),
-        anthropic_event("content_block_delta", json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Bon"}})),
-        anthropic_event("content_block_delta", json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"jour"}})),
-        anthropic_event("content_block_stop", json!({"type":"content_block_stop","index":0})),
-        anthropic_event("message_delta", json!({"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":2}})),
+        anthropic_event(
+            "content_block_delta",
+            json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Bon"}}),
+        ),
+        anthropic_event(
+            "content_block_delta",
+            json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"jour"}}),
+        ),
+        anthropic_event(
+            "content_block_stop",
+            json!({"type":"content_block_stop","index":0}),
+        ),
+        anthropic_event(
+            "message_delta",
+            json!({"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":2}}),
+        ),
         anthropic_event("message_stop", json!({"type":"message_stop"})),
     ]
 }
@@ -222,8 +256,14 @@ fn provider_config(kind: ProviderKind, base: &str) -> ProviderConfig {
 fn provider(kind: ProviderKind, base: &str) -> Arc<dyn Provider> {
     init();
     let mut config = Config::default();
-    config.providers.insert("p".into(), provider_config(kind, base));
-    ProviderSet::from_config(&config).unwrap().get("p").unwrap().clone()
+    config
+        .providers
+        .insert("p".into(), provider_config(kind, base));
+    ProviderSet::from_config(&config)
+        .unwrap()
+        .get("p")
+        .unwrap()
+        .clone()
 }
 
 fn request() -> UpstreamRequest {
@@ -246,7 +286,10 @@ fn request() -> UpstreamRequest {
 
 async fn collect(mut stream: ChunkStream) -> Vec<Result<Chunk, ProviderError>> {
     let mut out = Vec::new();
-    while let Some(item) = tokio::time::timeout(Duration::from_secs(5), stream.next()).await.unwrap() {
+    while let Some(item) = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .unwrap()
+    {
         out.push(item);
     }
     out
@@ -300,13 +343,23 @@ async fn openai_streams_tokens_finish_and_usage() {
         }
     );
     let (head, body, _) = fake.request(0);
-    assert!(head.starts_with("POST /v1/chat/completions HTTP/1.1"), "{head}");
-    assert!(head.to_ascii_lowercase().contains(&format!("authorization: bearer {KEY}")), "{head}");
+    assert!(
+        head.starts_with("POST /v1/chat/completions HTTP/1.1"),
+        "{head}"
+    );
+    assert!(
+        head.to_ascii_lowercase()
+            .contains(&format!("authorization: bearer {KEY}")),
+        "{head}"
+    );
     assert_eq!(body["stream"], true);
     assert_eq!(body["stream_options"]["include_usage"], true);
     assert_eq!(body["model"], "test-model");
     assert_eq!(body["temperature"], 0.5);
-    assert_eq!(body["messages"][0], json!({"role":"system","content":"Be brief."}));
+    assert_eq!(
+        body["messages"][0],
+        json!({"role":"system","content":"Be brief."})
+    );
     assert!(body.get("max_tokens").is_none());
 }
 
@@ -324,8 +377,16 @@ async fn openai_base_url_with_v1_is_not_doubled() {
 
 #[tokio::test]
 async fn openai_error_statuses_map_to_fallback_or_not() {
-    for (code, can_fall_back) in [(503, true), (500, true), (429, true), (400, false), (404, false)] {
-        let body = json!({"error":{"message":format!("no luck with {KEY}"),"type":"x","code":null}}).to_string();
+    for (code, can_fall_back) in [
+        (503, true),
+        (500, true),
+        (429, true),
+        (400, false),
+        (404, false),
+    ] {
+        let body =
+            json!({"error":{"message":format!("no luck with {KEY}"),"type":"x","code":null}})
+                .to_string();
         let fake = Fake::start(Reply::Status(code, body)).await;
         let p = provider(ProviderKind::Openai, &fake.base);
         let e = open_err(&p).await;
@@ -344,7 +405,10 @@ async fn openai_401_names_the_variable_not_the_key() {
     let e = open_err(&p).await;
     assert!(!e.can_fall_back());
     let text = format!("{e:?}");
-    assert!(text.contains(KEY_ENV) && !text.contains(&KEY[..8]), "{text}");
+    assert!(
+        text.contains(KEY_ENV) && !text.contains(&KEY[..8]),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -358,7 +422,8 @@ async fn openai_connect_refused_is_unavailable() {
 async fn openai_error_mid_stream_ends_the_stream_with_an_error() {
     let parts = vec![
         openai_chunk(json!({"content":"par"}), Value::Null),
-        "data: {\"error\":{\"message\":\"upstream model crashed\",\"type\":\"server_error\"}}\n\n".to_string(),
+        "data: {\"error\":{\"message\":\"upstream model crashed\",\"type\":\"server_error\"}}\n\n"
+            .to_string(),
         openai_chunk(json!({"content":"never"}), Value::Null),
     ];
     let fake = Fake::start(Reply::Sse { parts, hold: false }).await;
@@ -367,7 +432,10 @@ async fn openai_error_mid_stream_ends_the_stream_with_an_error() {
     assert_eq!(tokens(&items), "par");
     assert_eq!(items.len(), 2);
     let e = items[1].as_ref().unwrap_err();
-    assert!(matches!(e, ProviderError::Upstream { .. }) && e.to_string().contains("model crashed"), "{e}");
+    assert!(
+        matches!(e, ProviderError::Upstream { .. }) && e.to_string().contains("model crashed"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -386,7 +454,10 @@ async fn openai_dropping_the_stream_closes_the_connection() {
     let mut fake = Fake::start(Reply::Sse { parts, hold: true }).await;
     let p = provider(ProviderKind::Openai, &fake.base);
     let mut stream = p.open(request()).await.unwrap();
-    assert_eq!(stream.next().await.unwrap().unwrap(), Chunk::Token("first".into()));
+    assert_eq!(
+        stream.next().await.unwrap().unwrap(),
+        Chunk::Token("first".into())
+    );
     drop(stream);
     tokio::time::timeout(Duration::from_secs(3), fake.closed.recv())
         .await
@@ -422,7 +493,10 @@ async fn anthropic_streams_tokens_finish_and_usage() {
     assert!(lower.contains("anthropic-version: 2023-06-01"), "{head}");
     assert!(!lower.contains("authorization:"), "{head}");
     assert_eq!(body["system"], "Be brief.");
-    assert_eq!(body["messages"], json!([{"role":"user","content":"Say hello"}]));
+    assert_eq!(
+        body["messages"],
+        json!([{"role":"user","content":"Say hello"}])
+    );
     assert_eq!(body["max_tokens"], 321, "the configured default fills in");
     assert_eq!(body["stream"], true);
 }
@@ -430,23 +504,46 @@ async fn anthropic_streams_tokens_finish_and_usage() {
 #[tokio::test]
 async fn anthropic_errors_before_and_during_the_stream() {
     for (code, can_fall_back) in [(529, true), (429, true), (400, false)] {
-        let body = json!({"type":"error","error":{"type":"some_error","message":"nope"}}).to_string();
+        let body =
+            json!({"type":"error","error":{"type":"some_error","message":"nope"}}).to_string();
         let fake = Fake::start(Reply::Status(code, body)).await;
         let e = open_err(&provider(ProviderKind::Anthropic, &fake.base)).await;
         assert_eq!(e.can_fall_back(), can_fall_back, "HTTP {code}: {e}");
         assert!(e.to_string().contains("some_error: nope"), "{e}");
     }
     // Overloaded as the first event: fallback-able, so a chain moves on.
-    let parts = vec![anthropic_event("error", json!({"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}))];
+    let parts = vec![anthropic_event(
+        "error",
+        json!({"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}),
+    )];
     let fake = Fake::start(Reply::Sse { parts, hold: false }).await;
-    let items = collect(provider(ProviderKind::Anthropic, &fake.base).open(request()).await.unwrap()).await;
-    assert!(items[0].as_ref().is_err_and(|e| e.can_fall_back()), "{:?}", items[0]);
+    let items = collect(
+        provider(ProviderKind::Anthropic, &fake.base)
+            .open(request())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(
+        items[0].as_ref().is_err_and(|e| e.can_fall_back()),
+        "{:?}",
+        items[0]
+    );
     // Any other error after a token: the stream fails.
     let mut parts = anthropic_stream();
     parts.truncate(4);
-    parts.push(anthropic_event("error", json!({"type":"error","error":{"type":"api_error","message":"boom"}})));
+    parts.push(anthropic_event(
+        "error",
+        json!({"type":"error","error":{"type":"api_error","message":"boom"}}),
+    ));
     let fake = Fake::start(Reply::Sse { parts, hold: false }).await;
-    let items = collect(provider(ProviderKind::Anthropic, &fake.base).open(request()).await.unwrap()).await;
+    let items = collect(
+        provider(ProviderKind::Anthropic, &fake.base)
+            .open(request())
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(tokens(&items), "Bon");
     let e = items.last().unwrap().as_ref().unwrap_err();
     assert!(!e.can_fall_back() && e.to_string().contains("boom"), "{e}");
@@ -465,7 +562,10 @@ async fn anthropic_dropping_the_stream_closes_the_connection() {
     let mut fake = Fake::start(Reply::Sse { parts, hold: true }).await;
     let p = provider(ProviderKind::Anthropic, &fake.base);
     let mut stream = p.open(request()).await.unwrap();
-    assert_eq!(stream.next().await.unwrap().unwrap(), Chunk::Token("Bon".into()));
+    assert_eq!(
+        stream.next().await.unwrap().unwrap(),
+        Chunk::Token("Bon".into())
+    );
     drop(stream);
     tokio::time::timeout(Duration::from_secs(3), fake.closed.recv())
         .await
@@ -517,7 +617,11 @@ impl SioClient {
 #[tokio::test]
 async fn gateway_falls_back_from_openai_to_anthropic_and_names_who_served() {
     init();
-    let down = Fake::start(Reply::Status(503, json!({"error":{"message":"maintenance"}}).to_string())).await;
+    let down = Fake::start(Reply::Status(
+        503,
+        json!({"error":{"message":"maintenance"}}).to_string(),
+    ))
+    .await;
     let up = Fake::start(Reply::Sse {
         parts: anthropic_stream(),
         hold: false,
@@ -529,7 +633,10 @@ async fn gateway_falls_back_from_openai_to_anthropic_and_names_who_served() {
     let mut openai = provider_config(ProviderKind::Openai, &down.base);
     openai.fallback = vec!["anthropic".into()];
     config.providers.insert("openai".into(), openai);
-    config.providers.insert("anthropic".into(), provider_config(ProviderKind::Anthropic, &up.base));
+    config.providers.insert(
+        "anthropic".into(),
+        provider_config(ProviderKind::Anthropic, &up.base),
+    );
     config.routing.default_provider = "openai".into();
     config.routing.fallback_backoff_ms = 150;
     let running = streamgate::start(config).await.unwrap();
@@ -553,7 +660,11 @@ async fn gateway_falls_back_from_openai_to_anthropic_and_names_who_served() {
     }
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names.first(), Some(&"ai:stream:start"), "{events:?}");
-    assert_eq!(names[names.len() - 2..], ["ai:stream:complete", "ai:done"], "{events:?}");
+    assert_eq!(
+        names[names.len() - 2..],
+        ["ai:stream:complete", "ai:done"],
+        "{events:?}"
+    );
     let start = &events[0].1;
     assert_eq!(start["provider"], "anthropic");
     assert_eq!(start["agent"], "explainer");
@@ -570,8 +681,14 @@ async fn gateway_falls_back_from_openai_to_anthropic_and_names_who_served() {
     let complete = &events[events.len() - 2].1;
     assert_eq!(complete["agent"], "explainer");
     assert_eq!(complete["intent"], "explain");
-    assert!(complete["confidence"].as_f64().is_some_and(|c| c > 0.3), "{complete}");
-    assert_eq!(events.last().unwrap().1["usage"], json!({"promptTokens":21,"completionTokens":2}));
+    assert!(
+        complete["confidence"].as_f64().is_some_and(|c| c > 0.3),
+        "{complete}"
+    );
+    assert_eq!(
+        events.last().unwrap().1["usage"],
+        json!({"promptTokens":21,"completionTokens":2})
+    );
 
     // The fallback waited the backoff, and the agent's system prompt went up.
     assert_eq!((down.count(), up.count()), (1, 1));
@@ -579,7 +696,10 @@ async fn gateway_falls_back_from_openai_to_anthropic_and_names_who_served() {
     assert!(gap >= Duration::from_millis(150), "backoff {gap:?}");
     let (_, body, _) = up.request(0);
     let system = body["system"].as_str().unwrap();
-    assert!(system.contains("Language: rust") && system.contains("let x = 1;"), "{system}");
+    assert!(
+        system.contains("Language: rust") && system.contains("let x = 1;"),
+        "{system}"
+    );
 
     let stats: Value = reqwest::get(format!("http://{}/stats", running.addr))
         .await
@@ -595,6 +715,9 @@ async fn gateway_falls_back_from_openai_to_anthropic_and_names_who_served() {
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains("streamgate_routing_agent_total{agent=\"explainer\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("streamgate_routing_agent_total{agent=\"explainer\"} 1"),
+        "{metrics}"
+    );
     running.shutdown().await.unwrap();
 }

@@ -45,7 +45,9 @@ fn request(v: Value) -> StreamRequest {
 #[test]
 fn routing_table_accuracy() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/routing_cases.toml");
-    let cases: Cases = Figment::from(Toml::file(&path)).extract().expect("routing_cases.toml parses");
+    let cases: Cases = Figment::from(Toml::file(&path))
+        .extract()
+        .expect("routing_cases.toml parses");
     assert!(cases.case.len() >= 40, "keep at least 40 cases");
     let orch = orchestrator(&Config::default());
     let mut right = 0;
@@ -79,7 +81,10 @@ fn routing_table_accuracy() {
         accuracy * 100.0,
         total_us / cases.case.len() as u128
     );
-    assert!(accuracy >= MIN_ACCURACY, "accuracy {accuracy:.3} below {MIN_ACCURACY}");
+    assert!(
+        accuracy >= MIN_ACCURACY,
+        "accuracy {accuracy:.3} below {MIN_ACCURACY}"
+    );
 }
 
 #[test]
@@ -96,14 +101,26 @@ fn orchestrated_route_names_agent_and_builds_the_system_prompt() {
     assert!(route.confidence.is_some_and(|c| (0.3..=1.0).contains(&c)));
     assert_eq!(route.chain[0].name().as_ref(), "ollama");
     let roles: Vec<Role> = route.messages.iter().map(|m| m.role).collect();
-    assert_eq!(roles, [Role::System, Role::User, Role::Assistant, Role::User]);
+    assert_eq!(
+        roles,
+        [Role::System, Role::User, Role::Assistant, Role::User]
+    );
     let system = &route.messages[0].content;
-    assert!(system.contains("cart.js") && system.contains("export const total"), "{system}");
-    assert!(!system.contains("{projectType}") && !system.contains("Project type"), "{system}");
+    assert!(
+        system.contains("cart.js") && system.contains("export const total"),
+        "{system}"
+    );
+    assert!(
+        !system.contains("{projectType}") && !system.contains("Project type"),
+        "{system}"
+    );
     // The agent's settings apply where the request sets none.
     assert_eq!(route.temperature, Some(0.2));
     assert_eq!(route.max_tokens, Some(2048));
-    assert_eq!(route.messages.last().unwrap().content, "Write unit tests for this");
+    assert_eq!(
+        route.messages.last().unwrap().content,
+        "Write unit tests for this"
+    );
 }
 
 #[test]
@@ -114,8 +131,15 @@ fn direct_routes_carry_no_agent() {
         json!({ "prompt": "Explain this", "provider": "simulated" }),
     ] {
         let route = orch.route(&request(req)).unwrap();
-        assert_eq!((route.agent, route.intent, route.confidence), (None, None, None));
-        assert_eq!(route.messages.len(), 1, "no system prompt on a direct route");
+        assert_eq!(
+            (route.agent, route.intent, route.confidence),
+            (None, None, None)
+        );
+        assert_eq!(
+            route.messages.len(),
+            1,
+            "no system prompt on a direct route"
+        );
     }
     // Asking for the orchestrator and a provider: the agent, on that provider.
     let route = orch
@@ -134,21 +158,28 @@ fn direct_routes_carry_no_agent() {
 #[test]
 fn low_confidence_goes_to_the_default_agent() {
     let orch = orchestrator(&Config::default());
-    let route = orch.route(&request(json!({ "prompt": "hmm, ok" }))).unwrap();
+    let route = orch
+        .route(&request(json!({ "prompt": "hmm, ok" })))
+        .unwrap();
     assert_eq!(route.agent.as_deref(), Some("assistant"));
     assert_eq!(route.intent.as_deref(), Some("chat"));
     assert_eq!(orch.stats.low_confidence(), 1);
     let mut config = Config::default();
     config.routing.min_confidence = 1.0;
     let strict = orchestrator(&config);
-    let route = strict.route(&request(json!({ "prompt": "Explain this code please" }))).unwrap();
+    let route = strict
+        .route(&request(json!({ "prompt": "Explain this code please" })))
+        .unwrap();
     assert_eq!(route.agent.as_deref(), Some("assistant"));
 }
 
 #[test]
 fn unknown_provider_is_a_validation_error() {
     let orch = orchestrator(&Config::default());
-    let e = orch.route(&request(json!({ "prompt": "x", "provider": "nope" }))).err().unwrap();
+    let e = orch
+        .route(&request(json!({ "prompt": "x", "provider": "nope" })))
+        .err()
+        .unwrap();
     assert_eq!(e.code(), "invalid_request");
 }
 
@@ -165,14 +196,23 @@ fn agents_file_errors_name_the_key() {
     let mut config = Config::default();
     config.routing.agents_file = file.to_string_lossy().into_owned();
     let providers = Arc::new(ProviderSet::from_config(&config).unwrap());
-    let e = Orchestrator::new(providers.clone(), &config).err().unwrap().to_string();
+    let e = Orchestrator::new(providers.clone(), &config)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("agents[a].provider"), "{e}");
     std::fs::write(
         &file,
         "default_agent = \"a\"\n[[agents]]\nname = \"a\"\nintents = [\"x\"]\nsystem_prompt = \"s\"\n[[intents]]\nname = \"x\"\nrules = [{ pattern = '(unclosed', weight = 1.0 }]\n",
     )
     .unwrap();
-    let e = Orchestrator::new(providers, &config).err().unwrap().to_string();
-    assert!(e.contains("intents[x].rules") && e.contains("(unclosed"), "{e}");
+    let e = Orchestrator::new(providers, &config)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("intents[x].rules") && e.contains("(unclosed"),
+        "{e}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -20,9 +20,9 @@ use crate::protocol::{
 use outbox::{ClientOutbox, Outbound};
 use registry::{Client, random_hex};
 use serde_json::{Value, json};
+use socketioxide::SocketIo;
 use socketioxide::extract::{AckSender, Event, SocketRef, State, TryData};
 use socketioxide::handler::ConnectHandler;
-use socketioxide::SocketIo;
 use std::sync::Arc;
 use stream::StreamTask;
 
@@ -67,21 +67,28 @@ async fn on_connect(
     app.registry.insert(client.clone());
     tracing::info!(client = %client.id, sid = %socket.id, "client connected");
 
-    client.outbox.push_stream_event(Outbound::Connected(Connected {
-        client_id: client.id.clone(),
-        resume_token: random_hex(16),
-        max_concurrent_streams: app.config.streams.max_concurrent_streams,
-        backpressure_threshold: app.config.backpressure.threshold,
-        backpressure_policy: policy,
-        ack_window: app.config.backpressure.ack_window,
-        heartbeat_interval_ms: app.config.session.heartbeat_interval_ms,
-        reconnect_window_ms: app.config.session.reconnect_window_ms,
-        server_version: env!("CARGO_PKG_VERSION"),
-        timestamp: now_ms(),
-    }));
+    client
+        .outbox
+        .push_stream_event(Outbound::Connected(Connected {
+            client_id: client.id.clone(),
+            resume_token: random_hex(16),
+            max_concurrent_streams: app.config.streams.max_concurrent_streams,
+            backpressure_threshold: app.config.backpressure.threshold,
+            backpressure_policy: policy,
+            ack_window: app.config.backpressure.ack_window,
+            heartbeat_interval_ms: app.config.session.heartbeat_interval_ms,
+            reconnect_window_ms: app.config.session.reconnect_window_ms,
+            server_version: env!("CARGO_PKG_VERSION"),
+            timestamp: now_ms(),
+        }));
+    app.tasks.spawn(
+        client
+            .outbox
+            .clone()
+            .drain(socket.clone(), client.cancel.clone()),
+    );
     app.tasks
-        .spawn(client.outbox.clone().drain(socket.clone(), client.cancel.clone()));
-    app.tasks.spawn(watch_heartbeat(app.clone(), client.clone(), socket.clone()));
+        .spawn(watch_heartbeat(app.clone(), client.clone(), socket.clone()));
 
     socket.on(event::STREAM, on_stream);
     socket.on(event::CANCEL, on_cancel);
@@ -152,7 +159,11 @@ async fn on_stream(
     }
 }
 
-fn start_stream(app: &AppState, client: &Arc<Client>, data: Value) -> Result<Arc<str>, GatewayError> {
+fn start_stream(
+    app: &AppState,
+    client: &Arc<Client>,
+    data: Value,
+) -> Result<Arc<str>, GatewayError> {
     let req: StreamRequest = parse_payload(data)?;
     req.check_limits(&app.limits)?;
     let route = app.orchestrator.route(&req)?;
@@ -175,7 +186,11 @@ fn start_stream(app: &AppState, client: &Arc<Client>, data: Value) -> Result<Arc
     Ok(id)
 }
 
-async fn on_cancel(socket: SocketRef, State(app): State<Arc<AppState>>, TryData(data): TryData<Value>) {
+async fn on_cancel(
+    socket: SocketRef,
+    State(app): State<Arc<AppState>>,
+    TryData(data): TryData<Value>,
+) {
     let Some(client) = client_of(&app, &socket) else {
         return;
     };
@@ -187,7 +202,11 @@ async fn on_cancel(socket: SocketRef, State(app): State<Arc<AppState>>, TryData(
     }
 }
 
-async fn on_heartbeat(socket: SocketRef, State(app): State<Arc<AppState>>, TryData(data): TryData<Value>) {
+async fn on_heartbeat(
+    socket: SocketRef,
+    State(app): State<Arc<AppState>>,
+    TryData(data): TryData<Value>,
+) {
     let Some(client) = client_of(&app, &socket) else {
         return;
     };
@@ -195,11 +214,13 @@ async fn on_heartbeat(socket: SocketRef, State(app): State<Arc<AppState>>, TryDa
         reply_error(&client, &e.into(), None);
         return;
     }
-    client.outbox.push_control(Outbound::HeartbeatAck(HeartbeatAck {
-        active_streams: client.active_streams(),
-        queue_size: client.outbox.len(),
-        timestamp: now_ms(),
-    }));
+    client
+        .outbox
+        .push_control(Outbound::HeartbeatAck(HeartbeatAck {
+            active_streams: client.active_streams(),
+            queue_size: client.outbox.len(),
+            timestamp: now_ms(),
+        }));
 }
 
 async fn on_unknown_event(socket: SocketRef, State(app): State<Arc<AppState>>, Event(name): Event) {

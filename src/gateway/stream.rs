@@ -126,18 +126,26 @@ impl StreamTask {
                                 }
                             }
                         }
-                        Some(Ok(Chunk::Done { finish_reason, usage })) => {
-                            break Ending::Completed { finish_reason, usage };
+                        Some(Ok(Chunk::Done {
+                            finish_reason,
+                            usage,
+                        })) => {
+                            break Ending::Completed {
+                                finish_reason,
+                                usage,
+                            };
                         }
                         Some(Err(e)) => {
                             provider.stats().errors.fetch_add(1, Relaxed);
                             break Ending::Failed(e.into());
                         }
                         None => {
-                            break Ending::Failed(GatewayError::Provider(ProviderError::Upstream {
-                                provider: provider.name().to_string(),
-                                detail: "stream ended without a finish".into(),
-                            }));
+                            break Ending::Failed(GatewayError::Provider(
+                                ProviderError::Upstream {
+                                    provider: provider.name().to_string(),
+                                    detail: "stream ended without a finish".into(),
+                                },
+                            ));
                         }
                     }
                 }
@@ -150,11 +158,13 @@ impl StreamTask {
     }
 
     fn cancel_reason(&self) -> CancelReason {
-        self.control.reason().unwrap_or(if self.root.is_cancelled() {
-            CancelReason::Shutdown
-        } else {
-            CancelReason::Disconnect
-        })
+        self.control
+            .reason()
+            .unwrap_or(if self.root.is_cancelled() {
+                CancelReason::Shutdown
+            } else {
+                CancelReason::Disconnect
+            })
     }
 
     /// Try each provider of the chain until one yields a first chunk.
@@ -215,14 +225,16 @@ impl StreamTask {
     }
 
     fn push_start(&self, provider: Arc<str>, model: Arc<str>) {
-        self.client.outbox.push_stream_event(Outbound::Start(StreamStart {
-            stream_id: self.id.clone(),
-            provider,
-            model,
-            agent: self.route.agent.clone(),
-            intent: self.route.intent.clone(),
-            timestamp: now_ms(),
-        }));
+        self.client
+            .outbox
+            .push_stream_event(Outbound::Start(StreamStart {
+                stream_id: self.id.clone(),
+                provider,
+                model,
+                agent: self.route.agent.clone(),
+                intent: self.route.intent.clone(),
+                timestamp: now_ms(),
+            }));
     }
 
     fn finish(&self, ending: Ending, tokens: u64, started: Instant) {

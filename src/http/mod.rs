@@ -67,17 +67,19 @@ async fn readyz(State(app): State<Arc<AppState>>) -> Response {
     // Ready when the default route has a provider that can serve.
     let chain = app.providers.chain(&app.config.routing.default_provider);
     let ready = !app.root.is_cancelled()
-        && chain.iter().any(|p| {
-            results
-                .iter()
-                .any(|(n, r)| n == p.name() && r.is_ok())
-        });
+        && chain
+            .iter()
+            .any(|p| results.iter().any(|(n, r)| n == p.name() && r.is_ok()));
     let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(json!({ "ready": ready, "providers": providers }))).into_response()
+    (
+        status,
+        Json(json!({ "ready": ready, "providers": providers })),
+    )
+        .into_response()
 }
 
 /// The numbers `/stats` and `/metrics` share.

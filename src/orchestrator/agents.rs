@@ -72,7 +72,11 @@ pub enum AgentsError {
     #[error("agents file {path}: {reason}")]
     Read { path: String, reason: String },
     #[error("agents file {path}: {key} {rule}")]
-    Invalid { path: String, key: String, rule: String },
+    Invalid {
+        path: String,
+        key: String,
+        rule: String,
+    },
 }
 
 impl AgentsFile {
@@ -111,36 +115,66 @@ impl AgentsFile {
         for (n, intent) in self.intents.iter().enumerate() {
             let key = format!("intents[{}]", intent.name);
             if intent.name.is_empty() || intent_names[..n].contains(&intent.name.as_str()) {
-                return bad(format!("intents[{n}].name"), "must be non-empty and unique".into());
+                return bad(
+                    format!("intents[{n}].name"),
+                    "must be non-empty and unique".into(),
+                );
             }
-            if let Some(r) = intent.rules.iter().find(|r| !(r.weight.is_finite() && r.weight > 0.0)) {
-                return bad(format!("{key}.rules"), format!("weights must be > 0 (pattern {:?})", r.pattern));
+            if let Some(r) = intent
+                .rules
+                .iter()
+                .find(|r| !(r.weight.is_finite() && r.weight > 0.0))
+            {
+                return bad(
+                    format!("{key}.rules"),
+                    format!("weights must be > 0 (pattern {:?})", r.pattern),
+                );
             }
-            if intent.context.values().any(|w| !(w.is_finite() && *w > 0.0)) {
+            if intent
+                .context
+                .values()
+                .any(|w| !(w.is_finite() && *w > 0.0))
+            {
                 return bad(format!("{key}.context"), "weights must be > 0".into());
             }
             if !self.agents.iter().any(|a| a.intents.contains(&intent.name)) {
-                return bad(key, "is served by no agent (list it in an agent's intents)".into());
+                return bad(
+                    key,
+                    "is served by no agent (list it in an agent's intents)".into(),
+                );
             }
         }
         for (n, agent) in self.agents.iter().enumerate() {
             let key = |k: &str| format!("agents[{}].{k}", agent.name);
             if agent.name.is_empty() || self.agents[..n].iter().any(|a| a.name == agent.name) {
-                return bad(format!("agents[{n}].name"), "must be non-empty and unique".into());
+                return bad(
+                    format!("agents[{n}].name"),
+                    "must be non-empty and unique".into(),
+                );
             }
             if agent.intents.is_empty() {
                 return bad(key("intents"), "must list at least one intent".into());
             }
-            if let Some(i) = agent.intents.iter().find(|i| !intent_names.contains(&i.as_str())) {
+            if let Some(i) = agent
+                .intents
+                .iter()
+                .find(|i| !intent_names.contains(&i.as_str()))
+            {
                 return bad(key("intents"), format!("names an unknown intent {i:?}"));
             }
             if let Some(p) = &agent.provider
                 && !providers.contains(p)
             {
-                return bad(key("provider"), format!("must name a configured provider ({})", providers.join(", ")));
+                return bad(
+                    key("provider"),
+                    format!("must name a configured provider ({})", providers.join(", ")),
+                );
             }
             if agent.model.as_deref() == Some("") {
-                return bad(key("model"), "must not be empty (leave it out for the provider's default)".into());
+                return bad(
+                    key("model"),
+                    "must not be empty (leave it out for the provider's default)".into(),
+                );
             }
             if agent.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
                 return bad(key("temperature"), "must be between 0.0 and 2.0".into());
@@ -150,7 +184,10 @@ impl AgentsFile {
             }
         }
         if !self.agents.iter().any(|a| a.name == self.default_agent) {
-            return bad("default_agent".into(), format!("must name an agent (got {:?})", self.default_agent));
+            return bad(
+                "default_agent".into(),
+                format!("must name an agent (got {:?})", self.default_agent),
+            );
         }
         Ok(())
     }

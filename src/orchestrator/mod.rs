@@ -72,7 +72,12 @@ pub struct RoutingStats {
 
 impl RoutingStats {
     fn new(intents: &[Arc<str>], agents: &[Arc<str>]) -> Self {
-        let counters = |names: &[Arc<str>]| names.iter().map(|n| (n.clone(), AtomicU64::new(0))).collect();
+        let counters = |names: &[Arc<str>]| {
+            names
+                .iter()
+                .map(|n| (n.clone(), AtomicU64::new(0)))
+                .collect()
+        };
         Self {
             direct: AtomicU64::new(0),
             low_confidence: AtomicU64::new(0),
@@ -92,11 +97,15 @@ impl RoutingStats {
     }
 
     pub fn by_intent(&self) -> impl Iterator<Item = (&str, u64)> {
-        self.intents.iter().map(|(n, c)| (n.as_ref(), c.load(Relaxed)))
+        self.intents
+            .iter()
+            .map(|(n, c)| (n.as_ref(), c.load(Relaxed)))
     }
 
     pub fn by_agent(&self) -> impl Iterator<Item = (&str, u64)> {
-        self.agents.iter().map(|(n, c)| (n.as_ref(), c.load(Relaxed)))
+        self.agents
+            .iter()
+            .map(|(n, c)| (n.as_ref(), c.load(Relaxed)))
     }
 
     /// The `routing` object of `/stats`.
@@ -142,7 +151,12 @@ impl Orchestrator {
     pub fn new(providers: Arc<ProviderSet>, config: &Config) -> Result<Self, AgentsError> {
         let path = &config.routing.agents_file;
         let file = AgentsFile::load(path)?;
-        Self::from_agents(providers, config, file, if path.is_empty() { "(built-in)" } else { path })
+        Self::from_agents(
+            providers,
+            config,
+            file,
+            if path.is_empty() { "(built-in)" } else { path },
+        )
     }
 
     pub fn from_agents(
@@ -157,13 +171,26 @@ impl Orchestrator {
             key: format!("intents[{}].rules", e.intent),
             rule: format!("pattern {:?} does not compile: {}", e.pattern, e.reason),
         })?;
-        let intents: Vec<Arc<str>> = file.intents.iter().map(|i| Arc::from(i.name.as_str())).collect();
+        let intents: Vec<Arc<str>> = file
+            .intents
+            .iter()
+            .map(|i| Arc::from(i.name.as_str()))
+            .collect();
         let agent_of_intent = file
             .intents
             .iter()
-            .map(|i| file.agents.iter().position(|a| a.intents.contains(&i.name)).unwrap_or(0))
+            .map(|i| {
+                file.agents
+                    .iter()
+                    .position(|a| a.intents.contains(&i.name))
+                    .unwrap_or(0)
+            })
             .collect();
-        let default_agent = file.agents.iter().position(|a| a.name == file.default_agent).unwrap_or(0);
+        let default_agent = file
+            .agents
+            .iter()
+            .position(|a| a.name == file.default_agent)
+            .unwrap_or(0);
         let agents: Vec<Agent> = file
             .agents
             .into_iter()
@@ -174,7 +201,12 @@ impl Orchestrator {
             })
             .collect();
         let agent_names: Vec<Arc<str>> = agents.iter().map(|a| a.name.clone()).collect();
-        tracing::info!(agents = agents.len(), intents = intents.len(), origin, "agents loaded");
+        tracing::info!(
+            agents = agents.len(),
+            intents = intents.len(),
+            origin,
+            "agents loaded"
+        );
         Ok(Self {
             providers,
             default_provider: config.routing.default_provider.clone(),
@@ -193,7 +225,9 @@ impl Orchestrator {
     /// The router's reading of a prompt, without routing (for tests and
     /// tools): the intent's name and the confidence.
     pub fn classify(&self, req: &StreamRequest) -> (Option<&str>, Classification) {
-        let c = self.router.classify(&req.prompt, req.agent_context.as_ref());
+        let c = self
+            .router
+            .classify(&req.prompt, req.agent_context.as_ref());
         (c.best.map(|i| self.router.intent_name(i)), c)
     }
 
@@ -249,14 +283,22 @@ impl Orchestrator {
 
     fn route_to_agent(&self, req: &StreamRequest) -> Result<Route, GatewayError> {
         let started = Instant::now();
-        let c = self.router.classify(&req.prompt, req.agent_context.as_ref());
+        let c = self
+            .router
+            .classify(&req.prompt, req.agent_context.as_ref());
         let confident = c.best.filter(|_| c.confidence >= self.min_confidence);
         let (agent_index, intent_index) = match confident {
             Some(i) => (self.agent_of_intent[i], i),
             None => {
                 let a = self.default_agent;
                 let first = &self.agents[a].spec.intents[0];
-                (a, self.intents.iter().position(|n| n.as_ref() == first.as_str()).unwrap_or(0))
+                (
+                    a,
+                    self.intents
+                        .iter()
+                        .position(|n| n.as_ref() == first.as_str())
+                        .unwrap_or(0),
+                )
             }
         };
         let agent = &self.agents[agent_index];
@@ -299,7 +341,11 @@ impl Orchestrator {
         );
         Ok(Route {
             chain,
-            model: req.model.as_deref().map(Arc::from).or_else(|| agent.model.clone()),
+            model: req
+                .model
+                .as_deref()
+                .map(Arc::from)
+                .or_else(|| agent.model.clone()),
             agent: Some(agent.name.clone()),
             intent: Some(intent),
             confidence: Some(c.confidence),

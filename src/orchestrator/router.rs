@@ -125,7 +125,13 @@ impl IntentRouter {
     pub fn explain(&self, c: &Classification) -> String {
         let mut out = String::new();
         for (i, s) in c.scores.iter().enumerate().filter(|(_, s)| **s > 0.0) {
-            let _ = write!(out, "{}{}={:.1}", if out.is_empty() { "" } else { " " }, self.names[i], s);
+            let _ = write!(
+                out,
+                "{}{}={:.1}",
+                if out.is_empty() { "" } else { " " },
+                self.names[i],
+                s
+            );
         }
         if out.is_empty() {
             out.push_str("no rule matched");

@@ -66,7 +66,11 @@ struct Message<'a> {
 }
 
 impl AnthropicProvider {
-    pub fn new(name: &str, config: &ProviderConfig, stats: Arc<ProviderStats>) -> Result<Self, ProviderError> {
+    pub fn new(
+        name: &str,
+        config: &ProviderConfig,
+        stats: Arc<ProviderStats>,
+    ) -> Result<Self, ProviderError> {
         let base = config.base_url.trim_end_matches('/');
         let root = base.strip_suffix("/v1").unwrap_or(base);
         let key = ApiKey::from_env(config);
@@ -105,7 +109,10 @@ impl Provider for AnthropicProvider {
         &self.stats
     }
 
-    fn open(&self, request: UpstreamRequest) -> BoxFuture<'static, Result<ChunkStream, ProviderError>> {
+    fn open(
+        &self,
+        request: UpstreamRequest,
+    ) -> BoxFuture<'static, Result<ChunkStream, ProviderError>> {
         let system: Vec<&str> = request
             .messages
             .iter()
@@ -132,17 +139,25 @@ impl Provider for AnthropicProvider {
         let name = self.name.clone();
         let key = self.key.clone();
         Box::pin(async move {
-            let response = send.await.map_err(|e| upstream::transport_error(&name, e))?;
+            let response = send
+                .await
+                .map_err(|e| upstream::transport_error(&name, e))?;
             if !response.status().is_success() {
                 return Err(upstream::status_error(&name, &key, response).await);
             }
-            let body = response.bytes_stream().map(|r| r.map_err(|e| e.without_url()));
+            let body = response
+                .bytes_stream()
+                .map(|r| r.map_err(|e| e.without_url()));
             Ok(sse_chunks(name, body, AnthropicEventDecoder::default()))
         })
     }
 
     fn probe(&self) -> BoxFuture<'static, Result<(), ProviderError>> {
-        let req = self.client.get(&self.models_url).timeout(Duration::from_secs(2)).send();
+        let req = self
+            .client
+            .get(&self.models_url)
+            .timeout(Duration::from_secs(2))
+            .send();
         let name = self.name.clone();
         let key = self.key.clone();
         Box::pin(async move {
@@ -225,8 +240,9 @@ fn finish_reason(stop_reason: Option<String>) -> String {
 impl EventDecoder for AnthropicEventDecoder {
     fn event(&mut self, event: &Event, out: &mut VecDeque<Chunk>) -> Result<(), DecodeError> {
         let parse = || {
-            serde_json::from_str::<EventData>(&event.data)
-                .map_err(|e| DecodeError::Upstream(format!("undecodable {} event: {e}", event.event)))
+            serde_json::from_str::<EventData>(&event.data).map_err(|e| {
+                DecodeError::Upstream(format!("undecodable {} event: {e}", event.event))
+            })
         };
         // The SSE event name says the type; servers that omit it still
         // put it in the data.
@@ -265,10 +281,11 @@ impl EventDecoder for AnthropicEventDecoder {
                 }
             }
             "message_stop" => {
-                let usage = (self.input_tokens.is_some() || self.output_tokens.is_some()).then_some(Usage {
-                    prompt_tokens: self.input_tokens,
-                    completion_tokens: self.output_tokens,
-                });
+                let usage = (self.input_tokens.is_some() || self.output_tokens.is_some())
+                    .then_some(Usage {
+                        prompt_tokens: self.input_tokens,
+                        completion_tokens: self.output_tokens,
+                    });
                 out.push_back(Chunk::Done {
                     finish_reason: finish_reason(self.stop_reason.take()),
                     usage,
@@ -294,7 +311,9 @@ impl EventDecoder for AnthropicEventDecoder {
     }
 
     fn end(&mut self, _out: &mut VecDeque<Chunk>) -> Result<(), DecodeError> {
-        Err(DecodeError::Upstream("stream ended before message_stop".into()))
+        Err(DecodeError::Upstream(
+            "stream ended before message_stop".into(),
+        ))
     }
 }
 
@@ -343,7 +362,11 @@ mod tests {
     async fn every_split_point_decodes_the_same() {
         let bytes = BODY.as_bytes();
         for cut in 0..=bytes.len() {
-            let got = decode_pieces(vec![&bytes[..cut], &bytes[cut..]], AnthropicEventDecoder::default()).await;
+            let got = decode_pieces(
+                vec![&bytes[..cut], &bytes[cut..]],
+                AnthropicEventDecoder::default(),
+            )
+            .await;
             assert_eq!(got, want(), "split at byte {cut}");
         }
     }
@@ -359,7 +382,10 @@ mod tests {
         let got = decode_pieces(vec![body.as_bytes()], AnthropicEventDecoder::default()).await;
         assert_eq!(got[0], Ok(Chunk::Token("a".into())));
         let err = got[1].as_ref().unwrap_err();
-        assert!(err.contains("unreachable") && err.contains("Overloaded"), "{err}");
+        assert!(
+            err.contains("unreachable") && err.contains("Overloaded"),
+            "{err}"
+        );
         assert_eq!(got.len(), 2);
     }
 

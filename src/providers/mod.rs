@@ -60,7 +60,10 @@ pub trait Provider: Send + Sync + 'static {
     fn default_model(&self) -> &Arc<str>;
     /// Send the request; resolve when the upstream has answered with a
     /// success status (or failed to).
-    fn open(&self, request: UpstreamRequest) -> BoxFuture<'static, Result<ChunkStream, ProviderError>>;
+    fn open(
+        &self,
+        request: UpstreamRequest,
+    ) -> BoxFuture<'static, Result<ChunkStream, ProviderError>>;
     /// Whether the upstream can be reached now (for `/readyz`).
     fn probe(&self) -> BoxFuture<'static, Result<(), ProviderError>>;
     fn stats(&self) -> &Arc<ProviderStats>;

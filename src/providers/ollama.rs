@@ -90,7 +90,10 @@ impl Provider for OllamaProvider {
         &self.stats
     }
 
-    fn open(&self, request: UpstreamRequest) -> BoxFuture<'static, Result<ChunkStream, ProviderError>> {
+    fn open(
+        &self,
+        request: UpstreamRequest,
+    ) -> BoxFuture<'static, Result<ChunkStream, ProviderError>> {
         let body = ChatBody {
             model: &request.model,
             messages: &request.messages,
@@ -127,7 +130,11 @@ impl Provider for OllamaProvider {
     }
 
     fn probe(&self) -> BoxFuture<'static, Result<(), ProviderError>> {
-        let req = self.client.get(&self.tags_url).timeout(Duration::from_secs(2)).send();
+        let req = self
+            .client
+            .get(&self.tags_url)
+            .timeout(Duration::from_secs(2))
+            .send();
         let name = self.name.clone();
         Box::pin(async move {
             match req.await {
@@ -285,12 +292,11 @@ pub fn decode_line(line: &[u8], out: &mut VecDeque<Chunk>) -> Result<(), String>
         out.push_back(Chunk::Token(m.content));
     }
     if parsed.done {
-        let usage = (parsed.prompt_eval_count.is_some() || parsed.eval_count.is_some()).then_some(
-            Usage {
+        let usage =
+            (parsed.prompt_eval_count.is_some() || parsed.eval_count.is_some()).then_some(Usage {
                 prompt_tokens: parsed.prompt_eval_count,
                 completion_tokens: parsed.eval_count,
-            },
-        );
+            });
         out.push_back(Chunk::Done {
             finish_reason: parsed.done_reason.unwrap_or_else(|| "stop".into()),
             usage,
@@ -339,7 +345,9 @@ mod tests {
     fn error_line_is_an_error() {
         let mut d = OllamaLineDecoder::default();
         let mut out = VecDeque::new();
-        let e = d.feed(b"{\"error\":\"model 'x' not found\"}\n", &mut out).unwrap_err();
+        let e = d
+            .feed(b"{\"error\":\"model 'x' not found\"}\n", &mut out)
+            .unwrap_err();
         assert!(e.contains("not found"));
     }
 

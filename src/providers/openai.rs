@@ -73,7 +73,11 @@ struct StreamOptions {
 }
 
 impl OpenAiProvider {
-    pub fn new(name: &str, config: &ProviderConfig, stats: Arc<ProviderStats>) -> Result<Self, ProviderError> {
+    pub fn new(
+        name: &str,
+        config: &ProviderConfig,
+        stats: Arc<ProviderStats>,
+    ) -> Result<Self, ProviderError> {
         let root = api_root(&config.base_url).map_err(|detail| ProviderError::Unavailable {
             provider: name.to_string(),
             detail,
@@ -109,12 +113,17 @@ impl Provider for OpenAiProvider {
         &self.stats
     }
 
-    fn open(&self, request: UpstreamRequest) -> BoxFuture<'static, Result<ChunkStream, ProviderError>> {
+    fn open(
+        &self,
+        request: UpstreamRequest,
+    ) -> BoxFuture<'static, Result<ChunkStream, ProviderError>> {
         let body = ChatBody {
             model: &request.model,
             messages: &request.messages,
             stream: true,
-            stream_options: StreamOptions { include_usage: true },
+            stream_options: StreamOptions {
+                include_usage: true,
+            },
             temperature: request.temperature,
             max_tokens: request.max_tokens,
         };
@@ -122,17 +131,25 @@ impl Provider for OpenAiProvider {
         let name = self.name.clone();
         let key = self.key.clone();
         Box::pin(async move {
-            let response = send.await.map_err(|e| upstream::transport_error(&name, e))?;
+            let response = send
+                .await
+                .map_err(|e| upstream::transport_error(&name, e))?;
             if !response.status().is_success() {
                 return Err(upstream::status_error(&name, &key, response).await);
             }
-            let body = response.bytes_stream().map(|r| r.map_err(|e| e.without_url()));
+            let body = response
+                .bytes_stream()
+                .map(|r| r.map_err(|e| e.without_url()));
             Ok(sse_chunks(name, body, OpenAiEventDecoder::default()))
         })
     }
 
     fn probe(&self) -> BoxFuture<'static, Result<(), ProviderError>> {
-        let req = self.client.get(&self.models_url).timeout(Duration::from_secs(2)).send();
+        let req = self
+            .client
+            .get(&self.models_url)
+            .timeout(Duration::from_secs(2))
+            .send();
         let name = self.name.clone();
         let key = self.key.clone();
         Box::pin(async move {
@@ -205,7 +222,10 @@ impl EventDecoder for OpenAiEventDecoder {
     fn event(&mut self, event: &Event, out: &mut VecDeque<Chunk>) -> Result<(), DecodeError> {
         let data = event.data.trim();
         if event.event == "error" {
-            return Err(DecodeError::Upstream(format!("error event: {}", error_detail(data))));
+            return Err(DecodeError::Upstream(format!(
+                "error event: {}",
+                error_detail(data)
+            )));
         }
         if data == "[DONE]" {
             out.push_back(self.done());
@@ -214,10 +234,13 @@ impl EventDecoder for OpenAiEventDecoder {
         if data.is_empty() {
             return Ok(());
         }
-        let chunk: CompletionChunk =
-            serde_json::from_str(data).map_err(|e| DecodeError::Upstream(format!("undecodable event: {e}")))?;
+        let chunk: CompletionChunk = serde_json::from_str(data)
+            .map_err(|e| DecodeError::Upstream(format!("undecodable event: {e}")))?;
         if chunk.error.is_some() {
-            return Err(DecodeError::Upstream(format!("error in stream: {}", error_detail(data))));
+            return Err(DecodeError::Upstream(format!(
+                "error in stream: {}",
+                error_detail(data)
+            )));
         }
         for choice in chunk.choices.into_iter().filter(|c| c.index == 0) {
             if let Some(content) = choice.delta.and_then(|d| d.content)
@@ -243,7 +266,9 @@ impl EventDecoder for OpenAiEventDecoder {
             out.push_back(self.done());
             Ok(())
         } else {
-            Err(DecodeError::Upstream("stream ended before a finish reason or [DONE]".into()))
+            Err(DecodeError::Upstream(
+                "stream ended before a finish reason or [DONE]".into(),
+            ))
         }
     }
 }
@@ -285,11 +310,18 @@ mod tests {
     async fn every_split_point_decodes_the_same() {
         let bytes = BODY.as_bytes();
         for cut in 0..=bytes.len() {
-            let got = decode_pieces(vec![&bytes[..cut], &bytes[cut..]], OpenAiEventDecoder::default()).await;
+            let got = decode_pieces(
+                vec![&bytes[..cut], &bytes[cut..]],
+                OpenAiEventDecoder::default(),
+            )
+            .await;
             assert_eq!(got, want(), "split at byte {cut}");
         }
         let bytewise: Vec<&[u8]> = bytes.chunks(1).collect();
-        assert_eq!(decode_pieces(bytewise, OpenAiEventDecoder::default()).await, want());
+        assert_eq!(
+            decode_pieces(bytewise, OpenAiEventDecoder::default()).await,
+            want()
+        );
     }
 
     #[tokio::test]
@@ -309,7 +341,10 @@ mod tests {
     async fn end_without_finish_is_an_error_and_with_finish_completes() {
         let cut = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"},\"finish_reason\":null}]}\n\n";
         let got = decode_pieces(vec![cut.as_bytes()], OpenAiEventDecoder::default()).await;
-        assert!(got[1].as_ref().is_err_and(|e| e.contains("ended before")), "{got:?}");
+        assert!(
+            got[1].as_ref().is_err_and(|e| e.contains("ended before")),
+            "{got:?}"
+        );
         let no_done = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"},\"finish_reason\":\"stop\"}]}\n\n";
         let got = decode_pieces(vec![no_done.as_bytes()], OpenAiEventDecoder::default()).await;
         assert_eq!(
@@ -323,10 +358,22 @@ mod tests {
 
     #[test]
     fn base_urls_with_and_without_v1() {
-        assert_eq!(api_root("https://api.openai.com").unwrap(), "https://api.openai.com/v1");
-        assert_eq!(api_root("https://api.openai.com/").unwrap(), "https://api.openai.com/v1");
-        assert_eq!(api_root("https://api.openai.com/v1").unwrap(), "https://api.openai.com/v1");
-        assert_eq!(api_root("http://127.0.0.1:8080/v1/").unwrap(), "http://127.0.0.1:8080/v1");
+        assert_eq!(
+            api_root("https://api.openai.com").unwrap(),
+            "https://api.openai.com/v1"
+        );
+        assert_eq!(
+            api_root("https://api.openai.com/").unwrap(),
+            "https://api.openai.com/v1"
+        );
+        assert_eq!(
+            api_root("https://api.openai.com/v1").unwrap(),
+            "https://api.openai.com/v1"
+        );
+        assert_eq!(
+            api_root("http://127.0.0.1:8080/v1/").unwrap(),
+            "http://127.0.0.1:8080/v1"
+        );
         assert_eq!(
             api_root("https://example.com/api/openai/v1beta").unwrap(),
             "https://example.com/api/openai/v1beta"

@@ -18,10 +18,45 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 const WORDS: &[&str] = &[
-    "This", "is", "a", "simulated", "reply", "from", "streamgate.", "No", "model", "is",
-    "running;", "each", "word", "is", "one", "token,", "paced", "like", "a", "real", "upstream",
-    "so", "that", "frontends,", "demos", "and", "benchmarks", "see", "a", "live", "stream.",
-    "Point", "providers.ollama.base_url", "at", "an", "Ollama", "server", "for", "real",
+    "This",
+    "is",
+    "a",
+    "simulated",
+    "reply",
+    "from",
+    "streamgate.",
+    "No",
+    "model",
+    "is",
+    "running;",
+    "each",
+    "word",
+    "is",
+    "one",
+    "token,",
+    "paced",
+    "like",
+    "a",
+    "real",
+    "upstream",
+    "so",
+    "that",
+    "frontends,",
+    "demos",
+    "and",
+    "benchmarks",
+    "see",
+    "a",
+    "live",
+    "stream.",
+    "Point",
+    "providers.ollama.base_url",
+    "at",
+    "an",
+    "Ollama",
+    "server",
+    "for",
+    "real",
     "answers.",
 ];
 
@@ -57,7 +92,13 @@ impl SimulatedProvider {
         let echo: Vec<&str> = prompt.split_whitespace().take(6).collect();
         let mut words: Vec<String> = vec!["You".into(), "asked:".into()];
         words.extend(echo.iter().map(|w| w.to_string()));
-        words.extend(WORDS.iter().cycle().take(budget as usize).map(|w| w.to_string()));
+        words.extend(
+            WORDS
+                .iter()
+                .cycle()
+                .take(budget as usize)
+                .map(|w| w.to_string()),
+        );
         words.truncate(budget as usize);
         words
             .into_iter()
@@ -80,7 +121,10 @@ impl Provider for SimulatedProvider {
         &self.stats
     }
 
-    fn open(&self, request: UpstreamRequest) -> BoxFuture<'static, Result<ChunkStream, ProviderError>> {
+    fn open(
+        &self,
+        request: UpstreamRequest,
+    ) -> BoxFuture<'static, Result<ChunkStream, ProviderError>> {
         let budget = request
             .max_tokens
             .map_or(self.reply_tokens, |m| m.min(self.reply_tokens));

@@ -63,7 +63,9 @@ impl Display for BodyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             BodyError::Transport(e) => write!(f, "{e}"),
-            BodyError::EventTooLong => write!(f, "no complete event within {MAX_EVENT_BYTES} bytes"),
+            BodyError::EventTooLong => {
+                write!(f, "no complete event within {MAX_EVENT_BYTES} bytes")
+            }
         }
     }
 }
@@ -90,7 +92,10 @@ where
         Err(e) => Err(BodyError::Transport(e.to_string())),
     });
     struct St<D> {
-        events: futures_util::stream::BoxStream<'static, Result<Event, eventsource_stream::EventStreamError<BodyError>>>,
+        events: futures_util::stream::BoxStream<
+            'static,
+            Result<Event, eventsource_stream::EventStreamError<BodyError>>,
+        >,
         decoder: D,
         ready: VecDeque<Chunk>,
         pending: Arc<AtomicUsize>,
@@ -141,8 +146,14 @@ where
 /// Test support: run `decoder` over `body` delivered as the given pieces,
 /// collecting every item (used by each format's split-point tests).
 #[cfg(test)]
-pub async fn decode_pieces<D: EventDecoder>(pieces: Vec<&[u8]>, decoder: D) -> Vec<Result<Chunk, String>> {
-    let reads: Vec<Result<Bytes, std::io::Error>> = pieces.into_iter().map(|p| Ok(Bytes::copy_from_slice(p))).collect();
+pub async fn decode_pieces<D: EventDecoder>(
+    pieces: Vec<&[u8]>,
+    decoder: D,
+) -> Vec<Result<Chunk, String>> {
+    let reads: Vec<Result<Bytes, std::io::Error>> = pieces
+        .into_iter()
+        .map(|p| Ok(Bytes::copy_from_slice(p)))
+        .collect();
     sse_chunks("test".into(), futures_util::stream::iter(reads), decoder)
         .map(|item| item.map_err(|e| e.to_string()))
         .collect()

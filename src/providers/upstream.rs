@@ -43,13 +43,20 @@ impl ApiKey {
 
     /// The header carrying the key (`Authorization: Bearer …` or
     /// `x-api-key: …`), marked sensitive.
-    pub fn header(&self, name: HeaderName, prefix: &str, provider: &str) -> Result<Option<(HeaderName, HeaderValue)>, ProviderError> {
+    pub fn header(
+        &self,
+        name: HeaderName,
+        prefix: &str,
+        provider: &str,
+    ) -> Result<Option<(HeaderName, HeaderValue)>, ProviderError> {
         let Some(key) = &self.value else {
             return Ok(None);
         };
-        let mut value = HeaderValue::from_str(&format!("{prefix}{key}")).map_err(|_| ProviderError::Unavailable {
-            provider: provider.to_string(),
-            detail: format!("the API key in ${} is not a valid header value", self.env),
+        let mut value = HeaderValue::from_str(&format!("{prefix}{key}")).map_err(|_| {
+            ProviderError::Unavailable {
+                provider: provider.to_string(),
+                detail: format!("the API key in ${} is not a valid header value", self.env),
+            }
         })?;
         value.set_sensitive(true);
         Ok(Some((name, value)))
@@ -65,7 +72,11 @@ impl ApiKey {
 }
 
 /// One pooled client per provider, with its connect timeout and headers.
-pub fn client(name: &str, config: &ProviderConfig, headers: HeaderMap) -> Result<reqwest::Client, ProviderError> {
+pub fn client(
+    name: &str,
+    config: &ProviderConfig,
+    headers: HeaderMap,
+) -> Result<reqwest::Client, ProviderError> {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
         .pool_idle_timeout(Duration::from_secs(60))
@@ -159,9 +170,16 @@ mod tests {
     #[test]
     fn error_bodies_of_both_formats() {
         let openai = r#"{"error":{"message":"bad model","type":"invalid_request_error","param":null,"code":null}}"#;
-        assert_eq!(error_message(openai).as_deref(), Some("invalid_request_error: bad model"));
-        let anthropic = r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
-        assert_eq!(error_message(anthropic).as_deref(), Some("overloaded_error: Overloaded"));
+        assert_eq!(
+            error_message(openai).as_deref(),
+            Some("invalid_request_error: bad model")
+        );
+        let anthropic =
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+        assert_eq!(
+            error_message(anthropic).as_deref(),
+            Some("overloaded_error: Overloaded")
+        );
         assert_eq!(error_message("<html>"), None);
     }
 
