@@ -477,6 +477,18 @@ mod tests {
     }
 
     #[test]
+    fn sdk_providers_are_valid_and_need_http_urls() {
+        let mut c = Config::default();
+        for (name, kind, _, _) in SDK_PROVIDERS {
+            c.providers.insert(name.to_string(), kind.sdk_defaults());
+        }
+        c.validate().unwrap();
+        c.providers.get_mut("openai").unwrap().base_url = "api.openai.com".into();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("providers.openai.base_url"), "{e}");
+    }
+
+    #[test]
     fn bad_value_names_the_key() {
         let mut c = Config::default();
         c.streams.max_concurrent_streams = 0;

@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
-const KEY_ENV: &str = "STREAMGATE_TEST_PROVIDER_KEY";
+const KEY_ENV: &str = "SG_TEST_PROVIDER_KEY";
 const KEY: &str = "sk-test-0123456789abcdef";
 
 /// Every test calls this before building a provider, so the variable is
@@ -28,7 +28,10 @@ fn init() {
     static ONCE: Once = Once::new();
     // SAFETY: runs once, and every test waits on it before doing anything
     // that reads the environment (reqwest reads proxy variables).
-    ONCE.call_once(|| unsafe { std::env::set_var(KEY_ENV, KEY) });
+    ONCE.call_once(|| unsafe {
+        std::env::set_var(KEY_ENV, KEY);
+        std::env::set_var("OPENAI_BASE_URL", "http://127.0.0.1:9/v1");
+    });
 }
 
 // ------------------------------------------------------------ fake upstream
@@ -321,6 +324,17 @@ async fn refused_base() -> String {
 }
 
 // ------------------------------------------------------------ openai
+
+#[test]
+fn openai_base_url_env_adds_the_openai_provider() {
+    init();
+    let config = Config::load(None).unwrap();
+    let p = &config.providers["openai"];
+    assert_eq!(p.kind, ProviderKind::Openai);
+    assert_eq!(p.base_url, "http://127.0.0.1:9/v1");
+    assert_eq!(p.default_model, "gpt-4o-mini");
+    assert!(ProviderSet::from_config(&config).unwrap().get("openai").is_some());
+}
 
 #[tokio::test]
 async fn openai_streams_tokens_finish_and_usage() {
