@@ -333,7 +333,12 @@ fn openai_base_url_env_adds_the_openai_provider() {
     assert_eq!(p.kind, ProviderKind::Openai);
     assert_eq!(p.base_url, "http://127.0.0.1:9/v1");
     assert_eq!(p.default_model, "gpt-4o-mini");
-    assert!(ProviderSet::from_config(&config).unwrap().get("openai").is_some());
+    assert!(
+        ProviderSet::from_config(&config)
+            .unwrap()
+            .get("openai")
+            .is_some()
+    );
 }
 
 #[tokio::test]
