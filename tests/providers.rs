@@ -45,6 +45,8 @@ enum Reply {
     /// short pause between), then the terminating chunk, or, with `hold`,
     /// nothing more: the connection stays open until the client closes it.
     Sse { parts: Vec<String>, hold: bool },
+    /// These bytes as the whole response, then the connection closes.
+    Raw(String),
 }
 
 struct Recorded {
@@ -136,6 +138,9 @@ async fn serve(
             );
             let _ = sock.write_all(resp.as_bytes()).await;
         }
+        Reply::Raw(bytes) => {
+            let _ = sock.write_all(bytes.as_bytes()).await;
+        }
         Reply::Sse { parts, hold } => {
             let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n";
             if sock.write_all(head.as_bytes()).await.is_err() {
@@ -164,7 +169,9 @@ async fn serve(
                         }
                     }
                     _ = tokio::time::sleep(Duration::from_millis(50)) => {
-                        if sock.write_all(b"a\r\n: keepalive\n\r\n").await.is_err() {
+                        let comment = ": keepalive\n\n";
+                        let chunk = format!("{:x}\r\n{comment}\r\n", comment.len());
+                        if sock.write_all(chunk.as_bytes()).await.is_err() {
                             let _ = closed.send(());
                             return;
                         }
@@ -458,6 +465,43 @@ async fn openai_error_mid_stream_ends_the_stream_with_an_error() {
 }
 
 #[tokio::test]
+async fn a_connection_broken_before_the_first_token_may_fall_back_and_after_it_fails() {
+    let head =
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+    // A chunk announced longer than what arrives before the close.
+    let fake = Fake::start(Reply::Raw(format!("{head}40\r\ndata: {{"))).await;
+    let items = collect(
+        provider(ProviderKind::Openai, &fake.base)
+            .open(request())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(
+        items[0].as_ref().is_err_and(|e| e.can_fall_back()),
+        "{items:?}"
+    );
+    let token = openai_chunk(json!({"content":"one"}), Value::Null);
+    let fake = Fake::start(Reply::Raw(format!(
+        "{head}{:x}\r\n{token}\r\n40\r\ndata: {{",
+        token.len()
+    )))
+    .await;
+    let items = collect(
+        provider(ProviderKind::Openai, &fake.base)
+            .open(request())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(tokens(&items), "one");
+    assert!(
+        items[1].as_ref().is_err_and(|e| !e.can_fall_back()),
+        "{items:?}"
+    );
+}
+
+#[tokio::test]
 async fn openai_body_cut_before_finish_is_an_error() {
     let parts = vec![openai_chunk(json!({"content":"half"}), Value::Null)];
     let fake = Fake::start(Reply::Sse { parts, hold: false }).await;
@@ -738,5 +782,91 @@ async fn gateway_falls_back_from_openai_to_anthropic_and_names_who_served() {
         metrics.contains("streamgate_routing_agent_total{agent=\"explainer\"} 1"),
         "{metrics}"
     );
+    running.shutdown().await.unwrap();
+}
+
+/// A gateway on loopback whose default provider is `openai` at `openai_base`,
+/// falling back to `anthropic` at `anthropic_base`.
+async fn gateway(
+    openai_base: &str,
+    anthropic_base: &str,
+    first_token_timeout_ms: u64,
+) -> streamgate::Running {
+    init();
+    let mut config = Config::default();
+    config.server.host = "127.0.0.1".into();
+    config.server.port = 0;
+    config.streams.first_token_timeout_ms = first_token_timeout_ms;
+    let mut openai = provider_config(ProviderKind::Openai, openai_base);
+    openai.fallback = vec!["anthropic".into()];
+    config.providers.insert("openai".into(), openai);
+    config.providers.insert(
+        "anthropic".into(),
+        provider_config(ProviderKind::Anthropic, anthropic_base),
+    );
+    config.routing.default_provider = "openai".into();
+    streamgate::start(config).await.unwrap()
+}
+
+#[tokio::test]
+async fn gateway_falls_back_on_first_token_timeout_and_closes_the_silent_upstream() {
+    // Answers 200 and then says nothing.
+    let mut silent = Fake::start(Reply::Sse {
+        parts: vec![],
+        hold: true,
+    })
+    .await;
+    let up = Fake::start(Reply::Sse {
+        parts: anthropic_stream(),
+        hold: false,
+    })
+    .await;
+    let running = gateway(&silent.base, &up.base, 300).await;
+    let mut client = SioClient::connect(running.addr).await;
+    assert_eq!(client.next_event().await.0, "ai:connected");
+    client
+        .emit(
+            "ai:stream",
+            json!({"prompt":"hi there","useOrchestrator":false}),
+        )
+        .await;
+    let (name, start) = client.next_event().await;
+    assert_eq!(name, "ai:stream:start");
+    assert_eq!(start["provider"], "anthropic");
+    assert!(start["agent"].is_null() && start["intent"].is_null());
+    tokio::time::timeout(Duration::from_secs(3), silent.closed.recv())
+        .await
+        .expect("the silent upstream's connection was closed after the first-token timeout");
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn gateway_cancel_closes_the_openai_upstream() {
+    let parts = vec![openai_chunk(json!({"content":"first"}), Value::Null)];
+    let mut held = Fake::start(Reply::Sse { parts, hold: true }).await;
+    let running = gateway(&held.base, &refused_base().await, 5_000).await;
+    let mut client = SioClient::connect(running.addr).await;
+    assert_eq!(client.next_event().await.0, "ai:connected");
+    client
+        .emit(
+            "ai:stream",
+            json!({"prompt":"Write a parser","streamId":"c1"}),
+        )
+        .await;
+    let (name, start) = client.next_event().await;
+    assert_eq!(
+        (name.as_str(), &start["agent"]),
+        ("ai:stream:start", &json!("coder"))
+    );
+    assert_eq!(client.next_event().await.1["data"], "first");
+    client.emit("ai:cancel", json!({"streamId":"c1"})).await;
+    let (name, cancelled) = client.next_event().await;
+    assert_eq!(
+        (name.as_str(), &cancelled["reason"]),
+        ("ai:stream:cancelled", &json!("client"))
+    );
+    tokio::time::timeout(Duration::from_secs(3), held.closed.recv())
+        .await
+        .expect("cancel closed the upstream connection");
     running.shutdown().await.unwrap();
 }

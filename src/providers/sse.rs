@@ -8,7 +8,9 @@
 //! one [`Chunk::Done`]. The pipeline is generic over the byte stream so the
 //! fixture tests run exactly the code the providers run, fed split at every
 //! byte boundary. Reading stops at `Done`: what follows is never read, and
-//! dropping the stream drops the body, closing the connection.
+//! dropping the stream drops the body, closing the connection. A connection
+//! that breaks before the first token is "unavailable" (the next provider
+//! of the chain may serve); after it, the stream has failed.
 
 use super::{Chunk, ChunkStream};
 use crate::error::ProviderError;
@@ -100,6 +102,9 @@ where
         ready: VecDeque<Chunk>,
         pending: Arc<AtomicUsize>,
         ended: bool,
+        /// Whether a token went out: a broken connection before that is
+        /// "unavailable" (the next provider may serve), after it a failure.
+        any_token: bool,
         provider: Arc<str>,
     }
     let st = St {
@@ -108,14 +113,18 @@ where
         ready: VecDeque::new(),
         pending,
         ended: false,
+        any_token: false,
         provider,
     };
     futures_util::stream::unfold(st, |mut st| async move {
         loop {
             if let Some(chunk) = st.ready.pop_front() {
-                if matches!(chunk, Chunk::Done { .. }) {
-                    st.ended = true;
-                    st.ready.clear();
+                match chunk {
+                    Chunk::Done { .. } => {
+                        st.ended = true;
+                        st.ready.clear();
+                    }
+                    Chunk::Token(_) => st.any_token = true,
                 }
                 return Some((Ok(chunk), st));
             }
@@ -127,6 +136,9 @@ where
                     st.pending.store(0, Relaxed);
                     st.decoder.event(&event, &mut st.ready)
                 }
+                Some(Err(eventsource_stream::EventStreamError::Transport(
+                    BodyError::Transport(e),
+                ))) if !st.any_token => Err(DecodeError::Unavailable(format!("body: {e}"))),
                 Some(Err(e)) => Err(DecodeError::Upstream(format!("body: {e}"))),
                 None => {
                     st.ended = true;
