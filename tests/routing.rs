@@ -87,6 +87,43 @@ fn routing_table_accuracy() {
     );
 }
 
+/// Prints what classifying and routing cost (no assertion: timings depend
+/// on the machine and the build; run with `--release --nocapture`).
+#[test]
+fn routing_cost() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/routing_cases.toml");
+    let cases: Cases = Figment::from(Toml::file(&path)).extract().unwrap();
+    let orch = orchestrator(&Config::default());
+    let reqs: Vec<StreamRequest> = cases
+        .case
+        .iter()
+        .map(|c| request(json!({ "prompt": c.prompt, "agentContext": c.context })))
+        .collect();
+    let long = request(json!({ "prompt": "Please explain what this does. ".repeat(1000) }));
+    let rounds = 200;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        for r in &reqs {
+            std::hint::black_box(orch.classify(r));
+        }
+    }
+    let classify = started.elapsed() / (rounds * reqs.len() as u32);
+    let started = Instant::now();
+    for _ in 0..rounds {
+        for r in &reqs {
+            std::hint::black_box(orch.route(r).unwrap());
+        }
+    }
+    let route = started.elapsed() / (rounds * reqs.len() as u32);
+    let started = Instant::now();
+    std::hint::black_box(orch.classify(&long));
+    println!(
+        "classify: {classify:?} per prompt, route (with prompt building): {route:?}, a {}-char prompt: {:?}",
+        long.prompt.len(),
+        started.elapsed()
+    );
+}
+
 #[test]
 fn orchestrated_route_names_agent_and_builds_the_system_prompt() {
     let orch = orchestrator(&Config::default());
