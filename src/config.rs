@@ -93,6 +93,14 @@ pub struct RoutingConfig {
     /// Pause before fallback attempt `n` (n × this), so a failing upstream
     /// is not hammered and a flapping one gets a moment to recover.
     pub fallback_backoff_ms: u64,
+    /// A provider to ask when the rules are unsure (below
+    /// `min_confidence`); empty turns the LLM router off.
+    pub llm_provider: String,
+    /// Its model; empty means the provider's default model.
+    pub llm_model: String,
+    /// How long the stream waits for the LLM router's answer before the
+    /// rules' decision stands.
+    pub llm_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -236,6 +244,9 @@ impl Default for RoutingConfig {
             agents_file: String::new(),
             min_confidence: 0.3,
             fallback_backoff_ms: 100,
+            llm_provider: String::new(),
+            llm_model: String::new(),
+            llm_timeout_ms: 1_500,
         }
     }
 }
@@ -387,6 +398,17 @@ impl Config {
                 "server.ping_interval_ms",
                 "and ping_timeout_ms must be at least 1",
             );
+        }
+        if !self.routing.llm_provider.is_empty()
+            && !self.providers.contains_key(&self.routing.llm_provider)
+        {
+            return bad(
+                "routing.llm_provider",
+                "must be empty or name a configured provider",
+            );
+        }
+        if self.routing.llm_timeout_ms == 0 {
+            return bad("routing.llm_timeout_ms", "must be at least 1");
         }
         if !(0.0..=1.0).contains(&self.routing.min_confidence) {
             return bad("routing.min_confidence", "must be between 0.0 and 1.0");

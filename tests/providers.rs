@@ -870,3 +870,122 @@ async fn gateway_cancel_closes_the_openai_upstream() {
         .expect("cancel closed the upstream connection");
     running.shutdown().await.unwrap();
 }
+
+/// A gateway serving from `anthropic` at `serve_base`, with the LLM router
+/// asking the `classifier` (openai kind) at `classifier_base`.
+async fn gateway_with_llm_router(serve_base: &str, classifier_base: &str) -> streamgate::Running {
+    init();
+    let mut config = Config::default();
+    config.server.host = "127.0.0.1".into();
+    config.server.port = 0;
+    config.providers.insert(
+        "anthropic".into(),
+        provider_config(ProviderKind::Anthropic, serve_base),
+    );
+    config.providers.insert(
+        "classifier".into(),
+        provider_config(ProviderKind::Openai, classifier_base),
+    );
+    config.routing.default_provider = "anthropic".into();
+    config.routing.llm_provider = "classifier".into();
+    config.routing.llm_timeout_ms = 400;
+    streamgate::start(config).await.unwrap()
+}
+
+/// Send one orchestrated prompt; the events up to `ai:done`.
+async fn one_stream(running: &streamgate::Running, prompt: &str) -> Vec<(String, Value)> {
+    let mut client = SioClient::connect(running.addr).await;
+    assert_eq!(client.next_event().await.0, "ai:connected");
+    client.emit("ai:stream", json!({ "prompt": prompt })).await;
+    let mut events = Vec::new();
+    loop {
+        let (name, data) = client.next_event().await;
+        let end = name == "ai:done" || name == "ai:stream:error";
+        events.push((name, data));
+        if end {
+            return events;
+        }
+    }
+}
+
+#[tokio::test]
+async fn llm_router_picks_the_agent_when_the_rules_are_unsure() {
+    let classifier = Fake::start(Reply::Sse {
+        parts: vec![
+            openai_chunk(json!({"content":"fix"}), Value::Null),
+            openai_chunk(json!({}), json!("stop")),
+            "data: [DONE]\n\n".into(),
+        ],
+        hold: false,
+    })
+    .await;
+    let serve = Fake::start(Reply::Sse {
+        parts: anthropic_stream(),
+        hold: false,
+    })
+    .await;
+    let running = gateway_with_llm_router(&serve.base, &classifier.base).await;
+
+    // The rules are sure of this one: the classifier is not asked.
+    let events = one_stream(&running, "Explain this code").await;
+    assert_eq!(events[0].1["agent"], "explainer");
+    assert_eq!(classifier.count(), 0);
+
+    // Nothing matches "it keeps happening": the classifier says "fix".
+    let events = one_stream(&running, "it keeps happening").await;
+    assert_eq!(events[0].1["agent"], "debugger", "{events:?}");
+    assert_eq!(events[0].1["intent"], "fix");
+    let complete = &events[events.len() - 2].1;
+    assert_eq!(
+        (&complete["agent"], &complete["confidence"]),
+        (&json!("debugger"), &json!(0.9))
+    );
+    let (_, asked, _) = classifier.request(0);
+    assert!(
+        asked["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("- fix: "),
+        "{asked}"
+    );
+    assert_eq!(asked["messages"][1]["content"], "it keeps happening");
+    let (_, served, _) = serve.request(1);
+    assert!(
+        served["system"].as_str().unwrap().contains("debugger"),
+        "{served}"
+    );
+
+    let stats: Value = reqwest::get(format!("http://{}/stats", running.addr))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["routing"]["agents"]["debugger"], 1, "{stats}");
+    assert_eq!(stats["routing"]["lowConfidence"], 0, "{stats}");
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn llm_router_timeout_leaves_the_default_agent() {
+    let mut classifier = Fake::start(Reply::Sse {
+        parts: vec![],
+        hold: true,
+    })
+    .await;
+    let serve = Fake::start(Reply::Sse {
+        parts: anthropic_stream(),
+        hold: false,
+    })
+    .await;
+    let running = gateway_with_llm_router(&serve.base, &classifier.base).await;
+    let started = Instant::now();
+    let events = one_stream(&running, "it keeps happening").await;
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    assert_eq!(events[0].1["agent"], "assistant", "{events:?}");
+    assert_eq!(events.last().unwrap().0, "ai:done");
+    tokio::time::timeout(Duration::from_secs(3), classifier.closed.recv())
+        .await
+        .expect("the classifier request was closed at the timeout");
+    running.shutdown().await.unwrap();
+}

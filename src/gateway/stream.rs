@@ -63,11 +63,20 @@ impl StreamTask {
         tracker.spawn(self.run().instrument(span));
     }
 
-    async fn run(self) {
+    async fn run(mut self) {
         let started = Instant::now();
         let deadline = started + self.stream_timeout;
         self.stats.streams_started.fetch_add(1, Relaxed);
         self.stats.streams_active.fetch_add(1, Relaxed);
+
+        // The LLM router, when the rules were unsure and it is on; a cancel
+        // or the deadline stops the wait and is seen just below.
+        tokio::select! {
+            biased;
+            _ = self.control.cancel.cancelled() => {}
+            _ = sleep_until(deadline) => {}
+            _ = self.route.refine() => {}
+        }
 
         let mut tokens: u64 = 0;
         let opened = tokio::select! {

@@ -13,8 +13,13 @@
 //! `agent`/`intent`/`confidence` as null. Either way the route's chain is
 //! the provider followed by its fallbacks. Each decision is logged with its
 //! scores and counted in [`RoutingStats`] for `/stats` and `/metrics`.
+//! When `routing.llm_provider` is set, a route the rules were unsure of
+//! carries a pending [`Route::refine`]: the stream task lets a small model
+//! reclassify the prompt (with a timeout) before opening the upstream, so
+//! the handler never waits on a model and a cancel still ends the stream.
 
 pub mod agents;
+pub mod llm_router;
 pub mod router;
 
 use crate::config::Config;
@@ -22,10 +27,12 @@ use crate::error::GatewayError;
 use crate::protocol::{ChatMessage, Role, StreamRequest};
 use crate::providers::{Provider, ProviderSet, UpstreamRequest};
 use agents::{AgentSpec, AgentsError, AgentsFile, render_prompt};
+use futures_util::future::BoxFuture;
+use llm_router::LlmRouter;
 pub use router::{Classification, IntentRouter};
 use serde_json::{Map, Value, json};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub struct Route {
@@ -42,9 +49,25 @@ pub struct Route {
     pub max_tokens: Option<u32>,
     /// Pause before fallback attempt `n` is `n` × this.
     pub fallback_backoff: Duration,
+    /// Set when the rules were unsure and the LLM router is on: resolves to
+    /// the route under the agent the LLM picked, or `None` to keep this one.
+    /// [`Route::refine`] runs it; the stream task does so before opening.
+    /// (In a mutex only so that `Route` stays `Sync`; it is never
+    /// contended.)
+    pub refine: Mutex<Option<BoxFuture<'static, Option<Route>>>>,
 }
 
 impl Route {
+    /// Let the LLM router replace this route (no-op unless it is pending).
+    pub async fn refine(&mut self) {
+        let pending = self.refine.get_mut().ok().and_then(Option::take);
+        if let Some(refine) = pending
+            && let Some(better) = refine.await
+        {
+            *self = better;
+        }
+    }
+
     /// The upstream request for the `attempt`-th provider of the chain: the
     /// requested model goes to the first one, fallbacks use their default.
     pub fn request_for(&self, attempt: usize, provider: &dyn Provider) -> UpstreamRequest {
@@ -130,19 +153,37 @@ struct Agent {
     model: Option<Arc<str>>,
 }
 
-pub struct Orchestrator {
+/// What building a route from a decision needs, shared with the LLM
+/// router's pending refinements (which outlive the `route` call).
+struct AgentTable {
     providers: Arc<ProviderSet>,
     default_provider: String,
-    allowed_models: Vec<String>,
-    router: IntentRouter,
     agents: Vec<Agent>,
     intents: Vec<Arc<str>>,
     /// Per intent: the agent (index) serving it.
     agent_of_intent: Vec<usize>,
     default_agent: usize,
-    min_confidence: f64,
     fallback_backoff: Duration,
-    pub stats: RoutingStats,
+    stats: Arc<RoutingStats>,
+}
+
+/// What the router decided for one request.
+struct Decision {
+    agent: usize,
+    intent: usize,
+    confidence: f64,
+    /// Below the threshold: the default agent serves.
+    unsure: bool,
+    how: &'static str,
+}
+
+pub struct Orchestrator {
+    table: Arc<AgentTable>,
+    allowed_models: Vec<String>,
+    router: IntentRouter,
+    llm: Option<LlmRouter>,
+    min_confidence: f64,
+    pub stats: Arc<RoutingStats>,
 }
 
 impl Orchestrator {
@@ -191,6 +232,30 @@ impl Orchestrator {
             .iter()
             .position(|a| a.name == file.default_agent)
             .unwrap_or(0);
+        let llm = match config.routing.llm_provider.as_str() {
+            "" => None,
+            name => {
+                let provider =
+                    providers
+                        .get(name)
+                        .cloned()
+                        .ok_or_else(|| AgentsError::Invalid {
+                            path: "config".into(),
+                            key: "routing.llm_provider".into(),
+                            rule: format!("must name a configured provider (got {name:?})"),
+                        })?;
+                let described: Vec<(Arc<str>, String)> = intents
+                    .iter()
+                    .cloned()
+                    .zip(file.intents.iter().map(|i| i.description.clone()))
+                    .collect();
+                let model = Some(config.routing.llm_model.as_str())
+                    .filter(|m| !m.is_empty())
+                    .map(Arc::from);
+                let timeout = Duration::from_millis(config.routing.llm_timeout_ms);
+                Some(LlmRouter::new(provider, model, timeout, &described))
+            }
+        };
         let agents: Vec<Agent> = file
             .agents
             .into_iter()
@@ -201,29 +266,35 @@ impl Orchestrator {
             })
             .collect();
         let agent_names: Vec<Arc<str>> = agents.iter().map(|a| a.name.clone()).collect();
+        let stats = Arc::new(RoutingStats::new(&intents, &agent_names));
         tracing::info!(
             agents = agents.len(),
             intents = intents.len(),
             origin,
+            llm_router = llm.as_ref().map(|l| l.provider_name().to_string()),
             "agents loaded"
         );
         Ok(Self {
-            providers,
-            default_provider: config.routing.default_provider.clone(),
+            table: Arc::new(AgentTable {
+                providers,
+                default_provider: config.routing.default_provider.clone(),
+                agents,
+                intents,
+                agent_of_intent,
+                default_agent,
+                fallback_backoff: Duration::from_millis(config.routing.fallback_backoff_ms),
+                stats: stats.clone(),
+            }),
             allowed_models: config.streams.allowed_models.clone(),
-            stats: RoutingStats::new(&intents, &agent_names),
             router,
-            agents,
-            intents,
-            agent_of_intent,
-            default_agent,
+            llm,
             min_confidence: config.routing.min_confidence,
-            fallback_backoff: Duration::from_millis(config.routing.fallback_backoff_ms),
+            stats,
         })
     }
 
-    /// The router's reading of a prompt, without routing (for tests and
-    /// tools): the intent's name and the confidence.
+    /// The rules' reading of a prompt, without routing (for tests and
+    /// tools): the intent's name and the classification.
     pub fn classify(&self, req: &StreamRequest) -> (Option<&str>, Classification) {
         let c = self
             .router
@@ -244,8 +315,92 @@ impl Orchestrator {
         if req.use_orchestrator.unwrap_or(req.provider.is_none()) {
             self.route_to_agent(req)
         } else {
-            self.route_direct(req)
+            self.table.route_direct(req)
         }
+    }
+
+    fn route_to_agent(&self, req: &StreamRequest) -> Result<Route, GatewayError> {
+        let started = Instant::now();
+        let c = self
+            .router
+            .classify(&req.prompt, req.agent_context.as_ref());
+        let t = &self.table;
+        let decision = match c.best.filter(|_| c.confidence >= self.min_confidence) {
+            Some(i) => Decision {
+                agent: t.agent_of_intent[i],
+                intent: i,
+                confidence: c.confidence,
+                unsure: false,
+                how: "rules",
+            },
+            None => t.default_decision(c.confidence),
+        };
+        let mut route = t.build(req, &decision)?;
+        match (&self.llm, decision.unsure) {
+            (Some(llm), true) => {
+                // Counted and logged when the LLM has answered (or not).
+                let (table, req, ask) = (t.clone(), req.clone(), llm.classify(&req.prompt));
+                route.refine = Mutex::new(Some(Box::pin(async move {
+                    let d = match ask.await {
+                        Some((intent, confidence)) => Decision {
+                            agent: table.agent_of_intent[intent],
+                            intent,
+                            confidence,
+                            unsure: false,
+                            how: "llm",
+                        },
+                        None => decision,
+                    };
+                    table.record(&d, "llm router consulted");
+                    if d.how == "llm" {
+                        table.build(&req, &d).ok()
+                    } else {
+                        None
+                    }
+                })));
+            }
+            _ => t.record(&decision, &self.router.explain(&c)),
+        }
+        tracing::debug!(
+            micros = started.elapsed().as_micros() as u64,
+            "routing took"
+        );
+        Ok(route)
+    }
+}
+
+impl AgentTable {
+    fn default_decision(&self, confidence: f64) -> Decision {
+        let agent = self.default_agent;
+        let first = &self.agents[agent].spec.intents[0];
+        Decision {
+            agent,
+            intent: self
+                .intents
+                .iter()
+                .position(|n| n.as_ref() == first.as_str())
+                .unwrap_or(0),
+            confidence,
+            unsure: true,
+            how: "default agent",
+        }
+    }
+
+    /// Count a decision and log it with its reasons.
+    fn record(&self, d: &Decision, reasons: &str) {
+        self.stats.agents[d.agent].1.fetch_add(1, Relaxed);
+        self.stats.intents[d.intent].1.fetch_add(1, Relaxed);
+        if d.unsure {
+            self.stats.low_confidence.fetch_add(1, Relaxed);
+        }
+        tracing::info!(
+            agent = %self.agents[d.agent].name,
+            intent = %self.intents[d.intent],
+            confidence = d.confidence,
+            by = d.how,
+            reasons,
+            "routed"
+        );
     }
 
     fn provider_chain(&self, name: &str) -> Result<Vec<Arc<dyn Provider>>, GatewayError> {
@@ -278,38 +433,20 @@ impl Orchestrator {
             temperature: req.temperature,
             max_tokens: req.max_tokens,
             fallback_backoff: self.fallback_backoff,
+            refine: Mutex::new(None),
         })
     }
 
-    fn route_to_agent(&self, req: &StreamRequest) -> Result<Route, GatewayError> {
-        let started = Instant::now();
-        let c = self
-            .router
-            .classify(&req.prompt, req.agent_context.as_ref());
-        let confident = c.best.filter(|_| c.confidence >= self.min_confidence);
-        let (agent_index, intent_index) = match confident {
-            Some(i) => (self.agent_of_intent[i], i),
-            None => {
-                let a = self.default_agent;
-                let first = &self.agents[a].spec.intents[0];
-                (
-                    a,
-                    self.intents
-                        .iter()
-                        .position(|n| n.as_ref() == first.as_str())
-                        .unwrap_or(0),
-                )
-            }
-        };
-        let agent = &self.agents[agent_index];
-        let intent = self.intents[intent_index].clone();
+    /// The route for `req` under the decided agent: its system prompt and
+    /// settings, the request's own values winning.
+    fn build(&self, req: &StreamRequest, d: &Decision) -> Result<Route, GatewayError> {
+        let agent = &self.agents[d.agent];
         let name = req
             .provider
             .as_deref()
             .or(agent.spec.provider.as_deref())
             .unwrap_or(&self.default_provider);
         let chain = self.provider_chain(name)?;
-
         let mut messages = Vec::with_capacity(req.messages.len() + 2);
         let system = render_prompt(&agent.spec.system_prompt, req.agent_context.as_ref());
         if !system.is_empty() {
@@ -323,22 +460,6 @@ impl Orchestrator {
             role: Role::User,
             content: req.prompt.clone(),
         });
-
-        self.stats.agents[agent_index].1.fetch_add(1, Relaxed);
-        self.stats.intents[intent_index].1.fetch_add(1, Relaxed);
-        if confident.is_none() {
-            self.stats.low_confidence.fetch_add(1, Relaxed);
-        }
-        tracing::info!(
-            agent = %agent.name,
-            intent = %intent,
-            confidence = c.confidence,
-            default_agent = confident.is_none(),
-            scores = %self.router.explain(&c),
-            provider = name,
-            micros = started.elapsed().as_micros() as u64,
-            "routed"
-        );
         Ok(Route {
             chain,
             model: req
@@ -347,12 +468,13 @@ impl Orchestrator {
                 .map(Arc::from)
                 .or_else(|| agent.model.clone()),
             agent: Some(agent.name.clone()),
-            intent: Some(intent),
-            confidence: Some(c.confidence),
+            intent: Some(self.intents[d.intent].clone()),
+            confidence: Some(d.confidence),
             messages,
             temperature: req.temperature.or(agent.spec.temperature),
             max_tokens: req.max_tokens.or(agent.spec.max_tokens),
             fallback_backoff: self.fallback_backoff,
+            refine: Mutex::new(None),
         })
     }
 }
