@@ -174,7 +174,15 @@ struct Decision {
     confidence: f64,
     /// Below the threshold: the default agent serves.
     unsure: bool,
-    how: &'static str,
+    by: DecidedBy,
+}
+
+/// Who made a routing decision, for the log.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum DecidedBy {
+    Rules,
+    DefaultAgent,
+    Llm,
 }
 
 pub struct Orchestrator {
@@ -331,7 +339,7 @@ impl Orchestrator {
                 intent: i,
                 confidence: c.confidence,
                 unsure: false,
-                how: "rules",
+                by: DecidedBy::Rules,
             },
             None => t.default_decision(c.confidence),
         };
@@ -340,6 +348,7 @@ impl Orchestrator {
             (Some(llm), true) => {
                 // Counted and logged when the LLM has answered (or not).
                 let (table, req, ask) = (t.clone(), req.clone(), llm.classify(&req.prompt));
+                let reasons = format!("rules unsure ({})", self.router.explain(&c));
                 route.refine = Mutex::new(Some(Box::pin(async move {
                     let d = match ask.await {
                         Some((intent, confidence)) => Decision {
@@ -347,12 +356,12 @@ impl Orchestrator {
                             intent,
                             confidence,
                             unsure: false,
-                            how: "llm",
+                            by: DecidedBy::Llm,
                         },
                         None => decision,
                     };
-                    table.record(&d, "llm router consulted");
-                    if d.how == "llm" {
+                    table.record(&d, &reasons);
+                    if d.by == DecidedBy::Llm {
                         table.build(&req, &d).ok()
                     } else {
                         None
@@ -382,7 +391,7 @@ impl AgentTable {
                 .unwrap_or(0),
             confidence,
             unsure: true,
-            how: "default agent",
+            by: DecidedBy::DefaultAgent,
         }
     }
 
@@ -397,7 +406,7 @@ impl AgentTable {
             agent = %self.agents[d.agent].name,
             intent = %self.intents[d.intent],
             confidence = d.confidence,
-            by = d.how,
+            by = ?d.by,
             reasons,
             "routed"
         );
