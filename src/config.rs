@@ -85,12 +85,32 @@ pub struct BackpressureConfig {
 pub struct RoutingConfig {
     /// Provider for requests that name none.
     pub default_provider: String,
+    /// The agents file; empty means the copy of `config/agents.toml` built
+    /// into the binary, so the gateway starts from any directory.
+    pub agents_file: String,
+    /// Below this intent-router confidence a prompt goes to the default agent.
+    pub min_confidence: f64,
+    /// Pause before fallback attempt `n` (n × this), so a failing upstream
+    /// is not hammered and a flapping one gets a moment to recover.
+    pub fallback_backoff_ms: u64,
+    /// A provider to ask when the rules are unsure (below
+    /// `min_confidence`); empty turns the LLM router off.
+    pub llm_provider: String,
+    /// Its model; empty means the provider's default model.
+    pub llm_model: String,
+    /// How long the stream waits for the LLM router's answer before the
+    /// rules' decision stands.
+    pub llm_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
     Ollama,
+    /// Any OpenAI-compatible `/v1/chat/completions` server.
+    Openai,
+    /// Anthropic's Messages API.
+    Anthropic,
     Simulated,
 }
 
@@ -108,6 +128,14 @@ pub struct ProviderConfig {
     pub tokens_per_second: f64,
     /// `simulated` only: tokens per reply when the request sets no maxTokens.
     pub reply_tokens: u32,
+    /// `openai`/`anthropic`: the environment variable holding the API key
+    /// (read once at startup, never logged). Empty means the SDK's usual
+    /// name: `OPENAI_API_KEY` or `ANTHROPIC_API_KEY`. An unset variable
+    /// means no key (fine for local OpenAI-compatible servers).
+    pub api_key_env: String,
+    /// `anthropic`: `max_tokens` when the request sets none (the Messages
+    /// API requires one).
+    pub max_tokens_default: u32,
 }
 
 impl Default for ProviderConfig {
@@ -120,6 +148,8 @@ impl Default for ProviderConfig {
             fallback: Vec::new(),
             tokens_per_second: 50.0,
             reply_tokens: 64,
+            api_key_env: String::new(),
+            max_tokens_default: 4_096,
         }
     }
 }
@@ -211,6 +241,12 @@ impl Default for RoutingConfig {
     fn default() -> Self {
         Self {
             default_provider: "ollama".into(),
+            agents_file: String::new(),
+            min_confidence: 0.3,
+            fallback_backoff_ms: 100,
+            llm_provider: String::new(),
+            llm_model: String::new(),
+            llm_timeout_ms: 1_500,
         }
     }
 }
@@ -225,7 +261,50 @@ pub const LEGACY_ENV: &[(&str, &str)] = &[
     ("BACKPRESSURE_THRESHOLD", "backpressure.threshold"),
     ("OLLAMA_BASE_URL", "providers.ollama.base_url"),
     ("OLLAMA_DEFAULT_MODEL", "providers.ollama.default_model"),
+    ("OPENAI_BASE_URL", "providers.openai.base_url"),
+    ("ANTHROPIC_BASE_URL", "providers.anthropic.base_url"),
 ];
+
+/// Providers that the official SDKs' environment variables set up: when
+/// either variable is set (non-empty), a provider of that name and kind is
+/// added under the config file, so the file can still change any of it and
+/// `*_BASE_URL` (in [`LEGACY_ENV`]) overrides its base URL. When neither is
+/// set the provider does not exist: an unconfigured cloud API must not make
+/// startup fail, nor `/readyz` probe the internet.
+pub const SDK_PROVIDERS: &[(&str, ProviderKind, &str, &str)] = &[
+    (
+        "openai",
+        ProviderKind::Openai,
+        "OPENAI_BASE_URL",
+        "OPENAI_API_KEY",
+    ),
+    (
+        "anthropic",
+        ProviderKind::Anthropic,
+        "ANTHROPIC_BASE_URL",
+        "ANTHROPIC_API_KEY",
+    ),
+];
+
+impl ProviderKind {
+    /// The provider `SDK_PROVIDERS` adds for this kind, before the file and
+    /// the environment apply.
+    pub fn sdk_defaults(self) -> ProviderConfig {
+        let (base_url, default_model) = match self {
+            ProviderKind::Openai => ("https://api.openai.com", "gpt-4o-mini"),
+            ProviderKind::Anthropic => ("https://api.anthropic.com", "claude-3-5-haiku-latest"),
+            ProviderKind::Ollama => ("http://localhost:11434", "llama3.2"),
+            ProviderKind::Simulated => ("", "simulated-1"),
+        };
+        ProviderConfig {
+            kind: self,
+            base_url: base_url.into(),
+            default_model: default_model.into(),
+            connect_timeout_ms: 5_000,
+            ..ProviderConfig::default()
+        }
+    }
+}
 
 /// Startup stops on this, with the key and the rule in the message.
 #[derive(Debug, thiserror::Error)]
@@ -241,6 +320,13 @@ impl Config {
     /// environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        for (name, kind, base_env, key_env) in SDK_PROVIDERS {
+            let set = |v: &str| std::env::var_os(v).is_some_and(|x| !x.is_empty());
+            if set(base_env) || set(key_env) {
+                let key = format!("providers.{name}");
+                figment = figment.merge(Serialized::default(&key, kind.sdk_defaults()));
+            }
+        }
         if let Some(path) = file {
             if !path.exists() {
                 return Err(ConfigError::Invalid {
@@ -250,15 +336,19 @@ impl Config {
             }
             figment = figment.merge(Toml::file(path));
         }
-        let legacy = Env::raw()
-            .only(&LEGACY_ENV.iter().map(|(k, _)| *k).collect::<Vec<_>>())
-            .map(|k| {
-                LEGACY_ENV
-                    .iter()
-                    .find(|(name, _)| k.as_str().eq_ignore_ascii_case(name))
-                    .map(|(_, key)| (*key).into())
-                    .unwrap_or_else(|| k.into())
-            });
+        // An empty variable counts as unset (as in `OPENAI_BASE_URL=` in an env file).
+        let set_legacy: Vec<&str> = LEGACY_ENV
+            .iter()
+            .map(|(k, _)| *k)
+            .filter(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()))
+            .collect();
+        let legacy = Env::raw().only(&set_legacy).map(|k| {
+            LEGACY_ENV
+                .iter()
+                .find(|(name, _)| k.as_str().eq_ignore_ascii_case(name))
+                .map(|(_, key)| (*key).into())
+                .unwrap_or_else(|| k.into())
+        });
         figment = figment.merge(legacy).merge(
             Env::prefixed("STREAMGATE_")
                 .split("__")
@@ -309,6 +399,20 @@ impl Config {
                 "and ping_timeout_ms must be at least 1",
             );
         }
+        if !self.routing.llm_provider.is_empty()
+            && !self.providers.contains_key(&self.routing.llm_provider)
+        {
+            return bad(
+                "routing.llm_provider",
+                "must be empty or name a configured provider",
+            );
+        }
+        if self.routing.llm_timeout_ms == 0 {
+            return bad("routing.llm_timeout_ms", "must be at least 1");
+        }
+        if !(0.0..=1.0).contains(&self.routing.min_confidence) {
+            return bad("routing.min_confidence", "must be between 0.0 and 1.0");
+        }
         if !self.providers.contains_key(&self.routing.default_provider) {
             return bad(
                 "routing.default_provider",
@@ -327,10 +431,13 @@ impl Config {
             if p.default_model.is_empty() {
                 return bad(&key("default_model"), "must not be empty");
             }
-            if p.kind == ProviderKind::Ollama
+            if p.kind != ProviderKind::Simulated
                 && !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://"))
             {
                 return bad(&key("base_url"), "must be an http:// or https:// URL");
+            }
+            if p.kind == ProviderKind::Anthropic && p.max_tokens_default == 0 {
+                return bad(&key("max_tokens_default"), "must be at least 1");
             }
             if !(p.tokens_per_second >= 0.0 && p.tokens_per_second.is_finite()) {
                 return bad(&key("tokens_per_second"), "must be a finite number >= 0");
@@ -389,6 +496,18 @@ mod tests {
             .extract()
             .expect("config/default.toml parses");
         assert_eq!(from_file, Config::default());
+    }
+
+    #[test]
+    fn sdk_providers_are_valid_and_need_http_urls() {
+        let mut c = Config::default();
+        for (name, kind, _, _) in SDK_PROVIDERS {
+            c.providers.insert(name.to_string(), kind.sdk_defaults());
+        }
+        c.validate().unwrap();
+        c.providers.get_mut("openai").unwrap().base_url = "api.openai.com".into();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("providers.openai.base_url"), "{e}");
     }
 
     #[test]

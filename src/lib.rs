@@ -51,15 +51,11 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(config: Config) -> Result<Arc<Self>, error::ProviderError> {
+    pub fn new(config: Config) -> Result<Arc<Self>, StartError> {
         let config = Arc::new(config);
         let stats = Arc::new(Stats::default());
         let providers = Arc::new(ProviderSet::from_config(&config)?);
-        let orchestrator = Orchestrator::new(
-            providers.clone(),
-            config.routing.default_provider.clone(),
-            config.streams.allowed_models.clone(),
-        );
+        let orchestrator = Orchestrator::new(providers.clone(), &config)?;
         let limits = RequestLimits {
             max_prompt_chars: config.streams.max_prompt_chars,
             max_tokens_limit: config.streams.max_tokens_limit,
@@ -218,4 +214,6 @@ pub enum StartError {
     },
     #[error("provider setup failed: {0}")]
     Provider(#[from] error::ProviderError),
+    #[error("agents: {0}")]
+    Agents(#[from] orchestrator::agents::AgentsError),
 }

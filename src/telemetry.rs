@@ -37,6 +37,10 @@ pub mod names {
     pub const PROVIDER_REQUESTS: &str = "streamgate_provider_requests_total";
     pub const PROVIDER_ERRORS: &str = "streamgate_provider_errors_total";
     pub const PROVIDER_TTFT: &str = "streamgate_provider_ttft_ms";
+    pub const ROUTING_DIRECT: &str = "streamgate_routing_direct_total";
+    pub const ROUTING_LOW_CONFIDENCE: &str = "streamgate_routing_low_confidence_total";
+    pub const ROUTING_INTENT: &str = "streamgate_routing_intent_total";
+    pub const ROUTING_AGENT: &str = "streamgate_routing_agent_total";
 }
 
 /// Process-wide counters.

@@ -67,10 +67,12 @@ async fn three_streams_at_once_and_one_cancelled() {
     assert!(c.connected["resumeToken"].as_str().unwrap().len() >= 32);
 
     for (id, prompt) in [("a", "hello"), ("b", "slow"), ("c", "split")] {
+        // "a" goes straight to the provider; the others through the agents.
+        let direct = id == "a";
         let ack = c
             .emit_ack(
                 "ai:stream",
-                json!({"prompt": prompt, "streamId": id, "model": "llama3"}),
+                json!({"prompt": prompt, "streamId": id, "model": "llama3", "useOrchestrator": !direct}),
             )
             .await;
         assert_eq!(ack, json!({"ok": true, "streamId": id}));
@@ -112,6 +114,12 @@ async fn three_streams_at_once_and_one_cancelled() {
     assert_eq!(start["provider"], "ollama");
     assert_eq!(start["model"], "llama3");
     assert!(start["agent"].is_null() && start["intent"].is_null());
+    let complete = &streams["a"][streams["a"].len() - 2].1;
+    assert!(complete["agent"].is_null() && complete["confidence"].is_null());
+    assert!(
+        streams["c"][0].1["agent"].is_string(),
+        "orchestrated stream names its agent"
+    );
     let done = &streams["a"].last().unwrap().1;
     assert_eq!(done["totalTokens"], 8);
     assert_eq!(done["finishReason"], "stop");

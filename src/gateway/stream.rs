@@ -76,11 +76,20 @@ impl StreamTask {
         tracker.spawn(self.run().instrument(span));
     }
 
-    async fn run(self) {
+    async fn run(mut self) {
         let started = Instant::now();
         let deadline = started + self.stream_timeout;
         self.stats.streams_started.fetch_add(1, Relaxed);
         self.stats.streams_active.fetch_add(1, Relaxed);
+
+        // The LLM router, when the rules were unsure and it is on; a cancel
+        // or the deadline stops the wait and is seen just below.
+        tokio::select! {
+            biased;
+            _ = self.control.cancel.cancelled() => {}
+            _ = sleep_until(deadline) => {}
+            _ = self.route.refine() => {}
+        }
 
         let mut relay = Relay {
             full: (self.client.outbox.policy() == BackpressurePolicy::Drop).then(String::new),
@@ -205,6 +214,8 @@ impl StreamTask {
                     error = %last_err.as_ref().map(|e: &ProviderError| e.to_string()).unwrap_or_default(),
                     "falling back"
                 );
+                // The caller races this against cancel and the deadline.
+                tokio::time::sleep(self.route.fallback_backoff * attempt as u32).await;
             }
             let request = self.route.request_for(attempt, provider.as_ref());
             let model = request.model.clone();

@@ -125,6 +125,7 @@ fn snapshot(app: &AppState) -> Value {
             "largestBytes": largest_bytes,
         },
         "providers": providers,
+        "routing": app.orchestrator.stats.snapshot(),
     })
 }
 
@@ -183,6 +184,15 @@ async fn metrics(State(app): State<Arc<AppState>>) -> Response {
                         .set(v);
                 }
             }
+        }
+        let routing = &app.orchestrator.stats;
+        c(n::ROUTING_DIRECT, routing.direct());
+        c(n::ROUTING_LOW_CONFIDENCE, routing.low_confidence());
+        for (intent, v) in routing.by_intent() {
+            metrics::counter!(n::ROUTING_INTENT, "intent" => intent.to_string()).absolute(v);
+        }
+        for (agent, v) in routing.by_agent() {
+            metrics::counter!(n::ROUTING_AGENT, "agent" => agent.to_string()).absolute(v);
         }
     });
     (

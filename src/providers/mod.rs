@@ -6,13 +6,21 @@
 //! (HTTP status read); the body is read lazily as the stream is polled, so a
 //! consumer that stops polling holds the upstream back through TCP, and one
 //! that drops the stream closes the upstream connection. Each wire format
-//! lives in its own file; [`ProviderSet`] builds them from config and knows
-//! each one's fallback chain.
+//! lives in its own file (`ollama` NDJSON; `openai` and `anthropic` SSE,
+//! sharing the [`sse`] pipeline and the key and status handling of
+//! `upstream`); [`ProviderSet`] builds them from config and knows each
+//! one's fallback chain.
 
+mod anthropic;
 mod ollama;
+mod openai;
 mod simulated;
+pub mod sse;
+mod upstream;
 
+pub use anthropic::{AnthropicEventDecoder, AnthropicProvider};
 pub use ollama::{OllamaLineDecoder, OllamaProvider};
+pub use openai::{OpenAiEventDecoder, OpenAiProvider};
 pub use simulated::SimulatedProvider;
 
 use crate::config::{Config, ProviderKind};
@@ -75,6 +83,8 @@ impl ProviderSet {
             let stats = Arc::new(ProviderStats::default());
             let provider: Arc<dyn Provider> = match pc.kind {
                 ProviderKind::Ollama => Arc::new(OllamaProvider::new(name, pc, stats)?),
+                ProviderKind::Openai => Arc::new(OpenAiProvider::new(name, pc, stats)?),
+                ProviderKind::Anthropic => Arc::new(AnthropicProvider::new(name, pc, stats)?),
                 ProviderKind::Simulated => Arc::new(SimulatedProvider::new(name, pc, stats)),
             };
             providers.insert(name.clone(), provider);
