@@ -67,6 +67,10 @@ pub struct StreamLimits {
 pub struct SessionConfig {
     pub heartbeat_interval_ms: u64,
     pub reconnect_window_ms: u64,
+    /// Per stream: emitted tokens kept (until acknowledged) so that a
+    /// resume can send again what a dropped connection swallowed.
+    pub replay_buffer_tokens: usize,
+    pub replay_buffer_bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -221,6 +225,8 @@ impl Default for SessionConfig {
         Self {
             heartbeat_interval_ms: 30_000,
             reconnect_window_ms: 30_000,
+            replay_buffer_tokens: 1_024,
+            replay_buffer_bytes: 262_144,
         }
     }
 }

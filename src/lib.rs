@@ -48,6 +48,9 @@ pub struct AppState {
     pub started: Instant,
     pub token_rate: RateWindow,
     pub metrics: http::MetricsExporter,
+    /// The Socket.IO handle, set once the router is built (a resume uses
+    /// it to reach the socket of a client taken over).
+    pub io: std::sync::OnceLock<SocketIo>,
 }
 
 impl AppState {
@@ -75,6 +78,7 @@ impl AppState {
             started: Instant::now(),
             token_rate: RateWindow::default(),
             metrics: http::MetricsExporter::default(),
+            io: std::sync::OnceLock::new(),
         }))
     }
 }
@@ -90,6 +94,7 @@ pub fn router(app: Arc<AppState>) -> (axum::Router, SocketIo) {
         .max_payload(c.max_payload_bytes)
         .build_layer();
     gateway::register(&io);
+    let _ = app.io.set(io.clone());
     let cors = if c.cors_origins.iter().any(|o| o == "*") {
         CorsLayer::new().allow_origin(Any)
     } else {
@@ -192,10 +197,14 @@ async fn drain_for_shutdown(app: &AppState, io: SocketIo) {
     }
     // io.close() runs no disconnect handler: clean up from the registry.
     for client in app.registry.all() {
-        if let Some(c) = app.registry.remove_socket(client.sid) {
-            c.cancel_all(protocol::CancelReason::Shutdown);
-            c.outbox.clear();
+        match client.sid() {
+            Some(sid) => {
+                app.registry.remove_socket(sid);
+            }
+            None => app.registry.remove_detached(&client),
         }
+        client.cancel_all(protocol::CancelReason::Shutdown);
+        client.outbox.clear();
     }
     // A writer stuck on a peer that stopped reading never lets its socket
     // close; do not wait on those past the grace period.

@@ -203,6 +203,27 @@ pub struct AckRequest {
     pub token_count: u64,
 }
 
+/// `ai:reconnect`: take over a previous connection's client and resume
+/// its streams.
+#[derive(Debug, Clone, Deserialize, Validate)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconnectRequest {
+    #[validate(length(min = 1, max = 64, message = "must be 1..=64 characters"))]
+    pub previous_client_id: String,
+    #[validate(length(min = 1, max = 128, message = "must be 1..=128 characters"))]
+    pub resume_token: String,
+    #[validate(length(max = 64, message = "must list at most 64 streams"), nested)]
+    pub streams: Option<Vec<ResumeStream>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Validate)]
+#[serde(rename_all = "camelCase")]
+pub struct ResumeStream {
+    #[validate(length(min = 1, max = 64, message = "must be 1..=64 characters"))]
+    pub stream_id: String,
+    pub last_token_count: Option<u64>,
+}
+
 /// `ai:heartbeat`: carries nothing, but must be an object (or absent).
 #[derive(Debug, Clone, Default, Deserialize, Validate)]
 pub struct HeartbeatRequest {}
@@ -484,6 +505,32 @@ pub struct ErrorEvent {
     pub code: &'static str,
     pub error: String,
     pub details: Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconnectSuccess {
+    pub previous_client_id: String,
+    pub new_client_id: Arc<str>,
+    pub resume_token: String,
+    pub streams: Vec<ResumedStream>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResumedStream {
+    pub stream_id: Arc<str>,
+    /// `streaming`, `completed`, `cancelled` or `failed`.
+    pub state: &'static str,
+    pub token_count: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconnectFailed {
+    pub previous_client_id: String,
+    /// `unknown` or `forbidden`.
+    pub reason: &'static str,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

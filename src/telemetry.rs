@@ -20,6 +20,10 @@ pub fn init_tracing() {
 /// Metric names, in one list.
 pub mod names {
     pub const CLIENTS_CONNECTED: &str = "streamgate_clients_connected";
+    pub const CLIENTS_DETACHED: &str = "streamgate_clients_detached";
+    pub const RESUMES_SUCCEEDED: &str = "streamgate_resumes_succeeded_total";
+    pub const RESUMES_FAILED: &str = "streamgate_resumes_failed_total";
+    pub const TOKENS_REPLAYED: &str = "streamgate_tokens_replayed_total";
     pub const STREAMS_ACTIVE: &str = "streamgate_streams_active";
     pub const STREAMS_STARTED: &str = "streamgate_streams_started_total";
     pub const STREAMS_COMPLETED: &str = "streamgate_streams_completed_total";
@@ -48,6 +52,11 @@ pub mod names {
 pub struct Stats {
     pub clients_connected: AtomicU64,
     pub clients_total: AtomicU64,
+    /// Clients whose socket went away, inside their reconnect window.
+    pub clients_detached: AtomicU64,
+    pub resumes_succeeded: AtomicU64,
+    pub resumes_failed: AtomicU64,
+    pub tokens_replayed: AtomicU64,
     pub streams_active: AtomicU64,
     pub streams_started: AtomicU64,
     pub streams_completed: AtomicU64,

@@ -10,14 +10,16 @@
 pub mod backpressure;
 pub mod outbox;
 pub mod registry;
+pub mod replay;
+pub mod session;
 pub mod stream;
 
 use crate::AppState;
 use crate::error::GatewayError;
 use crate::protocol::{
     AckRequest, BackpressurePolicy, CancelReason, CancelRequest, Connected, ErrorEvent,
-    HandshakeAuth, HeartbeatAck, HeartbeatRequest, StreamAck, StreamRequest, event, now_ms,
-    parse_payload,
+    HandshakeAuth, HeartbeatAck, HeartbeatRequest, ReconnectRequest, StreamAck, StreamRequest,
+    event, now_ms, parse_payload,
 };
 use outbox::{ClientOutbox, Outbound, OutboxLimits};
 use registry::{Client, random_hex};
@@ -67,16 +69,18 @@ async fn on_connect(
         ack_window: bp.ack_window as u64,
         policy,
         slow_timeout: std::time::Duration::from_millis(bp.slow_client_timeout_ms),
+        replay_tokens: app.config.session.replay_buffer_tokens,
+        replay_bytes: app.config.session.replay_buffer_bytes,
     };
     let outbox = Arc::new(ClientOutbox::new(limits, app.stats.clone()));
     let client = Arc::new(Client::new(socket.id, policy, &app.root, outbox));
     client.touch();
     app.registry.insert(client.clone());
-    tracing::info!(client = %client.id, sid = %socket.id, "client connected");
+    tracing::info!(client = %client.id(), sid = %socket.id, "client connected");
 
     client.outbox.push_control(Outbound::Connected(Connected {
-        client_id: client.id.clone(),
-        resume_token: random_hex(16),
+        client_id: client.id(),
+        resume_token: client.resume_token(),
         max_concurrent_streams: app.config.streams.max_concurrent_streams,
         backpressure_threshold: app.config.backpressure.threshold,
         backpressure_policy: policy,
@@ -86,15 +90,13 @@ async fn on_connect(
         server_version: env!("CARGO_PKG_VERSION"),
         timestamp: now_ms(),
     }));
-    app.tasks
-        .spawn(drain(app.clone(), client.clone(), socket.clone()));
-    app.tasks
-        .spawn(watch_heartbeat(app.clone(), client.clone(), socket.clone()));
+    session::attach(&app, &client, &socket);
 
     socket.on(event::STREAM, on_stream);
     socket.on(event::CANCEL, on_cancel);
     socket.on(event::HEARTBEAT, on_heartbeat);
     socket.on(event::ACK, on_ack);
+    socket.on(event::RECONNECT, on_reconnect);
     socket.on_fallback(on_unknown_event);
     socket.on_disconnect(on_disconnect);
 }
@@ -108,7 +110,7 @@ fn client_of(app: &AppState, socket: &SocketRef) -> Option<Arc<Client>> {
 
 /// Send `err` as `ai:error` (never for a live stream: those get
 /// `ai:stream:error` from their task).
-fn reply_error(client: &Client, err: &GatewayError, stream_id: Option<&str>) {
+pub(crate) fn reply_error(client: &Client, err: &GatewayError, stream_id: Option<&str>) {
     let mut details = err.details();
     if let (Some(id), Some(map)) = (stream_id, details.as_object_mut()) {
         map.insert("streamId".into(), json!(id));
@@ -247,56 +249,31 @@ async fn on_unknown_event(socket: SocketRef, State(app): State<Arc<AppState>>, E
     let err = GatewayError::from(crate::protocol::FieldError::new(
         "event",
         format!(
-            "{shown:?} is not an event of /ai; known: {}, {}, {}, {}",
+            "{shown:?} is not an event of /ai; known: {}, {}, {}, {}, {}",
             event::STREAM,
             event::CANCEL,
             event::HEARTBEAT,
             event::ACK,
+            event::RECONNECT,
         ),
     ));
     reply_error(&client, &err, None);
 }
 
 async fn on_disconnect(socket: SocketRef, State(app): State<Arc<AppState>>) {
-    if let Some(client) = app.registry.remove_socket(socket.id) {
-        tracing::info!(client = %client.id, "client disconnected");
-        client.cancel_all(CancelReason::Disconnect);
-        client.outbox.clear();
-    }
+    session::socket_gone(&app, socket.id);
 }
 
-/// Runs the client's drain; if the transport died under it without a
-/// disconnect handler running (see [`outbox::DrainEnd`]), disconnect here.
-async fn drain(app: Arc<AppState>, client: Arc<Client>, socket: SocketRef) {
-    let c = &app.config.server;
-    let liveness = std::time::Duration::from_millis(c.ping_interval_ms + c.ping_timeout_ms);
-    let end = client
-        .outbox
-        .clone()
-        .drain(socket.clone(), client.attachment.clone(), liveness)
-        .await;
-    if end == outbox::DrainEnd::TransportDead {
-        tracing::info!(client = %client.id, "transport stuck past its liveness window; disconnecting");
-        let _ = socket.clone().disconnect();
-        on_disconnect(socket, State(app)).await;
-    }
-}
-
-/// Disconnects a client whose last event is older than 3 heartbeat
-/// intervals. One timer per client, re-armed from its last-seen clock.
-async fn watch_heartbeat(app: Arc<AppState>, client: Arc<Client>, socket: SocketRef) {
-    let stale_after = app.config.heartbeat_interval() * 3;
-    loop {
-        let due = client.last_seen() + stale_after;
-        tokio::select! {
-            _ = client.attachment.cancelled() => return,
-            _ = tokio::time::sleep_until(due) => {}
-        }
-        if client.last_seen() + stale_after <= tokio::time::Instant::now() {
-            tracing::info!(client = %client.id, "heartbeat stale; disconnecting");
-            let _ = socket.clone().disconnect();
-            on_disconnect(socket, State(app)).await;
-            return;
-        }
+async fn on_reconnect(
+    socket: SocketRef,
+    State(app): State<Arc<AppState>>,
+    TryData(data): TryData<Value>,
+) {
+    let Some(client) = client_of(&app, &socket) else {
+        return;
+    };
+    match parse_payload::<ReconnectRequest>(data.unwrap_or(Value::Null)) {
+        Ok(req) => session::resume(&app, &client, &socket, req).await,
+        Err(e) => reply_error(&client, &e.into(), None),
     }
 }

@@ -22,6 +22,7 @@
 //! events, at most one a second. No lock is held across an await.
 
 use super::backpressure::{Episode, Notice};
+use super::replay::{MemoryReplay, ReplayStore};
 use crate::protocol::{
     BackpressurePolicy, Connected, Done, ErrorEvent, HeartbeatAck, StreamCancelled, StreamComplete,
     StreamError, StreamStart, Token, TokenMetadata, event,
@@ -50,6 +51,8 @@ pub enum Outbound {
     Error(ErrorEvent),
     HeartbeatAck(HeartbeatAck),
     Backpressure(crate::protocol::Backpressure),
+    ReconnectSuccess(crate::protocol::ReconnectSuccess),
+    ReconnectFailed(crate::protocol::ReconnectFailed),
 }
 
 impl Outbound {
@@ -65,6 +68,8 @@ impl Outbound {
             Self::Error(_) => event::ERROR,
             Self::HeartbeatAck(_) => event::HEARTBEAT_ACK,
             Self::Backpressure(_) => event::BACKPRESSURE,
+            Self::ReconnectSuccess(_) => event::RECONNECT_SUCCESS,
+            Self::ReconnectFailed(_) => event::RECONNECT_FAILED,
         }
     }
 
@@ -81,6 +86,8 @@ impl Outbound {
             Self::Error(p) => socket.emit(name, p),
             Self::HeartbeatAck(p) => socket.emit(name, p),
             Self::Backpressure(p) => socket.emit(name, p),
+            Self::ReconnectSuccess(p) => socket.emit(name, p),
+            Self::ReconnectFailed(p) => socket.emit(name, p),
         }
     }
 
@@ -140,6 +147,9 @@ pub struct OutboxLimits {
     pub ack_window: u64,
     pub policy: BackpressurePolicy,
     pub slow_timeout: Duration,
+    /// Per stream: emitted tokens kept for replay on resume.
+    pub replay_tokens: usize,
+    pub replay_bytes: usize,
 }
 
 #[derive(Default)]
@@ -148,9 +158,25 @@ struct StreamQueue {
     /// Last tokenCount emitted and acknowledged (credits).
     emitted: u64,
     acked: u64,
+    /// Last tokenCount queued: the stream's position.
+    position: u64,
+    /// How the stream ended, once its terminal event was queued.
+    outcome: Option<&'static str>,
 }
 
-#[derive(Default)]
+/// A resumed stream, as `ai:reconnect:success` lists it.
+#[derive(Debug, Clone)]
+pub struct Resumed {
+    pub stream_id: Arc<str>,
+    pub state: &'static str,
+    pub token_count: u64,
+    /// Tokens queued again because the client lacked them.
+    pub replayed: u64,
+}
+
+/// Ended streams whose records are kept for a resume, per client.
+const ENDED_KEPT: usize = 32;
+
 struct State {
     control: VecDeque<Outbound>,
     streams: HashMap<Arc<str>, StreamQueue>,
@@ -164,6 +190,31 @@ struct State {
     credit_aware: bool,
     episode: Episode,
     dropped: u64,
+    /// What was emitted and may need sending again after a resume.
+    replay: Box<dyn ReplayStore>,
+    /// Ended streams, oldest first, whose records are still kept.
+    ended: VecDeque<Arc<str>>,
+    /// No socket is attached: tokens are held back, never dropped.
+    detached: bool,
+}
+
+impl State {
+    fn new(limits: &OutboxLimits) -> Self {
+        Self {
+            control: VecDeque::new(),
+            streams: HashMap::new(),
+            ring: VecDeque::new(),
+            events: 0,
+            bytes: 0,
+            unacked: 0,
+            credit_aware: false,
+            episode: Episode::default(),
+            dropped: 0,
+            replay: Box::new(MemoryReplay::new(limits.replay_tokens, limits.replay_bytes)),
+            ended: VecDeque::new(),
+            detached: false,
+        }
+    }
 }
 
 pub struct ClientOutbox {
@@ -174,6 +225,9 @@ pub struct ClientOutbox {
     /// Wakes pushers waiting for room.
     has_room: Notify,
     stats: Arc<Stats>,
+    /// Held by the running drain task, so that a resume can wait for the
+    /// previous socket's drain to be gone before rewinding.
+    drain_lock: tokio::sync::Mutex<()>,
 }
 
 /// Control events past this many queued events are dropped: a client
@@ -183,7 +237,8 @@ const CONTROL_CAP: usize = 64;
 impl ClientOutbox {
     pub fn new(limits: OutboxLimits, stats: Arc<Stats>) -> Self {
         Self {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State::new(&limits)),
+            drain_lock: tokio::sync::Mutex::new(()),
             limits,
             wake_drain: Notify::new(),
             has_room: Notify::new(),
@@ -222,6 +277,13 @@ impl ClientOutbox {
             None => s.control.push_back(item),
             Some(id) => {
                 let q = s.streams.entry(id.clone()).or_default();
+                match &item {
+                    Outbound::Token(t) => q.position = t.token_count,
+                    Outbound::Done(_) => q.outcome = Some("completed"),
+                    Outbound::Cancelled(_) => q.outcome = Some("cancelled"),
+                    Outbound::StreamError(_) => q.outcome = Some("failed"),
+                    _ => {}
+                }
                 let was_empty = q.items.is_empty();
                 q.items.push_back(item);
                 if was_empty {
@@ -250,7 +312,17 @@ impl ClientOutbox {
                 let mut s = self.lock();
                 let behind = s.episode.engaged() || s.events >= self.limits.threshold;
                 let over_bytes = s.bytes >= self.limits.max_bytes;
-                let outcome = match self.limits.policy {
+                if s.detached {
+                    // Nobody to judge: hold the upstream back until the
+                    // client resumes or its window runs out.
+                    stalled_since = None;
+                }
+                // While detached nothing is dropped: the stream waits.
+                let policy = match self.limits.policy {
+                    BackpressurePolicy::Drop if s.detached => BackpressurePolicy::Slow,
+                    p => p,
+                };
+                let outcome = match policy {
                     _ if !behind && !over_bytes => Some(Pushed::Queued),
                     BackpressurePolicy::Drop => Some(Pushed::Dropped),
                     BackpressurePolicy::Coalesce if !over_bytes => Some(Pushed::Coalesced),
@@ -284,6 +356,7 @@ impl ClientOutbox {
             if tokio::time::timeout_at(since + self.limits.slow_timeout, room)
                 .await
                 .is_err()
+                && !self.lock().detached
             {
                 return Err(TooSlow);
             }
@@ -331,6 +404,7 @@ impl ClientOutbox {
     pub fn ack(&self, stream: &str, token_count: u64) {
         let mut s = self.lock();
         s.credit_aware = true;
+        s.replay.trim(stream, token_count);
         let Some(q) = s.streams.get_mut(stream) else {
             return;
         };
@@ -346,8 +420,11 @@ impl ClientOutbox {
 
     /// Take the next event the drain may emit now, or the time to look
     /// again (a notice falling due).
-    fn take(&self) -> Result<Outbound, Option<Instant>> {
+    fn take(&self, sent: Option<Outbound>) -> Result<Outbound, Option<Instant>> {
         let mut s = self.lock();
+        if let Some(item) = sent {
+            self.record_sent(&mut s, item);
+        }
         let now = Instant::now();
         let due = match s.episode.notice(now) {
             Ok(Some(n)) => return Ok(Outbound::Backpressure(self.notice(&s, n))),
@@ -376,9 +453,19 @@ impl ClientOutbox {
             }
             let more = !q.items.is_empty();
             if item.is_terminal() {
-                // Credits of an ended stream are forgotten with it.
-                if let Some(q) = s.streams.remove(&id) {
-                    s.unacked = s.unacked.saturating_sub(q.emitted.saturating_sub(q.acked));
+                // Credits of an ended stream are forgotten with it; its
+                // record stays a while for a resume.
+                let unacked = q.emitted.saturating_sub(q.acked);
+                q.acked = q.emitted;
+                s.unacked = s.unacked.saturating_sub(unacked);
+                if !s.ended.contains(&id) {
+                    s.ended.push_back(id.clone());
+                }
+                if s.ended.len() > ENDED_KEPT
+                    && let Some(old) = s.ended.pop_front()
+                {
+                    s.streams.remove(&old);
+                    s.replay.forget(&old);
                 }
             } else if more {
                 s.ring.push_back(id);
@@ -388,6 +475,13 @@ impl ClientOutbox {
         }
         // Nothing may be sent now; look again when a notice falls due.
         Err(due)
+    }
+
+    /// Remember an emitted stream event for a resume.
+    fn record_sent(&self, s: &mut State, item: Outbound) {
+        if let Some(id) = stream_of(&item) {
+            s.replay.record(&id, item);
+        }
     }
 
     fn took(&self, s: &mut State, item: Outbound) -> Outbound {
@@ -408,10 +502,21 @@ impl ClientOutbox {
         )
     }
 
-    async fn next(&self, cancel: &CancellationToken) -> Option<Outbound> {
+    /// The next event to emit, recording `sent` (the last one emitted).
+    async fn next(
+        &self,
+        cancel: &CancellationToken,
+        mut sent: Option<Outbound>,
+    ) -> Option<Outbound> {
         loop {
+            if cancel.is_cancelled() {
+                if let Some(item) = sent {
+                    self.record_sent(&mut self.lock(), item);
+                }
+                return None;
+            }
             let wake = self.wake_drain.notified();
-            let due = match self.take() {
+            let due = match self.take(sent.take()) {
                 Ok(item) => return Some(item),
                 Err(due) => due,
             };
@@ -445,9 +550,11 @@ impl ClientOutbox {
         cancel: CancellationToken,
         liveness: Duration,
     ) -> DrainEnd {
+        let _running = self.drain_lock.lock().await;
         let mut pace: Option<Duration> = None;
         let mut refused_since: Option<Instant> = None;
-        while let Some(item) = self.next(&cancel).await {
+        let mut sent = None;
+        while let Some(item) = self.next(&cancel, sent.take()).await {
             loop {
                 if let Some(p) = pace {
                     tokio::select! {
@@ -464,6 +571,7 @@ impl ClientOutbox {
                         pace = pace
                             .map(|p| p.mul_f64(0.9))
                             .filter(|p| *p >= Duration::from_micros(500));
+                        sent = Some(item);
                         break;
                     }
                     Err(SendError::Socket(SocketError::InternalChannelFull)) => {
@@ -512,12 +620,98 @@ impl ClientOutbox {
         }
     }
 
+    /// Mark the client detached (no socket) or attached again.
+    pub fn set_detached(&self, detached: bool) {
+        self.lock().detached = detached;
+        self.has_room.notify_waiters();
+    }
+
+    /// Wait until no drain task runs (the previous socket's has seen its
+    /// attachment cancelled and stopped).
+    pub async fn wait_for_drain_to_stop(&self) {
+        drop(self.drain_lock.lock().await);
+    }
+
+    /// Prepare a resume: for each stream asked for (`None`: every stream
+    /// this client has or recently had), put the events the client lacks,
+    /// those after its `lastTokenCount`, back at the front of the stream's
+    /// queue, so the next drain sends them first, then the rest in order.
+    /// Returns the resumed streams and the ids that are unknown here.
+    /// Call only while no drain runs.
+    pub fn rewind(
+        &self,
+        wanted: Option<Vec<(String, Option<u64>)>>,
+    ) -> (Vec<Resumed>, Vec<String>) {
+        let mut s = self.lock();
+        let wanted: Vec<(String, Option<u64>)> = match wanted {
+            Some(w) => w,
+            None => s.streams.keys().map(|k| (k.to_string(), None)).collect(),
+        };
+        let mut resumed = Vec::new();
+        let mut unknown = Vec::new();
+        for (id, last) in wanted {
+            let Some((key, _)) = s.streams.get_key_value(id.as_str()) else {
+                unknown.push(id);
+                continue;
+            };
+            let key = key.clone();
+            let mut lacking = s.replay.take_after(&key, last);
+            let st = &mut *s;
+            let Some(q) = st.streams.get_mut(&key) else {
+                continue;
+            };
+            // Queued tokens the client says it already has go too.
+            if let Some(l) = last {
+                let (mut gone, mut freed) = (0, 0);
+                q.items.retain(|i| {
+                    let had = matches!(i, Outbound::Token(t) if t.token_count <= l);
+                    if had {
+                        gone += 1;
+                        freed += i.weight();
+                    }
+                    !had
+                });
+                st.events -= gone;
+                st.bytes = st.bytes.saturating_sub(freed);
+                self.stats.queued_events.fetch_sub(gone as u64, Relaxed);
+                q.acked = q.acked.max(l.min(q.position));
+            }
+            // Credits restart from what the client has.
+            st.unacked = st.unacked.saturating_sub(q.emitted.saturating_sub(q.acked));
+            q.emitted = q.acked;
+            let was_empty = q.items.is_empty();
+            let replayed = lacking.iter().map(Outbound::tokens).sum();
+            for item in lacking.drain(..).rev() {
+                st.events += 1;
+                st.bytes += item.weight();
+                self.stats.queued_events.fetch_add(1, Relaxed);
+                q.items.push_front(item);
+            }
+            if was_empty && !q.items.is_empty() {
+                st.ring.push_back(key.clone());
+            }
+            if q.items.iter().any(Outbound::is_terminal) {
+                st.ended.retain(|e| *e != key);
+            }
+            resumed.push(Resumed {
+                stream_id: key,
+                state: q.outcome.unwrap_or("streaming"),
+                token_count: q.position,
+                replayed,
+            });
+        }
+        self.update_episode(&mut s);
+        drop(s);
+        self.wake_drain.notify_one();
+        (resumed, unknown)
+    }
+
     /// Forget everything queued (the client is gone for good).
     pub fn clear(&self) {
         let mut s = self.lock();
         self.stats.queued_events.fetch_sub(s.events as u64, Relaxed);
         s.episode.end(&self.stats);
-        *s = State::default();
+        *s = State::new(&self.limits);
         drop(s);
         self.has_room.notify_waiters();
     }

@@ -72,7 +72,7 @@ struct Opened {
 
 impl StreamTask {
     pub fn spawn(self, tracker: &tokio_util::task::TaskTracker) {
-        let span = tracing::info_span!("stream", client = %self.client.id, stream = %self.id);
+        let span = tracing::info_span!("stream", client = %self.client.id(), stream = %self.id);
         tracker.spawn(self.run().instrument(span));
     }
 

@@ -97,7 +97,7 @@ fn snapshot(app: &AppState) -> Value {
         "uptimeSeconds": app.started.elapsed().as_secs(),
         "clients": {
             "connected": s.clients_connected.load(Relaxed),
-            "detached": 0,
+            "detached": s.clients_detached.load(Relaxed),
             "total": s.clients_total.load(Relaxed),
         },
         "streams": {
@@ -112,6 +112,11 @@ fn snapshot(app: &AppState) -> Value {
             "coalesced": s.tokens_coalesced.load(Relaxed),
             "dropped": s.tokens_dropped.load(Relaxed),
             "perSecond": app.token_rate.rate(relayed),
+        },
+        "resume": {
+            "succeeded": s.resumes_succeeded.load(Relaxed),
+            "failed": s.resumes_failed.load(Relaxed),
+            "tokensReplayed": s.tokens_replayed.load(Relaxed),
         },
         "backpressure": {
             "engagedClients": s.backpressure_engaged.load(Relaxed),
@@ -141,6 +146,10 @@ async fn metrics(State(app): State<Arc<AppState>>) -> Response {
         let g = |name: &'static str, v: u64| metrics::gauge!(name).set(v as f64);
         let c = |name: &'static str, v: u64| metrics::counter!(name).absolute(v);
         g(n::CLIENTS_CONNECTED, s.clients_connected.load(Relaxed));
+        g(n::CLIENTS_DETACHED, s.clients_detached.load(Relaxed));
+        c(n::RESUMES_SUCCEEDED, s.resumes_succeeded.load(Relaxed));
+        c(n::RESUMES_FAILED, s.resumes_failed.load(Relaxed));
+        c(n::TOKENS_REPLAYED, s.tokens_replayed.load(Relaxed));
         g(n::STREAMS_ACTIVE, s.streams_active.load(Relaxed));
         c(n::STREAMS_STARTED, s.streams_started.load(Relaxed));
         c(n::STREAMS_COMPLETED, s.streams_completed.load(Relaxed));

@@ -17,6 +17,9 @@ pub fn config_for(ollama_base: &str) -> Config {
     c.server.port = 0;
     c.server.shutdown_grace_ms = 500;
     c.streams.first_token_timeout_ms = 2_000;
+    // A dropped client's streams live on this long before they are
+    // cancelled (tests of resume set it longer).
+    c.session.reconnect_window_ms = 300;
     let o = c.providers.get_mut("ollama").expect("ollama");
     o.base_url = ollama_base.into();
     o.fallback.clear();
