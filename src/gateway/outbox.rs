@@ -196,6 +196,8 @@ struct State {
     ended: VecDeque<Arc<str>>,
     /// No socket is attached: tokens are held back, never dropped.
     detached: bool,
+    /// The client is gone for good: pushes are discarded.
+    closed: bool,
 }
 
 impl State {
@@ -213,6 +215,7 @@ impl State {
             replay: Box::new(MemoryReplay::new(limits.replay_tokens, limits.replay_bytes)),
             ended: VecDeque::new(),
             detached: false,
+            closed: false,
         }
     }
 }
@@ -270,6 +273,9 @@ impl ClientOutbox {
     }
 
     fn add(&self, s: &mut State, stream: Option<&Arc<str>>, item: Outbound) {
+        if s.closed {
+            return;
+        }
         s.events += 1;
         s.bytes += item.weight();
         self.stats.queued_events.fetch_add(1, Relaxed);
@@ -610,7 +616,14 @@ impl ClientOutbox {
             None => s.control.push_front(item),
             Some(id) => {
                 s.unacked = s.unacked.saturating_sub(item.tokens());
+                if item.is_terminal() {
+                    s.ended.retain(|e| *e != id);
+                }
                 let q = s.streams.entry(id.clone()).or_default();
+                if let Outbound::Token(t) = &item {
+                    // Not emitted after all.
+                    q.emitted = t.token_count.saturating_sub(item.tokens());
+                }
                 let was_empty = q.items.is_empty();
                 q.items.push_front(item);
                 if was_empty {
@@ -660,6 +673,8 @@ impl ClientOutbox {
             let Some(q) = st.streams.get_mut(&key) else {
                 continue;
             };
+            // Credits restart from what the client has.
+            st.unacked = st.unacked.saturating_sub(q.emitted.saturating_sub(q.acked));
             // Queued tokens the client says it already has go too.
             if let Some(l) = last {
                 let (mut gone, mut freed) = (0, 0);
@@ -674,10 +689,10 @@ impl ClientOutbox {
                 st.events -= gone;
                 st.bytes = st.bytes.saturating_sub(freed);
                 self.stats.queued_events.fetch_sub(gone as u64, Relaxed);
-                q.acked = q.acked.max(l.min(q.position));
             }
-            // Credits restart from what the client has.
-            st.unacked = st.unacked.saturating_sub(q.emitted.saturating_sub(q.acked));
+            // What the client says it has is where credits start again (a
+            // terminal event may have written the acked mark forward).
+            q.acked = last.unwrap_or(0).min(q.position);
             q.emitted = q.acked;
             let was_empty = q.items.is_empty();
             let replayed = lacking.iter().map(Outbound::tokens).sum();
@@ -712,6 +727,9 @@ impl ClientOutbox {
         self.stats.queued_events.fetch_sub(s.events as u64, Relaxed);
         s.episode.end(&self.stats);
         *s = State::new(&self.limits);
+        // Stream tasks still ending may push their terminal events; they
+        // have nobody to go to.
+        s.closed = true;
         drop(s);
         self.has_room.notify_waiters();
     }
