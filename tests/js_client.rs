@@ -18,14 +18,18 @@ async fn socket_io_client_end_to_end() {
     let fake = FakeOllama::start(|prompt| match prompt {
         "short" => Script::tokens(10, 5),
         "long" => Script::tokens(400, 20),
+        p if p.starts_with("resume-") => Script::tokens(200, 5),
         _ => Script::tokens(40, 2),
     })
     .await;
-    let gw = start(config_for(&fake.base_url())).await;
+    let mut config = config_for(&fake.base_url());
+    config.session.reconnect_window_ms = 10_000;
+    let gw = start(config).await;
     let out = tokio::process::Command::new("node")
         .arg("--test")
         .arg("--test-reporter=spec")
         .arg(js.join("relay.test.mjs"))
+        .arg(js.join("resume.test.mjs"))
         .env("GATEWAY_URL", format!("http://{}", gw.addr))
         .env("FAKE_OLLAMA_URL", fake.base_url())
         .output()
@@ -34,6 +38,6 @@ async fn socket_io_client_end_to_end() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "node tests failed");
-    assert!(stdout.contains("pass 2"), "expected 2 passing node tests");
+    assert!(stdout.contains("pass 3"), "expected 3 passing node tests");
     gw.shutdown().await.unwrap();
 }
