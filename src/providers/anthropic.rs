@@ -17,33 +17,29 @@
 //! `ANTHROPIC_BASE_URL` works as in the official SDK (`https://api.anthropic.com`,
 //! no version); a base already ending in `/v1` is accepted as well.
 
-use super::sse::{DecodeError, EventDecoder, sse_chunks};
+use super::sse::{DecodeError, EventDecoder};
 use super::upstream::{self, ApiKey};
-use super::{Chunk, ChunkStream, Provider, UpstreamRequest};
+use super::{Chunk, ChunkStream, Provider, ProviderId, UpstreamRequest};
 use crate::config::ProviderConfig;
 use crate::error::ProviderError;
 use crate::protocol::{Role, Usage};
 use crate::telemetry::ProviderStats;
 use eventsource_stream::Event;
-use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
 
 const API_VERSION: &str = "2023-06-01";
 
 pub struct AnthropicProvider {
-    name: Arc<str>,
-    default_model: Arc<str>,
+    id: ProviderId,
     messages_url: String,
     models_url: String,
     max_tokens_default: u32,
     client: reqwest::Client,
     key: Arc<ApiKey>,
-    stats: Arc<ProviderStats>,
 }
 
 #[derive(Serialize)]
@@ -84,29 +80,19 @@ impl AnthropicProvider {
         );
         tracing::info!(provider = name, base = %root, key_env = %key.env, key_set = key.is_set(), "anthropic provider");
         Ok(Self {
-            name: name.into(),
-            default_model: config.default_model.as_str().into(),
+            id: ProviderId::new(name, config, stats),
             messages_url: format!("{root}/v1/messages"),
             models_url: format!("{root}/v1/models"),
             max_tokens_default: config.max_tokens_default,
             client: upstream::client(name, config, headers)?,
             key: Arc::new(key),
-            stats,
         })
     }
 }
 
 impl Provider for AnthropicProvider {
-    fn name(&self) -> &Arc<str> {
-        &self.name
-    }
-
-    fn default_model(&self) -> &Arc<str> {
-        &self.default_model
-    }
-
-    fn stats(&self) -> &Arc<ProviderStats> {
-        &self.stats
+    fn id(&self) -> &ProviderId {
+        &self.id
     }
 
     fn open(
@@ -136,38 +122,21 @@ impl Provider for AnthropicProvider {
             temperature: request.temperature.map(|t| t.clamp(0.0, 1.0)),
         };
         let send = self.client.post(&self.messages_url).json(&body).send();
-        let name = self.name.clone();
-        let key = self.key.clone();
-        Box::pin(async move {
-            let response = send
-                .await
-                .map_err(|e| upstream::transport_error(&name, e))?;
-            if !response.status().is_success() {
-                return Err(upstream::status_error(&name, &key, response).await);
-            }
-            let body = response
-                .bytes_stream()
-                .map(|r| r.map_err(|e| e.without_url()));
-            Ok(sse_chunks(name, body, AnthropicEventDecoder::default()))
-        })
+        upstream::open_sse(
+            self.id.name.clone(),
+            self.key.clone(),
+            send,
+            AnthropicEventDecoder::default(),
+        )
     }
 
     fn probe(&self) -> BoxFuture<'static, Result<(), ProviderError>> {
-        let req = self
-            .client
-            .get(&self.models_url)
-            .timeout(Duration::from_secs(2))
-            .send();
-        let name = self.name.clone();
-        let key = self.key.clone();
-        Box::pin(async move {
-            let response = req.await.map_err(|e| upstream::transport_error(&name, e))?;
-            if response.status().is_success() {
-                Ok(())
-            } else {
-                Err(upstream::status_error(&name, &key, response).await)
-            }
-        })
+        upstream::probe(
+            self.id.name.clone(),
+            self.key.clone(),
+            &self.client,
+            &self.models_url,
+        )
     }
 }
 

@@ -54,10 +54,40 @@ pub enum Chunk {
 
 pub type ChunkStream = BoxStream<'static, Result<Chunk, ProviderError>>;
 
+/// What every provider is, whatever its wire format: its configured name
+/// (as events report it), its default model and its counters.
+pub struct ProviderId {
+    pub name: Arc<str>,
+    pub default_model: Arc<str>,
+    pub stats: Arc<ProviderStats>,
+}
+
+impl ProviderId {
+    pub fn new(
+        name: &str,
+        config: &crate::config::ProviderConfig,
+        stats: Arc<ProviderStats>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            default_model: config.default_model.as_str().into(),
+            stats,
+        }
+    }
+}
+
 pub trait Provider: Send + Sync + 'static {
+    fn id(&self) -> &ProviderId;
     /// The configured name, as events report it.
-    fn name(&self) -> &Arc<str>;
-    fn default_model(&self) -> &Arc<str>;
+    fn name(&self) -> &Arc<str> {
+        &self.id().name
+    }
+    fn default_model(&self) -> &Arc<str> {
+        &self.id().default_model
+    }
+    fn stats(&self) -> &Arc<ProviderStats> {
+        &self.id().stats
+    }
     /// Send the request; resolve when the upstream has answered with a
     /// success status (or failed to).
     fn open(
@@ -66,7 +96,6 @@ pub trait Provider: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<ChunkStream, ProviderError>>;
     /// Whether the upstream can be reached now (for `/readyz`).
     fn probe(&self) -> BoxFuture<'static, Result<(), ProviderError>>;
-    fn stats(&self) -> &Arc<ProviderStats>;
 }
 
 /// Every configured provider, by name, with its fallback chain.

@@ -6,7 +6,7 @@
 //! split across TCP reads or several to a read; [`OllamaLineDecoder`] keeps
 //! the partial line between reads and parses each complete line once.
 
-use super::{Chunk, ChunkStream, Provider, UpstreamRequest};
+use super::{Chunk, ChunkStream, Provider, ProviderId, UpstreamRequest};
 use crate::config::ProviderConfig;
 use crate::error::ProviderError;
 use crate::protocol::{ChatMessage, Usage};
@@ -20,12 +20,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub struct OllamaProvider {
-    name: Arc<str>,
-    default_model: Arc<str>,
+    id: ProviderId,
     chat_url: String,
     tags_url: String,
     client: reqwest::Client,
-    stats: Arc<ProviderStats>,
 }
 
 #[derive(Serialize)]
@@ -67,27 +65,17 @@ impl OllamaProvider {
             })?;
         let base = config.base_url.trim_end_matches('/');
         Ok(Self {
-            name: name.into(),
-            default_model: config.default_model.as_str().into(),
+            id: ProviderId::new(name, config, stats),
             chat_url: format!("{base}/api/chat"),
             tags_url: format!("{base}/api/tags"),
             client,
-            stats,
         })
     }
 }
 
 impl Provider for OllamaProvider {
-    fn name(&self) -> &Arc<str> {
-        &self.name
-    }
-
-    fn default_model(&self) -> &Arc<str> {
-        &self.default_model
-    }
-
-    fn stats(&self) -> &Arc<ProviderStats> {
-        &self.stats
+    fn id(&self) -> &ProviderId {
+        &self.id
     }
 
     fn open(
@@ -104,7 +92,7 @@ impl Provider for OllamaProvider {
             },
         };
         let send = self.client.post(&self.chat_url).json(&body).send();
-        let name = self.name.clone();
+        let name = self.id.name.clone();
         Box::pin(async move {
             let unavailable = |detail: String| ProviderError::Unavailable {
                 provider: name.to_string(),
@@ -135,7 +123,7 @@ impl Provider for OllamaProvider {
             .get(&self.tags_url)
             .timeout(Duration::from_secs(2))
             .send();
-        let name = self.name.clone();
+        let name = self.id.name.clone();
         Box::pin(async move {
             match req.await {
                 Ok(r) if r.status().is_success() => Ok(()),

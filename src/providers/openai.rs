@@ -16,30 +16,26 @@
 //! both `https://api.openai.com` and `https://api.openai.com/v1` work, and a
 //! base with its own path (`https://host/api/openai/v1beta`) is used as is.
 
-use super::sse::{DecodeError, EventDecoder, sse_chunks};
+use super::sse::{DecodeError, EventDecoder};
 use super::upstream::{self, ApiKey};
-use super::{Chunk, ChunkStream, Provider, UpstreamRequest};
+use super::{Chunk, ChunkStream, Provider, ProviderId, UpstreamRequest};
 use crate::config::ProviderConfig;
 use crate::error::ProviderError;
 use crate::protocol::{ChatMessage, Usage};
 use crate::telemetry::ProviderStats;
 use eventsource_stream::Event;
-use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use reqwest::header::{AUTHORIZATION, HeaderMap};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
 
 pub struct OpenAiProvider {
-    name: Arc<str>,
-    default_model: Arc<str>,
+    id: ProviderId,
     chat_url: String,
     models_url: String,
     client: reqwest::Client,
     key: Arc<ApiKey>,
-    stats: Arc<ProviderStats>,
 }
 
 /// `{base}` as the API root the paths hang off (see the module docs).
@@ -89,28 +85,18 @@ impl OpenAiProvider {
         }
         tracing::info!(provider = name, api_root = %root, key_env = %key.env, key_set = key.is_set(), "openai-compatible provider");
         Ok(Self {
-            name: name.into(),
-            default_model: config.default_model.as_str().into(),
+            id: ProviderId::new(name, config, stats),
             chat_url: format!("{root}/chat/completions"),
             models_url: format!("{root}/models"),
             client: upstream::client(name, config, headers)?,
             key: Arc::new(key),
-            stats,
         })
     }
 }
 
 impl Provider for OpenAiProvider {
-    fn name(&self) -> &Arc<str> {
-        &self.name
-    }
-
-    fn default_model(&self) -> &Arc<str> {
-        &self.default_model
-    }
-
-    fn stats(&self) -> &Arc<ProviderStats> {
-        &self.stats
+    fn id(&self) -> &ProviderId {
+        &self.id
     }
 
     fn open(
@@ -128,38 +114,21 @@ impl Provider for OpenAiProvider {
             max_tokens: request.max_tokens,
         };
         let send = self.client.post(&self.chat_url).json(&body).send();
-        let name = self.name.clone();
-        let key = self.key.clone();
-        Box::pin(async move {
-            let response = send
-                .await
-                .map_err(|e| upstream::transport_error(&name, e))?;
-            if !response.status().is_success() {
-                return Err(upstream::status_error(&name, &key, response).await);
-            }
-            let body = response
-                .bytes_stream()
-                .map(|r| r.map_err(|e| e.without_url()));
-            Ok(sse_chunks(name, body, OpenAiEventDecoder::default()))
-        })
+        upstream::open_sse(
+            self.id.name.clone(),
+            self.key.clone(),
+            send,
+            OpenAiEventDecoder::default(),
+        )
     }
 
     fn probe(&self) -> BoxFuture<'static, Result<(), ProviderError>> {
-        let req = self
-            .client
-            .get(&self.models_url)
-            .timeout(Duration::from_secs(2))
-            .send();
-        let name = self.name.clone();
-        let key = self.key.clone();
-        Box::pin(async move {
-            let response = req.await.map_err(|e| upstream::transport_error(&name, e))?;
-            if response.status().is_success() {
-                Ok(())
-            } else {
-                Err(upstream::status_error(&name, &key, response).await)
-            }
-        })
+        upstream::probe(
+            self.id.name.clone(),
+            self.key.clone(),
+            &self.client,
+            &self.models_url,
+        )
     }
 }
 

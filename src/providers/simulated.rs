@@ -6,7 +6,7 @@
 //! reply is a fixed function of the prompt and the token budget, so two
 //! runs of the same request produce the same tokens.
 
-use super::{Chunk, ChunkStream, Provider, UpstreamRequest};
+use super::{Chunk, ChunkStream, Provider, ProviderId, UpstreamRequest};
 use crate::config::ProviderConfig;
 use crate::error::ProviderError;
 use crate::protocol::Usage;
@@ -61,11 +61,9 @@ const WORDS: &[&str] = &[
 ];
 
 pub struct SimulatedProvider {
-    name: Arc<str>,
-    default_model: Arc<str>,
+    id: ProviderId,
     interval: Option<Duration>,
     reply_tokens: u32,
-    stats: Arc<ProviderStats>,
 }
 
 impl SimulatedProvider {
@@ -73,11 +71,9 @@ impl SimulatedProvider {
         let interval = (config.tokens_per_second > 0.0)
             .then(|| Duration::from_secs_f64(1.0 / config.tokens_per_second));
         Self {
-            name: name.into(),
-            default_model: config.default_model.as_str().into(),
+            id: ProviderId::new(name, config, stats),
             interval,
             reply_tokens: config.reply_tokens.max(1),
-            stats,
         }
     }
 
@@ -109,16 +105,8 @@ impl SimulatedProvider {
 }
 
 impl Provider for SimulatedProvider {
-    fn name(&self) -> &Arc<str> {
-        &self.name
-    }
-
-    fn default_model(&self) -> &Arc<str> {
-        &self.default_model
-    }
-
-    fn stats(&self) -> &Arc<ProviderStats> {
-        &self.stats
+    fn id(&self) -> &ProviderId {
+        &self.id
     }
 
     fn open(

@@ -9,10 +9,15 @@
 //! scrubbed from that message in case an upstream echoes it, and dropped
 //! entirely for 401/403 (whose messages tend to quote part of the key).
 
+use super::ChunkStream;
+use super::sse::{EventDecoder, sse_chunks};
 use crate::config::{ProviderConfig, ProviderKind};
 use crate::error::ProviderError;
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The key from the environment, or `None` when the variable is unset.
@@ -161,6 +166,44 @@ pub fn error_message(body: &str) -> Option<String> {
         (Some(kind), None) => Some(kind),
         (None, None) => None,
     }
+}
+
+/// Send a streaming request and hand its SSE body to `decoder`: what
+/// every SSE provider's `open` does once it has built its request.
+pub fn open_sse<D: EventDecoder>(
+    name: Arc<str>,
+    key: Arc<ApiKey>,
+    send: impl Future<Output = reqwest::Result<reqwest::Response>> + Send + 'static,
+    decoder: D,
+) -> BoxFuture<'static, Result<ChunkStream, ProviderError>> {
+    Box::pin(async move {
+        let response = send.await.map_err(|e| transport_error(&name, e))?;
+        if !response.status().is_success() {
+            return Err(status_error(&name, &key, response).await);
+        }
+        let body = response
+            .bytes_stream()
+            .map(|r| r.map_err(|e| e.without_url()));
+        Ok(sse_chunks(name, body, decoder))
+    })
+}
+
+/// `GET url` answers with a success status within two seconds.
+pub fn probe(
+    name: Arc<str>,
+    key: Arc<ApiKey>,
+    client: &reqwest::Client,
+    url: &str,
+) -> BoxFuture<'static, Result<(), ProviderError>> {
+    let req = client.get(url).timeout(Duration::from_secs(2)).send();
+    Box::pin(async move {
+        let response = req.await.map_err(|e| transport_error(&name, e))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(status_error(&name, &key, response).await)
+        }
+    })
 }
 
 #[cfg(test)]
