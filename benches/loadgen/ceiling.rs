@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 #[derive(Deserialize)]
 struct Line<'a> {
@@ -55,7 +56,10 @@ pub async fn serve(port: u16, upstream: String) -> std::io::Result<()> {
 }
 
 async fn conn(sock: TcpStream, http: reqwest::Client, upstream: Arc<str>, ids: Arc<AtomicU64>) {
-    let Ok(ws) = tokio_tungstenite::accept_async(sock).await else {
+    // tungstenite's default 128 KiB read buffer per connection would make
+    // the ceiling look fat in `idle`; client frames here are tiny.
+    let config = WebSocketConfig::default().read_buffer_size(4096);
+    let Ok(ws) = tokio_tungstenite::accept_async_with_config(sock, Some(config)).await else {
         return;
     };
     let (mut sink, mut source) = ws.split();
@@ -186,8 +190,13 @@ async fn relay(http: reqwest::Client, url: Arc<str>, id: String, prompt: String,
                     token_count: count,
                     agent: None,
                 };
-                let Ok(frame) = serde_json::to_string(&("ai:token", payload)) else { continue };
-                if tx.send(format!("42/ai,{frame}")).await.is_err() {
+                let mut frame = Vec::with_capacity(64 + m.content.len());
+                frame.extend_from_slice(b"42/ai,");
+                if serde_json::to_writer(&mut frame, &("ai:token", payload)).is_err() {
+                    continue;
+                }
+                let Ok(frame) = String::from_utf8(frame) else { continue };
+                if tx.send(frame).await.is_err() {
                     return;
                 }
             }

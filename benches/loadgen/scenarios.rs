@@ -91,9 +91,9 @@ impl Scale {
             cancel_after: 3,
             slow_clients: 100,
             slow_fraction: 0.1,
-            slow_tokens: 500,
-            slow_rate: 100.0,
-            slow_size: 256,
+            slow_tokens: 1000,
+            slow_rate: 200.0,
+            slow_size: 1024,
             limit: Duration::from_secs(300),
         }
     }

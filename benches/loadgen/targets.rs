@@ -127,7 +127,10 @@ impl Target {
         let root = repo_root();
         let mut cmd = match self {
             Target::Streamgate => {
-                let mut c = Command::new(env!("CARGO_BIN_EXE_streamgate"));
+                // STREAMGATE_BIN measures another build (e.g. a branch's).
+                let bin = std::env::var_os("STREAMGATE_BIN")
+                    .unwrap_or_else(|| env!("CARGO_BIN_EXE_streamgate").into());
+                let mut c = Command::new(bin);
                 c.args(["--port", &port.to_string()])
                     .current_dir(&root)
                     .env("OLLAMA_BASE_URL", upstream_url)
