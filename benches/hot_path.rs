@@ -59,7 +59,7 @@ fn encode(c: &mut Criterion) {
             let mut frame = Vec::with_capacity(96);
             frame.extend_from_slice(b"42/ai,");
             let r = serde_json::to_writer(&mut frame, &("ai:token", &token));
-            black_box((&r, frame))
+            black_box((r.is_ok(), frame))
         });
     });
     g.finish();

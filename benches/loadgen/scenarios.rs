@@ -155,6 +155,13 @@ pub async fn run(sc: Scenario, target: Target, run: u32, scale: &Scale) -> Row {
     {
         row.fail("scenario ran past its time limit");
     }
+    // The machine is shared: say how busy it was (2 cores = 2.0 is full).
+    if let Some(load) = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split(' ').next().and_then(|v| v.parse::<f64>().ok()))
+    {
+        row.set("machine_loadavg_1m", load);
+    }
     row
 }
 
