@@ -34,7 +34,10 @@ use std::time::Duration;
 use targets::Target;
 
 #[derive(Parser, Debug)]
-#[command(name = "loadgen", about = "streamgate load generator: scenarios x targets, side by side")]
+#[command(
+    name = "loadgen",
+    about = "streamgate load generator: scenarios x targets, side by side"
+)]
 struct Args {
     /// Every scenario at tiny scale against streamgate and the ceiling (a few
     /// seconds); exits non-zero if any fails.
@@ -103,7 +106,10 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("loadgen: runtime: {e}");
@@ -127,7 +133,11 @@ fn main() -> ExitCode {
 }
 
 fn scale_of(a: &Args) -> Scale {
-    let mut s = if a.smoke { Scale::smoke() } else { Scale::full() };
+    let mut s = if a.smoke {
+        Scale::smoke()
+    } else {
+        Scale::full()
+    };
     macro_rules! over {
         ($($f:ident => $g:ident),*) => { $( if let Some(v) = a.$f { s.$g = v; } )* };
     }

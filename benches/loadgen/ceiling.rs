@@ -93,12 +93,16 @@ async fn conn(sock: TcpStream, http: reqwest::Client, upstream: Arc<str>, ids: A
         if t.starts_with("40/ai") {
             let _ = tx.send(format!("40/ai,{{\"sid\":\"s{sid}\"}}")).await;
             let _ = tx
-                .send(format!("42/ai,[\"ai:connected\",{{\"clientId\":\"c_{sid}\"}}]"))
+                .send(format!(
+                    "42/ai,[\"ai:connected\",{{\"clientId\":\"c_{sid}\"}}]"
+                ))
                 .await;
         } else if let Some(rest) = t.strip_prefix("42/ai,") {
             let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
             let ack = &rest[..digits];
-            let Ok((name, payload)) = serde_json::from_str::<(String, serde_json::Value)>(&rest[digits..]) else {
+            let Ok((name, payload)) =
+                serde_json::from_str::<(String, serde_json::Value)>(&rest[digits..])
+            else {
                 continue;
             };
             let stream_id = payload
@@ -107,10 +111,16 @@ async fn conn(sock: TcpStream, http: reqwest::Client, upstream: Arc<str>, ids: A
                 .unwrap_or("s")
                 .to_string();
             if name == "ai:stream" {
-                let prompt = payload.get("prompt").and_then(|v| v.as_str()).unwrap_or("").to_string();
+                let prompt = payload
+                    .get("prompt")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("")
+                    .to_string();
                 if !ack.is_empty() {
                     let _ = tx
-                        .send(format!("43/ai,{ack}[{{\"ok\":true,\"streamId\":\"{stream_id}\"}}]"))
+                        .send(format!(
+                            "43/ai,{ack}[{{\"ok\":true,\"streamId\":\"{stream_id}\"}}]"
+                        ))
                         .await;
                 }
                 streams.retain(|_, h| !h.is_finished());
@@ -143,14 +153,23 @@ async fn conn(sock: TcpStream, http: reqwest::Client, upstream: Arc<str>, ids: A
     writer.abort();
 }
 
-async fn relay(http: reqwest::Client, url: Arc<str>, id: String, prompt: String, tx: mpsc::Sender<String>) {
+async fn relay(
+    http: reqwest::Client,
+    url: Arc<str>,
+    id: String,
+    prompt: String,
+    tx: mpsc::Sender<String>,
+) {
     let body = serde_json::json!({
         "model": "m",
         "messages": [{"role": "user", "content": prompt}],
         "stream": true,
     });
     let err = |e: String| {
-        format!("42/ai,[\"ai:stream:error\",{{\"streamId\":\"{id}\",\"code\":\"upstream_error\",\"error\":{}}}]", serde_json::Value::from(e))
+        format!(
+            "42/ai,[\"ai:stream:error\",{{\"streamId\":\"{id}\",\"code\":\"upstream_error\",\"error\":{}}}]",
+            serde_json::Value::from(e)
+        )
     };
     let resp = match http.post(&*url).json(&body).send().await {
         Ok(r) if r.status().is_success() => r,
@@ -164,7 +183,9 @@ async fn relay(http: reqwest::Client, url: Arc<str>, id: String, prompt: String,
         }
     };
     let _ = tx
-        .send(format!("42/ai,[\"ai:stream:start\",{{\"streamId\":\"{id}\",\"provider\":\"ollama\"}}]"))
+        .send(format!(
+            "42/ai,[\"ai:stream:start\",{{\"streamId\":\"{id}\",\"provider\":\"ollama\"}}]"
+        ))
         .await;
     let mut body = resp.bytes_stream();
     let mut partial: Vec<u8> = Vec::new();
@@ -179,7 +200,9 @@ async fn relay(http: reqwest::Client, url: Arc<str>, id: String, prompt: String,
         while let Some(nl) = partial[start..].iter().position(|&b| b == b'\n') {
             let line = &partial[start..start + nl];
             start += nl + 1;
-            let Ok(parsed) = serde_json::from_slice::<Line>(line) else { continue };
+            let Ok(parsed) = serde_json::from_slice::<Line>(line) else {
+                continue;
+            };
             if let Some(m) = parsed.message
                 && !m.content.is_empty()
             {
@@ -195,7 +218,9 @@ async fn relay(http: reqwest::Client, url: Arc<str>, id: String, prompt: String,
                 if serde_json::to_writer(&mut frame, &("ai:token", payload)).is_err() {
                     continue;
                 }
-                let Ok(frame) = String::from_utf8(frame) else { continue };
+                let Ok(frame) = String::from_utf8(frame) else {
+                    continue;
+                };
                 if tx.send(frame).await.is_err() {
                     return;
                 }

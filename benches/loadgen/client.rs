@@ -143,7 +143,10 @@ struct Payload<'a> {
 }
 
 #[derive(Deserialize)]
-struct EventFrame<'a>(#[serde(borrow)] Cow<'a, str>, #[serde(borrow, default)] Payload<'a>);
+struct EventFrame<'a>(
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow, default)] Payload<'a>,
+);
 
 #[derive(Deserialize)]
 struct AckPayload {
@@ -157,7 +160,11 @@ struct AckPayload {
 pub async fn run(mut ws: Ws, plan: ClientPlan) -> ClientResult {
     let mut res = ClientResult::default();
     let t0 = Instant::now();
-    let mut states: Vec<StreamState> = plan.streams.iter().map(|_| StreamState::default()).collect();
+    let mut states: Vec<StreamState> = plan
+        .streams
+        .iter()
+        .map(|_| StreamState::default())
+        .collect();
     let index: HashMap<&str, usize> = plan
         .streams
         .iter()
@@ -207,7 +214,8 @@ pub async fn run(mut ws: Ws, plan: ClientPlan) -> ClientResult {
         let text = match frame {
             None => {
                 if open > 0 {
-                    res.errors.push(format!("connection closed with {open} streams open"));
+                    res.errors
+                        .push(format!("connection closed with {open} streams open"));
                 }
                 return res;
             }
@@ -218,7 +226,8 @@ pub async fn run(mut ws: Ws, plan: ClientPlan) -> ClientResult {
             Some(Ok(Message::Text(t))) => t,
             Some(Ok(Message::Close(_))) => {
                 if open > 0 {
-                    res.errors.push(format!("server closed with {open} streams open"));
+                    res.errors
+                        .push(format!("server closed with {open} streams open"));
                 }
                 return res;
             }
@@ -233,14 +242,19 @@ pub async fn run(mut ws: Ws, plan: ClientPlan) -> ClientResult {
         } else if let Some(body) = t.strip_prefix("42/ai,") {
             let mut cancels: Vec<usize> = Vec::new();
             match serde_json::from_str::<EventFrame>(body) {
-                Err(e) => res.errors.push(format!("bad event frame ({e}): {}", clip(t))),
+                Err(e) => res
+                    .errors
+                    .push(format!("bad event frame ({e}): {}", clip(t))),
                 Ok(EventFrame(name, p)) => {
                     let idx = p.stream_id.as_deref().and_then(|id| index.get(id).copied());
                     match (name.as_ref(), idx) {
                         ("ai:token", Some(i)) => {
                             let st = &mut states[i];
                             if st.terminal {
-                                res.errors.push(format!("token after terminal event on {}", plan.streams[i].id));
+                                res.errors.push(format!(
+                                    "token after terminal event on {}",
+                                    plan.streams[i].id
+                                ));
                             }
                             if !st.first_seen {
                                 st.first_seen = true;
@@ -248,9 +262,14 @@ pub async fn run(mut ws: Ws, plan: ClientPlan) -> ClientResult {
                             }
                             let data = p.data.as_deref().unwrap_or("");
                             for seg in data.split('[').skip(1) {
-                                let Some((sent, rest)) = seg.split_once(':') else { continue };
-                                let Some((seq, _)) = rest.split_once(']') else { continue };
-                                let (Ok(sent), Ok(seq)) = (sent.parse::<u64>(), seq.parse::<u32>()) else {
+                                let Some((sent, rest)) = seg.split_once(':') else {
+                                    continue;
+                                };
+                                let Some((seq, _)) = rest.split_once(']') else {
+                                    continue;
+                                };
+                                let (Ok(sent), Ok(seq)) = (sent.parse::<u64>(), seq.parse::<u32>())
+                                else {
                                     res.errors.push(format!("bad token data {}", clip(data)));
                                     continue;
                                 };
@@ -305,13 +324,20 @@ pub async fn run(mut ws: Ws, plan: ClientPlan) -> ClientResult {
                             }
                         }
                         ("ai:stream:error", Some(i)) | ("ai:error", Some(i)) => {
-                            res.errors.push(format!("{name} on {}: {}", plan.streams[i].id, clip(t)));
+                            res.errors.push(format!(
+                                "{name} on {}: {}",
+                                plan.streams[i].id,
+                                clip(t)
+                            ));
                             if !states[i].terminal {
                                 states[i].terminal = true;
                                 open -= 1;
                             }
                         }
-                        ("ai:error", None) => res.errors.push(format!("ai:error {:?}: {}", p.code, clip(t))),
+                        ("ai:error", None) => {
+                            res.errors
+                                .push(format!("ai:error {:?}: {}", p.code, clip(t)))
+                        }
                         _ => {}
                     }
                 }
@@ -330,7 +356,8 @@ pub async fn run(mut ws: Ws, plan: ClientPlan) -> ClientResult {
             match serde_json::from_str::<(AckPayload,)>(&rest[digits..]) {
                 Ok((ack,)) if ack.ok => {}
                 Ok((ack,)) => {
-                    res.errors.push(format!("ai:stream refused: {:?}", ack.error));
+                    res.errors
+                        .push(format!("ai:stream refused: {:?}", ack.error));
                     if let Some(st) = id.checked_sub(1).and_then(|i| states.get_mut(i))
                         && !st.terminal
                     {
@@ -352,7 +379,8 @@ pub async fn run(mut ws: Ws, plan: ClientPlan) -> ClientResult {
         if stopped {
             res.cut_off += open as u32;
         } else {
-            res.errors.push(format!("deadline passed with {open} streams unfinished"));
+            res.errors
+                .push(format!("deadline passed with {open} streams unfinished"));
         }
     }
     let _ = ws.close(None).await;

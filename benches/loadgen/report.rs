@@ -91,7 +91,11 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     }
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 /// Markdown tables: per scenario, metrics as rows, targets as columns
@@ -124,7 +128,11 @@ pub fn summary_markdown(rows: &[Row]) -> String {
         for t in &targets {
             out.push_str(&format!(" {t} |"));
         }
-        let others: Vec<&str> = targets.iter().copied().filter(|t| *t != "streamgate").collect();
+        let others: Vec<&str> = targets
+            .iter()
+            .copied()
+            .filter(|t| *t != "streamgate")
+            .collect();
         let has_sg = targets.contains(&"streamgate");
         if has_sg {
             for o in &others {
@@ -158,13 +166,23 @@ pub fn summary_markdown(rows: &[Row]) -> String {
             out.push_str(&format!("| {m} |"));
             for t in &targets {
                 let v = med(t);
-                out.push_str(&format!(" {} |", if v.is_finite() { fmt(v) } else { "–".into() }));
+                out.push_str(&format!(
+                    " {} |",
+                    if v.is_finite() { fmt(v) } else { "–".into() }
+                ));
             }
             if has_sg {
                 let sg = med("streamgate");
                 for o in &others {
                     let v = sg / med(o);
-                    out.push_str(&format!(" {} |", if v.is_finite() { format!("{v:.2}") } else { "–".into() }));
+                    out.push_str(&format!(
+                        " {} |",
+                        if v.is_finite() {
+                            format!("{v:.2}")
+                        } else {
+                            "–".into()
+                        }
+                    ));
                 }
             }
             out.push('\n');

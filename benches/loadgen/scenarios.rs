@@ -190,7 +190,10 @@ async fn connect_all(port: u16, n: usize) -> Result<Vec<Ws>, String> {
         }
     }
     match first_err {
-        Some(e) => Err(format!("{} of {n} clients failed to connect; first: {e}", n - out.len())),
+        Some(e) => Err(format!(
+            "{} of {n} clients failed to connect; first: {e}",
+            n - out.len()
+        )),
         None => Ok(out),
     }
 }
@@ -252,7 +255,9 @@ async fn throughput(server: &Running, row: &mut Row, scale: &Scale) {
     let plans = (0..scale.tp_clients)
         .map(|c| {
             let streams = (0..scale.tp_streams)
-                .map(|s| StreamPlan::new(format!("t{c}x{s}"), scale.tp_tokens, 0.0, scale.token_size))
+                .map(|s| {
+                    StreamPlan::new(format!("t{c}x{s}"), scale.tp_tokens, 0.0, scale.token_size)
+                })
                 .collect();
             ClientPlan {
                 record_latency: false,
@@ -290,7 +295,12 @@ async fn latency(server: &Running, row: &mut Row, scale: &Scale) {
             let streams = (0..scale.lat_streams)
                 .map(|s| {
                     let k = c * scale.lat_streams + s;
-                    let mut p = StreamPlan::new(format!("l{c}x{s}"), scale.lat_tokens, scale.lat_rate, scale.token_size);
+                    let mut p = StreamPlan::new(
+                        format!("l{c}x{s}"),
+                        scale.lat_tokens,
+                        scale.lat_rate,
+                        scale.token_size,
+                    );
                     p.start_after = Duration::from_micros((k as u64 * 1_000_000) / total as u64);
                     p
                 })
@@ -306,7 +316,10 @@ async fn latency(server: &Running, row: &mut Row, scale: &Scale) {
     if tokens != want {
         row.fail(format!("{tokens} tokens delivered, {want} sent"));
     }
-    let mut lat: Vec<u32> = results.iter().flat_map(|r| r.latencies_us.iter().copied()).collect();
+    let mut lat: Vec<u32> = results
+        .iter()
+        .flat_map(|r| r.latencies_us.iter().copied())
+        .collect();
     lat.sort_unstable();
     let mut ttft: Vec<u32> = results
         .iter()
@@ -366,7 +379,10 @@ async fn idle(server: &Running, row: &mut Row, scale: &Scale) {
     row.set("connect_s", connect_s);
     row.set("rss_base_mib", mib(rss0));
     row.set("rss_connected_mib", mib(rss1));
-    row.set("rss_per_client_kib", rss1.saturating_sub(rss0) as f64 / n.max(1) as f64);
+    row.set(
+        "rss_per_client_kib",
+        rss1.saturating_sub(rss0) as f64 / n.max(1) as f64,
+    );
     row.set("idle_cpu_pct", idle_cpu * 100.0);
 }
 
@@ -382,7 +398,12 @@ async fn cancel(server: &Running, upstream: &Upstream, row: &mut Row, scale: &Sc
                 .map(|s| {
                     let k = c * scale.cancel_streams + s;
                     // Long enough that only a cancel ends it.
-                    let mut p = StreamPlan::new(format!("k{c}x{s}"), 100_000, scale.cancel_rate, scale.token_size);
+                    let mut p = StreamPlan::new(
+                        format!("k{c}x{s}"),
+                        100_000,
+                        scale.cancel_rate,
+                        scale.token_size,
+                    );
                     p.cancel_after = Some(scale.cancel_after);
                     p.start_after = Duration::from_micros((k as u64 * 500_000) / total as u64);
                     p
@@ -393,7 +414,10 @@ async fn cancel(server: &Running, upstream: &Upstream, row: &mut Row, scale: &Sc
         .collect();
     let results = run_all(wss, plans).await;
     collect(row, &results);
-    let sent: Vec<(String, u64)> = results.iter().flat_map(|r| r.cancel_sent.iter().cloned()).collect();
+    let sent: Vec<(String, u64)> = results
+        .iter()
+        .flat_map(|r| r.cancel_sent.iter().cloned())
+        .collect();
     // The clients are done once they hear `ai:stream:cancelled`; give the
     // upstream a moment to see the last closes.
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -403,7 +427,10 @@ async fn cancel(server: &Running, upstream: &Upstream, row: &mut Row, scale: &Sc
         if let Ok(m) = upstream.stats.close_times.lock() {
             delays = sent
                 .iter()
-                .filter_map(|(id, t)| m.get(id).map(|c| c.saturating_sub(*t).min(u64::from(u32::MAX)) as u32))
+                .filter_map(|(id, t)| {
+                    m.get(id)
+                        .map(|c| c.saturating_sub(*t).min(u64::from(u32::MAX)) as u32)
+                })
                 .collect();
             missing = sent.len() - delays.len();
         }
@@ -416,7 +443,10 @@ async fn cancel(server: &Running, upstream: &Upstream, row: &mut Row, scale: &Sc
         row.fail(format!("{} of {total} cancels sent", sent.len()));
     }
     if missing > 0 {
-        row.fail(format!("upstream never saw {missing} of {} cancelled streams close", sent.len()));
+        row.fail(format!(
+            "upstream never saw {missing} of {} cancelled streams close",
+            sent.len()
+        ));
     }
     delays.sort_unstable();
     row.set("streams", total as f64);
@@ -447,7 +477,12 @@ async fn slow_phase(
     let slow_delay = Duration::from_secs_f64(10.0 / scale.slow_rate.max(0.001));
     let mut plans: Vec<ClientPlan> = Vec::new();
     for c in 0..fast + slow {
-        let mut p = StreamPlan::new(format!("{tag}{c}"), scale.slow_tokens, scale.slow_rate, scale.slow_size);
+        let mut p = StreamPlan::new(
+            format!("{tag}{c}"),
+            scale.slow_tokens,
+            scale.slow_rate,
+            scale.slow_size,
+        );
         p.start_after = Duration::from_micros((c as u64 * 500_000) / (fast + slow) as u64);
         let mut cp = plan(vec![p], scale);
         if c >= fast {
@@ -489,7 +524,10 @@ async fn slow_phase(
             row.errors.push(format!("slow: {e}"));
         }
     }
-    let mut lat: Vec<u32> = fast_results.iter().flat_map(|r| r.latencies_us.iter().copied()).collect();
+    let mut lat: Vec<u32> = fast_results
+        .iter()
+        .flat_map(|r| r.latencies_us.iter().copied())
+        .collect();
     lat.sort_unstable();
     let slow_tokens = slow_results.iter().map(|r| r.tokens).sum();
     Some((lat, slow_tokens, samples))
@@ -503,7 +541,8 @@ async fn slow_clients(server: &Running, row: &mut Row, scale: &Scale) {
         return;
     };
     let rss_before = server.proc.rss_kib();
-    let Some((mixed, slow_tokens, samples)) = slow_phase(server, row, scale, fast, slow, "b").await else {
+    let Some((mixed, slow_tokens, samples)) = slow_phase(server, row, scale, fast, slow, "b").await
+    else {
         return;
     };
     let peak = samples.iter().copied().max().unwrap_or(0);
@@ -517,7 +556,10 @@ async fn slow_clients(server: &Running, row: &mut Row, scale: &Scale) {
     row.set("fast_p99_ms_with_slow", p99_mixed);
     row.set("fast_p99_with_slow_over_alone", p99_mixed / p99_alone);
     let slow_sent = slow as u64 * u64::from(scale.slow_tokens);
-    row.set("slow_tokens_read_pct", slow_tokens as f64 / slow_sent.max(1) as f64 * 100.0);
+    row.set(
+        "slow_tokens_read_pct",
+        slow_tokens as f64 / slow_sent.max(1) as f64 * 100.0,
+    );
     row.set("rss_before_mib", mib(rss_before));
     row.set("rss_peak_mib", mib(peak));
     row.set("rss_growth_mib", mib(peak.saturating_sub(rss_before)));

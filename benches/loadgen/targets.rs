@@ -22,7 +22,12 @@ pub enum Target {
 }
 
 impl Target {
-    pub const ALL: [Target; 4] = [Target::Streamgate, Target::Node, Target::Python, Target::Ceiling];
+    pub const ALL: [Target; 4] = [
+        Target::Streamgate,
+        Target::Node,
+        Target::Python,
+        Target::Ceiling,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -63,7 +68,9 @@ fn free_port() -> Result<u16, String> {
 }
 
 fn run_ok(cmd: &mut Command, what: &str) -> Result<(), String> {
-    let out = cmd.output().map_err(|e| format!("{what}: cannot run: {e}"))?;
+    let out = cmd
+        .output()
+        .map_err(|e| format!("{what}: cannot run: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
@@ -94,7 +101,8 @@ pub fn install(target: Target) -> Result<(), String> {
             let venv = python_venv();
             let req = repo_root().join("benches/peers/python/requirements.txt");
             let stamp = venv.join("installed-requirements.txt");
-            let wanted = std::fs::read_to_string(&req).map_err(|e| format!("{}: {e}", req.display()))?;
+            let wanted =
+                std::fs::read_to_string(&req).map_err(|e| format!("{}: {e}", req.display()))?;
             if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
                 eprintln!("loadgen: creating venv {}", venv.display());
                 run_ok(
@@ -142,18 +150,26 @@ impl Target {
             }
             Target::Node => {
                 let mut c = Command::new("node");
-                c.arg("server.js").current_dir(root.join("benches/peers/node"));
+                c.arg("server.js")
+                    .current_dir(root.join("benches/peers/node"));
                 c
             }
             Target::Python => {
                 let mut c = Command::new(python_venv().join("bin/python"));
-                c.arg("server.py").current_dir(root.join("benches/peers/python"));
+                c.arg("server.py")
+                    .current_dir(root.join("benches/peers/python"));
                 c
             }
             Target::Ceiling => {
                 let exe = std::env::current_exe().map_err(|e| e.to_string())?;
                 let mut c = Command::new(exe);
-                c.args(["--serve-ceiling", "--port", &port.to_string(), "--upstream", upstream_url]);
+                c.args([
+                    "--serve-ceiling",
+                    "--port",
+                    &port.to_string(),
+                    "--upstream",
+                    upstream_url,
+                ]);
                 c
             }
         };
@@ -169,14 +185,20 @@ impl Target {
         let mut running = Running { port, proc, child };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
                 break;
             }
             if let Ok(Some(status)) = running.child.try_wait() {
                 return Err(format!("{} exited at start: {status}", self.name()));
             }
             if tokio::time::Instant::now() > deadline {
-                return Err(format!("{} did not listen on {port} within 20 s", self.name()));
+                return Err(format!(
+                    "{} did not listen on {port} within 20 s",
+                    self.name()
+                ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

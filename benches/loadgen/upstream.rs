@@ -188,7 +188,10 @@ async fn read_more(sock: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
 }
 
 /// Read a request head: (head length, path, content-length, chunked).
-async fn read_head(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(usize, String, usize, bool)> {
+async fn read_head(
+    sock: &mut TcpStream,
+    buf: &mut Vec<u8>,
+) -> Option<(usize, String, usize, bool)> {
     loop {
         if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = std::str::from_utf8(&buf[..pos]).ok()?;
