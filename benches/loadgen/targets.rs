@@ -135,8 +135,9 @@ impl Target {
         let root = repo_root();
         let mut cmd = match self {
             Target::Streamgate => {
-                // STREAMGATE_BIN measures another build (e.g. a branch's).
-                let bin = std::env::var_os("STREAMGATE_BIN")
+                // LOADGEN_STREAMGATE_BIN measures another build (e.g. a branch's);
+                // not STREAMGATE_*, which streamgate reads as config.
+                let bin = std::env::var_os("LOADGEN_STREAMGATE_BIN")
                     .unwrap_or_else(|| env!("CARGO_BIN_EXE_streamgate").into());
                 let mut c = Command::new(bin);
                 c.args(["--port", &port.to_string()])
