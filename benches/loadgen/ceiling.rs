@@ -132,20 +132,19 @@ async fn conn(sock: TcpStream, http: reqwest::Client, upstream: Arc<str>, ids: A
                     tx.clone(),
                 ));
                 streams.insert(stream_id, task.abort_handle());
-            } else if name == "ai:cancel" {
-                if let Some(h) = streams.remove(&stream_id) {
-                    // Aborting drops the response: the upstream connection closes.
-                    h.abort();
-                    let _ = tx
-                        .send(format!(
-                            "42/ai,[\"ai:stream:cancelled\",{{\"streamId\":\"{stream_id}\",\"reason\":\"client\"}}]"
-                        ))
-                        .await;
-                }
+            } else if name == "ai:cancel"
+                && let Some(h) = streams.remove(&stream_id)
+            {
+                // Aborting drops the response: the upstream connection closes.
+                h.abort();
+                let _ = tx
+                    .send(format!(
+                        "42/ai,[\"ai:stream:cancelled\",{{\"streamId\":\"{stream_id}\",\"reason\":\"client\"}}]"
+                    ))
+                    .await;
             }
-        } else if t == "3" {
-            // pong
         }
+        // Anything else (pongs `3`, unknown events) needs no answer.
     }
     for h in streams.values() {
         h.abort();
