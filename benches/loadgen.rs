@@ -183,7 +183,7 @@ async fn bench(args: Args) -> ExitCode {
                 row.print();
                 rows.push(row);
                 // Let sockets in TIME_WAIT and the target's exit settle.
-                tokio::time::sleep(Duration::from_millis(300)).await;
+                tokio::time::sleep(Duration::from_millis(if args.smoke { 50 } else { 300 })).await;
             }
         }
     }

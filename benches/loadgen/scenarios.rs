@@ -68,6 +68,9 @@ pub struct Scale {
     pub slow_tokens: u32,
     pub slow_rate: f64,
     pub slow_size: usize,
+    /// Stream starts are spread over this (latency; half of it for cancel
+    /// and slow-clients), as independent users' are.
+    pub spread: Duration,
     /// Bound on any one scenario run.
     pub limit: Duration,
 }
@@ -94,6 +97,7 @@ impl Scale {
             slow_tokens: 1000,
             slow_rate: 200.0,
             slow_size: 1024,
+            spread: Duration::from_secs(1),
             limit: Duration::from_secs(300),
         }
     }
@@ -119,6 +123,7 @@ impl Scale {
             slow_tokens: 40,
             slow_rate: 100.0,
             slow_size: 64,
+            spread: Duration::from_millis(100),
             limit: Duration::from_secs(30),
         }
     }
@@ -289,7 +294,6 @@ async fn latency(server: &Running, row: &mut Row, scale: &Scale) {
         Err(e) => return row.fail(e),
     };
     let total = (scale.lat_clients * scale.lat_streams).max(1);
-    // Stream starts spread evenly over one second, as independent users'.
     let plans = (0..scale.lat_clients)
         .map(|c| {
             let streams = (0..scale.lat_streams)
@@ -301,7 +305,7 @@ async fn latency(server: &Running, row: &mut Row, scale: &Scale) {
                         scale.lat_rate,
                         scale.token_size,
                     );
-                    p.start_after = Duration::from_micros((k as u64 * 1_000_000) / total as u64);
+                    p.start_after = scale.spread.mul_f64(k as f64 / total as f64);
                     p
                 })
                 .collect();
@@ -365,8 +369,11 @@ async fn idle(server: &Running, row: &mut Row, scale: &Scale) {
     let clients = tokio::spawn(run_all(wss, plans));
     tokio::time::sleep(scale.idle_hold).await;
     let cpu0 = server.proc.cpu_secs();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let idle_cpu = server.proc.cpu_secs() - cpu0;
+    let window = scale
+        .idle_hold
+        .clamp(Duration::from_millis(100), Duration::from_secs(1));
+    tokio::time::sleep(window).await;
+    let idle_cpu = (server.proc.cpu_secs() - cpu0) / window.as_secs_f64();
     let rss1 = server.proc.rss_kib();
     stop.cancel();
     match clients.await {
@@ -405,7 +412,7 @@ async fn cancel(server: &Running, upstream: &Upstream, row: &mut Row, scale: &Sc
                         scale.token_size,
                     );
                     p.cancel_after = Some(scale.cancel_after);
-                    p.start_after = Duration::from_micros((k as u64 * 500_000) / total as u64);
+                    p.start_after = scale.spread.mul_f64(k as f64 / total as f64 / 2.0);
                     p
                 })
                 .collect();
@@ -483,7 +490,7 @@ async fn slow_phase(
             scale.slow_rate,
             scale.slow_size,
         );
-        p.start_after = Duration::from_micros((c as u64 * 500_000) / (fast + slow) as u64);
+        p.start_after = scale.spread.mul_f64(c as f64 / (fast + slow) as f64 / 2.0);
         let mut cp = plan(vec![p], scale);
         if c >= fast {
             cp.read_delay = Some(slow_delay);
