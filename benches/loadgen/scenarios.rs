@@ -544,14 +544,26 @@ async fn slow_clients(server: &Running, row: &mut Row, scale: &Scale) {
     let n = scale.slow_clients.max(1);
     let slow = ((n as f64 * scale.slow_fraction).round() as usize).min(n);
     let fast = n - slow;
-    let Some((alone, _, _)) = slow_phase(server, row, scale, fast, 0, "a").await else {
+    // The phase that runs first meets a cold process: alternate the order
+    // between runs so that the medians favour neither phase.
+    let mixed_first = row.run % 2 == 0;
+    let mut alone = Vec::new();
+    let mut mixed = None;
+    for with_slow in [mixed_first, !mixed_first] {
+        let (n_slow, tag) = if with_slow { (slow, "b") } else { (0, "a") };
+        let Some(result) = slow_phase(server, row, scale, fast, n_slow, tag).await else {
+            return;
+        };
+        if with_slow {
+            mixed = Some(result);
+        } else {
+            alone = result.0;
+        }
+    }
+    let Some((mixed, slow_tokens, samples)) = mixed else {
         return;
     };
-    let rss_before = server.proc.rss_kib();
-    let Some((mixed, slow_tokens, samples)) = slow_phase(server, row, scale, fast, slow, "b").await
-    else {
-        return;
-    };
+    let rss_before = samples.first().copied().unwrap_or(0);
     let peak = samples.iter().copied().max().unwrap_or(0);
     let p99_alone = ms(quantile(&alone, 0.99));
     let p99_mixed = ms(quantile(&mixed, 0.99));
