@@ -546,7 +546,7 @@ async fn slow_clients(server: &Running, row: &mut Row, scale: &Scale) {
     let fast = n - slow;
     // The phase that runs first meets a cold process: alternate the order
     // between runs so that the medians favour neither phase.
-    let mixed_first = row.run % 2 == 0;
+    let mixed_first = row.run.is_multiple_of(2);
     let mut alone = Vec::new();
     let mut mixed = None;
     for with_slow in [mixed_first, !mixed_first] {
