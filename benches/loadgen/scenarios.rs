@@ -1,0 +1,592 @@
+//! The five scenarios. Each one gets a fresh fake upstream and a freshly
+//! started target, builds a [`ClientPlan`] per client, runs the clients
+//! concurrently, reads the target's CPU and RSS from /proc around the run,
+//! and turns what the clients and the upstream saw into one [`Row`].
+//!
+//! A row fails (and `--smoke` exits non-zero) on any lost, reordered or
+//! duplicated token, any error event, any stream left unfinished, or a
+//! cancel the upstream never saw.
+
+use crate::client::{self, ClientPlan, ClientResult, StreamPlan, Ws};
+use crate::report::{Row, quantile};
+use crate::targets::{Running, Target, open_files_limit};
+use crate::upstream::Upstream;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    Throughput,
+    Latency,
+    Idle,
+    Cancel,
+    SlowClients,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 5] = [
+        Scenario::Throughput,
+        Scenario::Latency,
+        Scenario::Idle,
+        Scenario::Cancel,
+        Scenario::SlowClients,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Throughput => "throughput",
+            Scenario::Latency => "latency",
+            Scenario::Idle => "idle",
+            Scenario::Cancel => "cancel",
+            Scenario::SlowClients => "slow-clients",
+        }
+    }
+}
+
+/// Every size knob of every scenario.
+#[derive(Debug, Clone)]
+pub struct Scale {
+    pub tp_clients: usize,
+    pub tp_streams: usize,
+    pub tp_tokens: u32,
+    pub token_size: usize,
+    pub lat_clients: usize,
+    pub lat_streams: usize,
+    pub lat_tokens: u32,
+    pub lat_rate: f64,
+    pub idle_clients: usize,
+    pub idle_hold: Duration,
+    pub cancel_clients: usize,
+    pub cancel_streams: usize,
+    pub cancel_rate: f64,
+    pub cancel_after: u32,
+    pub slow_clients: usize,
+    pub slow_fraction: f64,
+    pub slow_tokens: u32,
+    pub slow_rate: f64,
+    pub slow_size: usize,
+    /// Stream starts are spread over this (latency; half of it for cancel
+    /// and slow-clients), as independent users' are.
+    pub spread: Duration,
+    /// Bound on any one scenario run.
+    pub limit: Duration,
+}
+
+impl Scale {
+    pub fn full() -> Self {
+        Self {
+            tp_clients: 100,
+            tp_streams: 5,
+            tp_tokens: 1000,
+            token_size: 16,
+            lat_clients: 100,
+            lat_streams: 10,
+            lat_tokens: 100,
+            lat_rate: 20.0,
+            idle_clients: 10_000,
+            idle_hold: Duration::from_secs(3),
+            cancel_clients: 50,
+            cancel_streams: 4,
+            cancel_rate: 50.0,
+            cancel_after: 3,
+            slow_clients: 100,
+            slow_fraction: 0.1,
+            slow_tokens: 1000,
+            slow_rate: 200.0,
+            slow_size: 1024,
+            spread: Duration::from_secs(1),
+            limit: Duration::from_secs(300),
+        }
+    }
+
+    pub fn smoke() -> Self {
+        Self {
+            tp_clients: 4,
+            tp_streams: 2,
+            tp_tokens: 200,
+            token_size: 16,
+            lat_clients: 10,
+            lat_streams: 2,
+            lat_tokens: 20,
+            lat_rate: 50.0,
+            idle_clients: 50,
+            idle_hold: Duration::from_millis(300),
+            cancel_clients: 4,
+            cancel_streams: 2,
+            cancel_rate: 50.0,
+            cancel_after: 3,
+            slow_clients: 10,
+            slow_fraction: 0.1,
+            slow_tokens: 40,
+            slow_rate: 100.0,
+            slow_size: 64,
+            spread: Duration::from_millis(100),
+            limit: Duration::from_secs(30),
+        }
+    }
+}
+
+pub async fn run(sc: Scenario, target: Target, run: u32, scale: &Scale) -> Row {
+    let mut row = Row::new(sc.name(), target.name(), run);
+    let upstream = match Upstream::start().await {
+        Ok(u) => u,
+        Err(e) => {
+            row.fail(format!("fake upstream: {e}"));
+            return row;
+        }
+    };
+    let server = match target.start(&upstream.url()).await {
+        Ok(s) => s,
+        Err(e) => {
+            row.fail(e);
+            return row;
+        }
+    };
+    let body = async {
+        match sc {
+            Scenario::Throughput => throughput(&server, &mut row, scale).await,
+            Scenario::Latency => latency(&server, &mut row, scale).await,
+            Scenario::Idle => idle(&server, &mut row, scale).await,
+            Scenario::Cancel => cancel(&server, &upstream, &mut row, scale).await,
+            Scenario::SlowClients => slow_clients(&server, &mut row, scale).await,
+        }
+    };
+    if tokio::time::timeout(scale.limit + Duration::from_secs(30), body)
+        .await
+        .is_err()
+    {
+        row.fail("scenario ran past its time limit");
+    }
+    // The machine is shared: say how busy it was (2 cores = 2.0 is full).
+    if let Some(load) = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split(' ').next().and_then(|v| v.parse::<f64>().ok()))
+    {
+        row.set("machine_loadavg_1m", load);
+    }
+    row
+}
+
+/// Connect `n` clients, at most 256 handshakes at a time.
+async fn connect_all(port: u16, n: usize) -> Result<Vec<Ws>, String> {
+    let sem = Arc::new(Semaphore::new(256));
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let sem = sem.clone();
+        set.spawn(async move {
+            let _permit = sem.acquire_owned().await.map_err(|e| e.to_string())?;
+            client::connect(port, Duration::from_secs(30)).await
+        });
+    }
+    let mut out = Vec::with_capacity(n);
+    let mut first_err = None;
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok(Ok(ws)) => out.push(ws),
+            Ok(Err(e)) => {
+                first_err.get_or_insert(e);
+            }
+            Err(e) => {
+                first_err.get_or_insert(e.to_string());
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(format!(
+            "{} of {n} clients failed to connect; first: {e}",
+            n - out.len()
+        )),
+        None => Ok(out),
+    }
+}
+
+async fn run_all(wss: Vec<Ws>, plans: Vec<ClientPlan>) -> Vec<ClientResult> {
+    let mut set = tokio::task::JoinSet::new();
+    for (ws, plan) in wss.into_iter().zip(plans) {
+        set.spawn(client::run(ws, plan));
+    }
+    let mut out = Vec::new();
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok(res) => out.push(res),
+            Err(e) => out.push(ClientResult {
+                errors: vec![format!("client task: {e}")],
+                ..Default::default()
+            }),
+        }
+    }
+    out
+}
+
+fn plan(streams: Vec<StreamPlan>, scale: &Scale) -> ClientPlan {
+    ClientPlan {
+        streams,
+        read_delay: None,
+        record_latency: true,
+        linger: false,
+        stop: CancellationToken::new(),
+        deadline: Instant::now() + scale.limit,
+    }
+}
+
+/// Move client errors into the row (the first few verbatim) and sum tokens.
+fn collect(row: &mut Row, results: &[ClientResult]) -> u64 {
+    let errors: usize = results.iter().map(|r| r.errors.len()).sum();
+    if errors > 0 {
+        row.fail(format!("{errors} client errors"));
+        for e in results.iter().flat_map(|r| &r.errors).take(5) {
+            row.errors.push(e.clone());
+        }
+    }
+    results.iter().map(|r| r.tokens).sum()
+}
+
+fn ms(us: f64) -> f64 {
+    us / 1000.0
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+async fn throughput(server: &Running, row: &mut Row, scale: &Scale) {
+    let wss = match connect_all(server.port, scale.tp_clients).await {
+        Ok(w) => w,
+        Err(e) => return row.fail(e),
+    };
+    let plans = (0..scale.tp_clients)
+        .map(|c| {
+            let streams = (0..scale.tp_streams)
+                .map(|s| {
+                    StreamPlan::new(format!("t{c}x{s}"), scale.tp_tokens, 0.0, scale.token_size)
+                })
+                .collect();
+            ClientPlan {
+                record_latency: false,
+                ..plan(streams, scale)
+            }
+        })
+        .collect();
+    let cpu0 = server.proc.cpu_secs();
+    let t0 = Instant::now();
+    let results = run_all(wss, plans).await;
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = server.proc.cpu_secs() - cpu0;
+    let tokens = collect(row, &results);
+    let want = (scale.tp_clients * scale.tp_streams) as u64 * u64::from(scale.tp_tokens);
+    if tokens != want {
+        row.fail(format!("{tokens} tokens delivered, {want} sent"));
+    }
+    row.set("tokens", tokens as f64);
+    row.set("wall_s", wall);
+    row.set("tokens_per_s", tokens as f64 / wall);
+    row.set("cpu_s_per_mtok", cpu / tokens.max(1) as f64 * 1e6);
+    row.set("cpu_util_pct", cpu / wall * 100.0);
+    row.set("rss_end_mib", mib(server.proc.rss_kib()));
+}
+
+async fn latency(server: &Running, row: &mut Row, scale: &Scale) {
+    let wss = match connect_all(server.port, scale.lat_clients).await {
+        Ok(w) => w,
+        Err(e) => return row.fail(e),
+    };
+    let total = (scale.lat_clients * scale.lat_streams).max(1);
+    let plans = (0..scale.lat_clients)
+        .map(|c| {
+            let streams = (0..scale.lat_streams)
+                .map(|s| {
+                    let k = c * scale.lat_streams + s;
+                    let mut p = StreamPlan::new(
+                        format!("l{c}x{s}"),
+                        scale.lat_tokens,
+                        scale.lat_rate,
+                        scale.token_size,
+                    );
+                    p.start_after = scale.spread.mul_f64(k as f64 / total as f64);
+                    p
+                })
+                .collect();
+            plan(streams, scale)
+        })
+        .collect();
+    let cpu0 = server.proc.cpu_secs();
+    let results = run_all(wss, plans).await;
+    let cpu = server.proc.cpu_secs() - cpu0;
+    let tokens = collect(row, &results);
+    let want = total as u64 * u64::from(scale.lat_tokens);
+    if tokens != want {
+        row.fail(format!("{tokens} tokens delivered, {want} sent"));
+    }
+    let mut lat: Vec<u32> = results
+        .iter()
+        .flat_map(|r| r.latencies_us.iter().copied())
+        .collect();
+    lat.sort_unstable();
+    let mut ttft: Vec<u32> = results
+        .iter()
+        .flat_map(|r| r.ttft_us.iter().map(|&v| v.min(u64::from(u32::MAX)) as u32))
+        .collect();
+    ttft.sort_unstable();
+    row.set("streams", total as f64);
+    row.set("tokens", tokens as f64);
+    row.set("added_p50_ms", ms(quantile(&lat, 0.50)));
+    row.set("added_p99_ms", ms(quantile(&lat, 0.99)));
+    row.set("added_p999_ms", ms(quantile(&lat, 0.999)));
+    row.set("added_max_ms", ms(quantile(&lat, 1.0)));
+    row.set("ttft_overhead_p50_ms", ms(quantile(&ttft, 0.50)));
+    row.set("ttft_overhead_p99_ms", ms(quantile(&ttft, 0.99)));
+    row.set("cpu_s_per_mtok", cpu / tokens.max(1) as f64 * 1e6);
+}
+
+async fn idle(server: &Running, row: &mut Row, scale: &Scale) {
+    let n = scale.idle_clients;
+    // This process holds one socket per client and the target as many.
+    let need = n as u64 + 256;
+    let have = open_files_limit();
+    if have < need {
+        return row.fail(format!(
+            "open-files limit {have} < {need} needed for {n} clients: run `ulimit -n {need}` first or pass a smaller --idle-clients"
+        ));
+    }
+    let rss0 = server.proc.rss_kib();
+    let t0 = Instant::now();
+    let wss = match connect_all(server.port, n).await {
+        Ok(w) => w,
+        Err(e) => return row.fail(e),
+    };
+    let connect_s = t0.elapsed().as_secs_f64();
+    let stop = CancellationToken::new();
+    let plans = (0..n)
+        .map(|_| ClientPlan {
+            linger: true,
+            stop: stop.clone(),
+            ..plan(Vec::new(), scale)
+        })
+        .collect();
+    let clients = tokio::spawn(run_all(wss, plans));
+    tokio::time::sleep(scale.idle_hold).await;
+    let cpu0 = server.proc.cpu_secs();
+    let window = scale
+        .idle_hold
+        .clamp(Duration::from_millis(100), Duration::from_secs(1));
+    tokio::time::sleep(window).await;
+    let idle_cpu = (server.proc.cpu_secs() - cpu0) / window.as_secs_f64();
+    let rss1 = server.proc.rss_kib();
+    stop.cancel();
+    match clients.await {
+        Ok(results) => {
+            collect(row, &results);
+        }
+        Err(e) => row.fail(format!("clients: {e}")),
+    }
+    row.set("clients", n as f64);
+    row.set("connect_s", connect_s);
+    row.set("rss_base_mib", mib(rss0));
+    row.set("rss_connected_mib", mib(rss1));
+    row.set(
+        "rss_per_client_kib",
+        rss1.saturating_sub(rss0) as f64 / n.max(1) as f64,
+    );
+    row.set("idle_cpu_pct", idle_cpu * 100.0);
+}
+
+async fn cancel(server: &Running, upstream: &Upstream, row: &mut Row, scale: &Scale) {
+    let wss = match connect_all(server.port, scale.cancel_clients).await {
+        Ok(w) => w,
+        Err(e) => return row.fail(e),
+    };
+    let total = (scale.cancel_clients * scale.cancel_streams).max(1);
+    let plans = (0..scale.cancel_clients)
+        .map(|c| {
+            let streams = (0..scale.cancel_streams)
+                .map(|s| {
+                    let k = c * scale.cancel_streams + s;
+                    // Long enough that only a cancel ends it.
+                    let mut p = StreamPlan::new(
+                        format!("k{c}x{s}"),
+                        100_000,
+                        scale.cancel_rate,
+                        scale.token_size,
+                    );
+                    p.cancel_after = Some(scale.cancel_after);
+                    p.start_after = scale.spread.mul_f64(k as f64 / total as f64 / 2.0);
+                    p
+                })
+                .collect();
+            plan(streams, scale)
+        })
+        .collect();
+    let results = run_all(wss, plans).await;
+    collect(row, &results);
+    let sent: Vec<(String, u64)> = results
+        .iter()
+        .flat_map(|r| r.cancel_sent.iter().cloned())
+        .collect();
+    // The clients are done once they hear `ai:stream:cancelled`; give the
+    // upstream a moment to see the last closes.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut delays: Vec<u32> = Vec::new();
+    let mut missing = sent.len();
+    while Instant::now() < deadline {
+        if let Ok(m) = upstream.stats.close_times.lock() {
+            delays = sent
+                .iter()
+                .filter_map(|(id, t)| {
+                    m.get(id)
+                        .map(|c| c.saturating_sub(*t).min(u64::from(u32::MAX)) as u32)
+                })
+                .collect();
+            missing = sent.len() - delays.len();
+        }
+        if missing == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if sent.len() != total {
+        row.fail(format!("{} of {total} cancels sent", sent.len()));
+    }
+    if missing > 0 {
+        row.fail(format!(
+            "upstream never saw {missing} of {} cancelled streams close",
+            sent.len()
+        ));
+    }
+    delays.sort_unstable();
+    row.set("streams", total as f64);
+    row.set("cancel_to_close_p50_ms", ms(quantile(&delays, 0.50)));
+    row.set("cancel_to_close_p99_ms", ms(quantile(&delays, 0.99)));
+    row.set("cancel_to_close_max_ms", ms(quantile(&delays, 1.0)));
+}
+
+/// One phase of the slow-clients scenario: `fast` clients reading at once
+/// and `slow` ones pausing between frames. Returns the fast clients'
+/// sorted latencies, slow clients' tokens, and the RSS samples (KiB).
+async fn slow_phase(
+    server: &Running,
+    row: &mut Row,
+    scale: &Scale,
+    fast: usize,
+    slow: usize,
+    tag: &str,
+) -> Option<(Vec<u32>, u64, Vec<u64>)> {
+    let wss = match connect_all(server.port, fast + slow).await {
+        Ok(w) => w,
+        Err(e) => {
+            row.fail(e);
+            return None;
+        }
+    };
+    let stop = CancellationToken::new();
+    let slow_delay = Duration::from_secs_f64(10.0 / scale.slow_rate.max(0.001));
+    let mut plans: Vec<ClientPlan> = Vec::new();
+    for c in 0..fast + slow {
+        let mut p = StreamPlan::new(
+            format!("{tag}{c}"),
+            scale.slow_tokens,
+            scale.slow_rate,
+            scale.slow_size,
+        );
+        p.start_after = scale.spread.mul_f64(c as f64 / (fast + slow) as f64 / 2.0);
+        let mut cp = plan(vec![p], scale);
+        if c >= fast {
+            cp.read_delay = Some(slow_delay);
+            cp.stop = stop.clone();
+        }
+        plans.push(cp);
+    }
+    let mut set = tokio::task::JoinSet::new();
+    for (i, (ws, plan)) in wss.into_iter().zip(plans).enumerate() {
+        set.spawn(async move { (i, client::run(ws, plan).await) });
+    }
+    let mut samples = vec![server.proc.rss_kib()];
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut fast_results = Vec::new();
+    let mut slow_results = Vec::new();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => samples.push(server.proc.rss_kib()),
+            r = set.join_next() => match r {
+                Some(Ok((i, res))) => {
+                    if i < fast { fast_results.push(res) } else { slow_results.push(res) }
+                    if fast_results.len() == fast {
+                        // The fast clients are done: the slow ones are cut off.
+                        stop.cancel();
+                    }
+                }
+                Some(Err(e)) => row.fail(format!("client task: {e}")),
+                None => break,
+            }
+        }
+    }
+    samples.push(server.proc.rss_kib());
+    collect(row, &fast_results);
+    let slow_errors: usize = slow_results.iter().map(|r| r.errors.len()).sum();
+    if slow_errors > 0 {
+        row.fail(format!("{slow_errors} slow-client errors"));
+        for e in slow_results.iter().flat_map(|r| &r.errors).take(3) {
+            row.errors.push(format!("slow: {e}"));
+        }
+    }
+    let mut lat: Vec<u32> = fast_results
+        .iter()
+        .flat_map(|r| r.latencies_us.iter().copied())
+        .collect();
+    lat.sort_unstable();
+    let slow_tokens = slow_results.iter().map(|r| r.tokens).sum();
+    Some((lat, slow_tokens, samples))
+}
+
+async fn slow_clients(server: &Running, row: &mut Row, scale: &Scale) {
+    let n = scale.slow_clients.max(1);
+    let slow = ((n as f64 * scale.slow_fraction).round() as usize).min(n);
+    let fast = n - slow;
+    // The phase that runs first meets a cold process: alternate the order
+    // between runs so that the medians favour neither phase.
+    let mixed_first = row.run.is_multiple_of(2);
+    let mut alone = Vec::new();
+    let mut mixed = None;
+    for with_slow in [mixed_first, !mixed_first] {
+        let (n_slow, tag) = if with_slow { (slow, "b") } else { (0, "a") };
+        let Some(result) = slow_phase(server, row, scale, fast, n_slow, tag).await else {
+            return;
+        };
+        if with_slow {
+            mixed = Some(result);
+        } else {
+            alone = result.0;
+        }
+    }
+    let Some((mixed, slow_tokens, samples)) = mixed else {
+        return;
+    };
+    let rss_before = samples.first().copied().unwrap_or(0);
+    let peak = samples.iter().copied().max().unwrap_or(0);
+    let p99_alone = ms(quantile(&alone, 0.99));
+    let p99_mixed = ms(quantile(&mixed, 0.99));
+    row.set("fast_clients", fast as f64);
+    row.set("slow_clients", slow as f64);
+    row.set("fast_p50_ms_alone", ms(quantile(&alone, 0.50)));
+    row.set("fast_p50_ms_with_slow", ms(quantile(&mixed, 0.50)));
+    row.set("fast_p99_ms_alone", p99_alone);
+    row.set("fast_p99_ms_with_slow", p99_mixed);
+    row.set("fast_p99_with_slow_over_alone", p99_mixed / p99_alone);
+    let slow_sent = slow as u64 * u64::from(scale.slow_tokens);
+    row.set(
+        "slow_tokens_read_pct",
+        slow_tokens as f64 / slow_sent.max(1) as f64 * 100.0,
+    );
+    row.set("rss_before_mib", mib(rss_before));
+    row.set("rss_peak_mib", mib(peak));
+    row.set("rss_growth_mib", mib(peak.saturating_sub(rss_before)));
+    let series: Vec<String> = samples.iter().map(|k| format!("{:.1}", mib(*k))).collect();
+    println!(
+        "  rss-over-time {} run {} (MiB every 250 ms): {}",
+        row.target,
+        row.run,
+        series.join(" ")
+    );
+}
