@@ -19,6 +19,7 @@ pub mod telemetry;
 
 pub use config::Config;
 
+use axum::serve::ListenerExt;
 use gateway::registry::ClientRegistry;
 use orchestrator::Orchestrator;
 use protocol::RequestLimits;
@@ -160,6 +161,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let signal = shutdown.clone();
     let state = app.clone();
     let server = tokio::spawn(async move {
+        // Token frames are small and latency-bound: without TCP_NODELAY a
+        // frame can wait for the client's delayed ACK (40 ms measured in
+        // BENCHMARKS.md on time to first token).
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set");
+            }
+        });
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 signal.cancelled().await;
