@@ -8,6 +8,7 @@
 //! watchdog; on disconnect its streams are cancelled and its entry goes.
 
 pub mod backpressure;
+pub mod outbound;
 pub mod outbox;
 pub mod registry;
 pub mod replay;
