@@ -48,9 +48,12 @@ pub enum AuthSetupError {
 
 /// The claims the gateway reads itself; `exp`, `nbf`, `iss` and `aud` are
 /// checked by jsonwebtoken from the same payload.
+/// `sub` is read loosely so that a missing or non-string one is named as
+/// such rather than as an unreadable token.
 #[derive(Deserialize)]
 struct Claims {
-    sub: String,
+    #[serde(default)]
+    sub: Option<serde_json::Value>,
 }
 
 impl Authenticator {
@@ -123,12 +126,16 @@ impl Authenticator {
         }
         let data = decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|e| GatewayError::from_jwt(&e, self.algorithm))?;
-        let sub = data.claims.sub;
-        if sub.is_empty() || sub.len() > MAX_SUB_LEN {
-            return Err(GatewayError::Unauthorized(format!(
-                "sub must be 1..={MAX_SUB_LEN} bytes"
-            )));
+        match data.claims.sub {
+            Some(serde_json::Value::String(sub)) if (1..=MAX_SUB_LEN).contains(&sub.len()) => {
+                Ok(UserId(sub.into()))
+            }
+            None => Err(GatewayError::Unauthorized(
+                "token lacks the sub claim".into(),
+            )),
+            Some(_) => Err(GatewayError::Unauthorized(format!(
+                "sub must be a string of 1..={MAX_SUB_LEN} bytes"
+            ))),
         }
-        Ok(UserId(sub.into()))
     }
 }
