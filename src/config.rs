@@ -524,7 +524,11 @@ impl Config {
         for (key, rate, burst) in [
             ("limits.events_burst", l.events_per_minute, l.events_burst),
             ("limits.acks_burst", l.acks_per_minute, l.acks_burst),
-            ("limits.streams_burst", l.streams_per_minute, l.streams_burst),
+            (
+                "limits.streams_burst",
+                l.streams_per_minute,
+                l.streams_burst,
+            ),
             (
                 "limits.connections_burst",
                 l.connections_per_minute,

@@ -124,7 +124,9 @@ impl GatewayError {
             Self::RateLimited { limit, retry_after } => {
                 let what = match limit {
                     RateLimit::Events => "too many events from this client",
-                    RateLimit::Acks => "too many ai:ack events from this client (acks are cumulative; send one per 32 tokens or 100 ms)",
+                    RateLimit::Acks => {
+                        "too many ai:ack events from this client (acks are cumulative; send one per 32 tokens or 100 ms)"
+                    }
                     RateLimit::Streams => "too many streams started by this user",
                     RateLimit::Connections => "too many new connections from this address",
                 };
@@ -210,10 +212,8 @@ impl GatewayError {
             K::InvalidAlgorithm | K::InvalidAlgorithmName | K::UnsupportedAlgorithm => {
                 format!("algorithm not accepted (this server takes {expected:?} only)")
             }
-            K::Json(_) => {
-                "malformed token (unreadable header or claims; alg none is not accepted)"
-                    .to_string()
-            }
+            K::Json(_) => "malformed token (unreadable header or claims; alg none is not accepted)"
+                .to_string(),
             _ => "malformed token".to_string(),
         };
         Self::Unauthorized(why)

@@ -76,7 +76,9 @@ impl AppState {
         };
         let auth = Authenticator::from_config(&config.auth)?;
         match &auth {
-            Some(a) => tracing::info!(algorithm = ?a.algorithm(), "auth on: /ai handshakes need a valid JWT"),
+            Some(a) => {
+                tracing::info!(algorithm = ?a.algorithm(), "auth on: /ai handshakes need a valid JWT")
+            }
             None => tracing::warn!(
                 "AUTH IS OFF: no auth.jwt_secret / auth.jwt_public_key (env STREAMGATE_JWT_SECRET / \
                  STREAMGATE_JWT_PUBLIC_KEY) is set, so anyone who can reach this port can connect \

@@ -175,7 +175,10 @@ fn check_messages<'a>(
     if count > limits.max_messages {
         return Err(FieldError::new(
             "messages",
-            format!("must hold at most {} messages (got {count})", limits.max_messages),
+            format!(
+                "must hold at most {} messages (got {count})",
+                limits.max_messages
+            ),
         ));
     }
     let mut total = 0usize;
@@ -195,12 +198,14 @@ fn check_messages<'a>(
 }
 
 fn check_agent_context(ctx: &impl Serialize, max_bytes: usize) -> Result<(), FieldError> {
-    serialized_size_within(ctx, max_bytes).map(|_| ()).ok_or_else(|| {
-        FieldError::new(
-            "agentContext",
-            format!("must be at most {max_bytes} bytes serialized"),
-        )
-    })
+    serialized_size_within(ctx, max_bytes)
+        .map(|_| ())
+        .ok_or_else(|| {
+            FieldError::new(
+                "agentContext",
+                format!("must be at most {max_bytes} bytes serialized"),
+            )
+        })
 }
 
 /// The size of `value` as JSON if it is at most `cap` bytes (`None`

@@ -33,7 +33,11 @@ fn fixture(name: &str) -> std::path::PathBuf {
 }
 
 fn hs256(claims: Value) -> String {
-    sign_with(claims, Algorithm::HS256, &EncodingKey::from_secret(SECRET.as_bytes()))
+    sign_with(
+        claims,
+        Algorithm::HS256,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
 }
 
 fn sign_with(claims: Value, alg: Algorithm, key: &EncodingKey) -> String {
@@ -150,11 +154,7 @@ async fn bad_tokens_are_refused_at_the_handshake() {
             json!({"token": sign_with(good("u"), Algorithm::HS384, &EncodingKey::from_secret(SECRET.as_bytes()))}),
             "algorithm",
         ),
-        (
-            "token not a string",
-            json!({"token": 42}),
-            "auth",
-        ),
+        ("token not a string", json!({"token": 42}), "auth"),
     ];
     let n = cases.len();
     for (what, auth, word) in cases {
@@ -183,8 +183,16 @@ async fn bad_tokens_are_refused_at_the_handshake() {
 async fn rs256_and_es256_public_keys_from_pem_files() {
     let fake = slow_upstream().await;
     for (public, private, alg) in [
-        ("test_rsa_public.pem", "test_rsa_private.pem", Algorithm::RS256),
-        ("test_ec_public.pem", "test_ec_private.pem", Algorithm::ES256),
+        (
+            "test_rsa_public.pem",
+            "test_rsa_private.pem",
+            Algorithm::RS256,
+        ),
+        (
+            "test_ec_public.pem",
+            "test_ec_private.pem",
+            Algorithm::ES256,
+        ),
     ] {
         let mut config = config_for(&fake.base_url());
         config.auth.jwt_public_key = fixture(public).to_string_lossy().into_owned();
@@ -195,9 +203,12 @@ async fn rs256_and_es256_public_keys_from_pem_files() {
             _ => EncodingKey::from_ec_pem(&pem).unwrap(),
         };
         let claims = json!({"sub": "carol", "exp": now() + 600});
-        let c = SioClient::connect(gw.addr, json!({"token": sign_with(claims.clone(), alg, &key)}))
-            .await
-            .unwrap_or_else(|e| panic!("{alg:?} token refused: {e:?}"));
+        let c = SioClient::connect(
+            gw.addr,
+            json!({"token": sign_with(claims.clone(), alg, &key)}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{alg:?} token refused: {e:?}"));
         assert!(c.connected["clientId"].is_string());
 
         // Algorithm confusion: HS256 "signed" with the public key's bytes.
@@ -247,7 +258,8 @@ async fn another_user_cannot_cancel_or_resume_my_stream() {
     bob.emit("ai:cancel", json!({"streamId": "mine"})).await;
     let e = next_named(&mut bob, "ai:error").await;
     assert_eq!(e["code"], "unknown_stream");
-    bob.emit("ai:cancel", json!({"streamId": "never-was"})).await;
+    bob.emit("ai:cancel", json!({"streamId": "never-was"}))
+        .await;
     let e2 = next_named(&mut bob, "ai:error").await;
     assert_eq!(e2["code"], e["code"]);
     assert_eq!(
@@ -272,8 +284,11 @@ async fn another_user_cannot_cancel_or_resume_my_stream() {
     let f2 = next_named(&mut bob, "ai:reconnect:failed").await;
     assert_eq!(f2, f, "another user's client looks like a wrong token");
     // Acks only touch bob's own (absent) streams: no effect, no error.
-    bob.emit("ai:ack", json!({"streamId": "mine", "tokenCount": 1_000_000}))
-        .await;
+    bob.emit(
+        "ai:ack",
+        json!({"streamId": "mine", "tokenCount": 1_000_000}),
+    )
+    .await;
 
     // Alice's stream is untouched and still streaming.
     let t = next_named(&mut alice, "ai:token").await;
@@ -342,10 +357,15 @@ async fn a_flood_is_rate_limited_and_others_stay_responsive() {
             _ => {}
         }
     }
-    println!("flood of {flood}: {acks} answered, {limited_errors} rate_limited (control queue caps the rest); retryAfterMs {retry}");
+    println!(
+        "flood of {flood}: {acks} answered, {limited_errors} rate_limited (control queue caps the rest); retryAfterMs {retry}"
+    );
     assert!((10..=15).contains(&acks), "the burst of 10 passes: {acks}");
     assert!(limited_errors > 0);
-    assert!((1..=1_000).contains(&retry), "one event a second refills: {retry}");
+    assert!(
+        (1..=1_000).contains(&retry),
+        "one event a second refills: {retry}"
+    );
     assert!(flooder.still_open(Duration::from_millis(200)).await);
     // The stream call's ack carries the refusal too (after using up
     // whatever refilled meanwhile).
@@ -373,8 +393,14 @@ async fn streams_per_user_connections_per_ip_and_acks_are_limited() {
     let mut a = SioClient::connect(gw.addr, token.clone()).await.unwrap();
     let mut b = SioClient::connect(gw.addr, token.clone()).await.unwrap();
     // Two streams pass; the user's third, from another connection, does not.
-    assert_eq!(a.emit_ack("ai:stream", json!({"prompt": "s1"})).await["ok"], true);
-    assert_eq!(a.emit_ack("ai:stream", json!({"prompt": "s2"})).await["ok"], true);
+    assert_eq!(
+        a.emit_ack("ai:stream", json!({"prompt": "s1"})).await["ok"],
+        true
+    );
+    assert_eq!(
+        a.emit_ack("ai:stream", json!({"prompt": "s2"})).await["ok"],
+        true
+    );
     let ack = b.emit_ack("ai:stream", json!({"prompt": "s3"})).await;
     assert_eq!(ack["error"]["code"], "rate_limited", "{ack}");
     assert!(ack["error"]["message"].as_str().unwrap().contains("user"));
@@ -384,7 +410,10 @@ async fn streams_per_user_connections_per_ip_and_acks_are_limited() {
     let mut erin = SioClient::connect(gw.addr, json!({"token": hs256(good("erin"))}))
         .await
         .unwrap();
-    assert_eq!(erin.emit_ack("ai:stream", json!({"prompt": "e"})).await["ok"], true);
+    assert_eq!(
+        erin.emit_ack("ai:stream", json!({"prompt": "e"})).await["ok"],
+        true
+    );
 
     // A flood of acks: 5 pass, then one rate_limited error, then silence.
     for i in 0..50 {

@@ -35,12 +35,19 @@ pub fn panic_message(payload: &(dyn Any + Send)) -> &str {
 }
 
 fn internal(what: &str, payload: &(dyn Any + Send)) -> GatewayError {
-    tracing::error!(handler = what, panic = panic_message(payload), "handler panicked");
+    tracing::error!(
+        handler = what,
+        panic = panic_message(payload),
+        "handler panicked"
+    );
     GatewayError::Internal(format!("{what} panicked"))
 }
 
 /// Run `f`; a panic becomes `internal`.
-pub fn catch<T>(what: &str, f: impl FnOnce() -> Result<T, GatewayError>) -> Result<T, GatewayError> {
+pub fn catch<T>(
+    what: &str,
+    f: impl FnOnce() -> Result<T, GatewayError>,
+) -> Result<T, GatewayError> {
     std::panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| Err(internal(what, &*p)))
 }
 

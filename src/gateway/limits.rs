@@ -30,7 +30,10 @@ fn quota(per_minute: u32, burst: u32) -> Option<Quota> {
     Some(Quota::per_minute(rate).allow_burst(burst))
 }
 
-fn refused(limit: RateLimit, not_until: governor::NotUntil<<DefaultClock as Clock>::Instant>) -> GatewayError {
+fn refused(
+    limit: RateLimit,
+    not_until: governor::NotUntil<<DefaultClock as Clock>::Instant>,
+) -> GatewayError {
     GatewayError::RateLimited {
         limit,
         retry_after: not_until.wait_time_from(DefaultClock::default().now()),

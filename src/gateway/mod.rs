@@ -30,15 +30,15 @@ use crate::AppState;
 use crate::auth::UserId;
 use crate::error::GatewayError;
 use crate::protocol::{
-    AckRequest, BackpressurePolicy, CancelReason, CancelRequest, Connected, ErrorEvent,
-    FieldError, HandshakeAuth, HeartbeatAck, HeartbeatRequest, Invalid, ReconnectRequest,
-    StreamAck, StreamRequest, check_stream_sizes, event, now_ms, parse_payload,
+    AckRequest, BackpressurePolicy, CancelReason, CancelRequest, Connected, ErrorEvent, FieldError,
+    HandshakeAuth, HeartbeatAck, HeartbeatRequest, Invalid, ReconnectRequest, StreamAck,
+    StreamRequest, check_stream_sizes, event, now_ms, parse_payload,
 };
 use axum::extract::ConnectInfo;
 use limits::AckVerdict;
-use serde::de::DeserializeOwned;
 use outbox::{ClientOutbox, Outbound, OutboxLimits};
 use registry::{Client, random_hex};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use socketioxide::SocketIo;
 use socketioxide::extract::{AckSender, Event, MaybeHttpExtension, SocketRef, State, TryData};
@@ -159,19 +159,23 @@ fn client_of(app: &AppState, socket: &SocketRef) -> Option<Arc<Client>> {
     Some(client)
 }
 
-/// The client of this socket if its event budget allows one more event;
-/// otherwise it is told `rate_limited` (and `Err` carries the client and
-/// the error, for handlers that also owe an ack).
-fn admit(
-    app: &AppState,
-    socket: &SocketRef,
-) -> Option<Result<Arc<Client>, (Arc<Client>, GatewayError)>> {
+/// May an event of a known client go on?
+enum Admission {
+    Go(Arc<Client>),
+    /// Over the client's event budget; it has been told so (`ai:error`),
+    /// and the error is here for handlers that also owe an ack.
+    Limited(GatewayError),
+}
+
+/// The client of this socket (`None`: no client), admitted if its event
+/// budget allows one more event.
+fn admit(app: &AppState, socket: &SocketRef) -> Option<Admission> {
     let client = client_of(app, socket)?;
     Some(match client.limits.event() {
-        Ok(()) => Ok(client),
+        Ok(()) => Admission::Go(client),
         Err(e) => {
             reply_error(&client, &e, None);
-            Err((client, e))
+            Admission::Limited(e)
         }
     })
 }
@@ -230,8 +234,8 @@ async fn on_stream(
 ) {
     let client = match admit(&app, &socket) {
         None => return,
-        Some(Ok(client)) => client,
-        Some(Err((_, e))) => return ack_error(ack, &e),
+        Some(Admission::Go(client)) => client,
+        Some(Admission::Limited(e)) => return ack_error(ack, &e),
     };
     let raw_id = data
         .as_ref()
@@ -291,7 +295,7 @@ async fn on_cancel(
     State(app): State<Arc<AppState>>,
     TryData(data): TryData<Value>,
 ) {
-    let Some(Ok(client)) = admit(&app, &socket) else {
+    let Some(Admission::Go(client)) = admit(&app, &socket) else {
         return;
     };
     let result = guard::catch(event::CANCEL, || {
@@ -339,7 +343,7 @@ async fn on_heartbeat(
     State(app): State<Arc<AppState>>,
     TryData(data): TryData<Value>,
 ) {
-    let Some(Ok(client)) = admit(&app, &socket) else {
+    let Some(Admission::Go(client)) = admit(&app, &socket) else {
         return;
     };
     if let Err(e) = decode::<HeartbeatRequest>(data) {
@@ -356,7 +360,7 @@ async fn on_heartbeat(
 }
 
 async fn on_unknown_event(socket: SocketRef, State(app): State<Arc<AppState>>, Event(name): Event) {
-    let Some(Ok(client)) = admit(&app, &socket) else {
+    let Some(Admission::Go(client)) = admit(&app, &socket) else {
         return;
     };
     let shown: String = name.chars().take(64).collect();
@@ -383,7 +387,7 @@ async fn on_reconnect(
     State(app): State<Arc<AppState>>,
     TryData(data): TryData<Value>,
 ) {
-    let Some(Ok(client)) = admit(&app, &socket) else {
+    let Some(Admission::Go(client)) = admit(&app, &socket) else {
         return;
     };
     let result = guard::catch_async(event::RECONNECT, async {
