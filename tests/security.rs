@@ -476,3 +476,60 @@ async fn oversized_fields_are_refused_by_name() {
     assert_eq!(ack["ok"], true, "{ack}");
     gw.shutdown().await.unwrap();
 }
+
+/// The released binary, configured only by the environment: without a key
+/// it warns that auth is off; `STREAMGATE_JWT_SECRET` turns auth on.
+#[tokio::test]
+async fn env_secret_turns_auth_on_in_the_binary_and_its_absence_is_warned() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    async fn serve(secret: Option<&str>) -> (tokio::process::Child, std::net::SocketAddr, String) {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_streamgate"));
+        cmd.args(["--port", "0"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("STREAMGATE_SERVER__HOST", "127.0.0.1")
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .env_remove("STREAMGATE_JWT_SECRET")
+            .env_remove("STREAMGATE_JWT_PUBLIC_KEY")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(s) = secret {
+            cmd.env("STREAMGATE_JWT_SECRET", s);
+        }
+        let mut child = cmd.spawn().expect("binary starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let ansi = regex::Regex::new("\x1b\\[[0-9;]*m").unwrap();
+        let mut log = String::new();
+        let addr = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let line = ansi.replace_all(&line, "").into_owned();
+                log.push_str(&line);
+                log.push('\n');
+                if let Some(rest) = line.split("addr=").nth(1) {
+                    return rest.split_whitespace().next().unwrap().parse().unwrap();
+                }
+            }
+            panic!("no listening line in:\n{log}")
+        })
+        .await
+        .expect("the binary announces its address");
+        (child, addr, log)
+    }
+
+    let (mut open, addr, log) = serve(None).await;
+    assert!(log.contains("AUTH IS OFF"), "no warning in:\n{log}");
+    SioClient::connect_ok(addr).await;
+    open.kill().await.unwrap();
+
+    let (mut closed, addr, log) = serve(Some(SECRET)).await;
+    assert!(!log.contains("AUTH IS OFF"), "{log}");
+    assert!(!log.contains(SECRET), "the secret is logged:\n{log}");
+    let msg = refused(addr, json!({})).await;
+    assert_eq!(msg, "unauthorized: missing token");
+    let claims = json!({"sub": "frank", "exp": now() + 600});
+    SioClient::connect(addr, json!({"token": hs256(claims)}))
+        .await
+        .expect("a token signed with the env secret connects");
+    closed.kill().await.unwrap();
+}
