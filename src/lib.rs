@@ -113,6 +113,11 @@ pub fn router(app: Arc<AppState>) -> (axum::Router, SocketIo) {
         .ping_timeout(Duration::from_millis(c.ping_timeout_ms))
         .max_buffer_size(c.socket_buffer)
         .max_payload(c.max_payload_bytes)
+        // `max_payload` only bounds HTTP long-polling bodies; WebSocket
+        // messages have their own limits (64 MiB by default): hold them to
+        // the same size, so one frame cannot make the server buffer more.
+        .ws_max_message_size(usize::try_from(c.max_payload_bytes).unwrap_or(usize::MAX))
+        .ws_max_frame_size(usize::try_from(c.max_payload_bytes).unwrap_or(usize::MAX))
         .build_layer();
     gateway::register(&io);
     let _ = app.io.set(io.clone());

@@ -147,7 +147,7 @@ async fn bad_tokens_are_refused_at_the_handshake() {
             // CVE-2026-25537: a string `nbf` must not skip the nbf check.
             "nbf of the wrong type",
             json!({"token": hs256(json!({"sub": "u", "iss": ISSUER, "exp": t + 600, "nbf": "99999999999"}))}),
-            "nbf",
+            "claim nbf has the wrong type",
         ),
         (
             "HS384, another algorithm",
@@ -532,4 +532,33 @@ async fn env_secret_turns_auth_on_in_the_binary_and_its_absence_is_warned() {
         .await
         .expect("a token signed with the env secret connects");
     closed.kill().await.unwrap();
+}
+
+/// `server.max_payload_bytes` bounds WebSocket messages too (socketioxide
+/// applies `max_payload` to long-polling only): a larger frame ends that
+/// connection at the transport, before any of it is parsed, and nobody
+/// else notices.
+#[tokio::test]
+async fn a_frame_over_max_payload_ends_only_its_connection() {
+    let fake = slow_upstream().await;
+    let mut config = config_for(&fake.base_url());
+    config.server.max_payload_bytes = 64 * 1024;
+    let gw = start(config).await;
+    let mut big = SioClient::connect_ok(gw.addr).await;
+    let mut other = SioClient::connect_ok(gw.addr).await;
+    let under = json!({"prompt": "p".repeat(30_000)});
+    let ack = big.emit_ack("ai:stream", under).await;
+    assert_eq!(ack["ok"], true, "a frame under the limit passes: {ack}");
+    let over = format!(
+        "42/ai,{}",
+        json!(["ai:stream", {"prompt": "p".repeat(200_000)}])
+    );
+    big.send_raw(over).await;
+    assert!(
+        !big.still_open(Duration::from_secs(2)).await,
+        "a 200 KB frame was accepted with a 64 KiB limit"
+    );
+    other.emit("ai:heartbeat", json!({})).await;
+    next_named(&mut other, "ai:heartbeat:ack").await;
+    gw.shutdown().await.unwrap();
 }
