@@ -124,7 +124,12 @@ fn decodes_or_names<T: DeserializeOwned + Validate>(v: Value) -> Result<Option<T
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 4_000, failure_persistence: None, ..ProptestConfig::default() })]
+    // 2500 cases per payload type keeps CI short; PROPTEST_CASES=N runs more.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(2_500),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn stream_request(v in payloads()) {
