@@ -24,6 +24,9 @@ pub struct UserId(pub Arc<str>);
 /// Longest `sub` accepted; it is a map key and shows up in logs.
 const MAX_SUB_LEN: usize = 256;
 
+/// Shortest HS256 secret accepted without a warning (256 bits).
+const MIN_SECRET_LEN: usize = 32;
+
 /// Longest token looked at; anything longer is refused before decoding.
 const MAX_TOKEN_LEN: usize = 8_192;
 
@@ -60,6 +63,12 @@ impl Authenticator {
     /// `None` when auth is off (no key configured).
     pub fn from_config(config: &AuthConfig) -> Result<Option<Self>, AuthSetupError> {
         let (key, algorithm) = if !config.jwt_secret.is_empty() {
+            if config.jwt_secret.len() < MIN_SECRET_LEN {
+                tracing::warn!(
+                    "auth.jwt_secret is shorter than {MIN_SECRET_LEN} bytes: an HS256 secret should \
+                     hold at least 256 random bits (e.g. `openssl rand -hex 32`)"
+                );
+            }
             (
                 DecodingKey::from_secret(config.jwt_secret.as_bytes()),
                 Algorithm::HS256,
