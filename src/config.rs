@@ -26,7 +26,48 @@ pub struct Config {
     pub session: SessionConfig,
     pub backpressure: BackpressureConfig,
     pub routing: RoutingConfig,
+    pub auth: AuthConfig,
+    pub limits: RateLimitConfig,
     pub providers: BTreeMap<String, ProviderConfig>,
+}
+
+/// Who may connect: JWT verification on the `/ai` handshake. Auth is on
+/// when a key is set (exactly one of the two). `Debug` hides the secret.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 shared secret (env `STREAMGATE_JWT_SECRET`).
+    pub jwt_secret: String,
+    /// Path of a PEM public key, RSA (RS256) or EC P-256 (ES256) (env
+    /// `STREAMGATE_JWT_PUBLIC_KEY`).
+    pub jwt_public_key: String,
+    /// When set, a token's `iss` must equal it.
+    pub issuer: String,
+    /// When set, a token's `aud` must contain it.
+    pub audience: String,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds.
+    pub leeway_secs: u64,
+}
+
+/// Abuse limits (GCRA, governor). A `*_per_minute` of 0 turns that limit
+/// off. Bursts are the number of requests allowed at once on a full
+/// bucket; the bucket then refills at the per-minute rate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Events per client, every event but `ai:ack`.
+    pub events_per_minute: u32,
+    pub events_burst: u32,
+    /// `ai:ack` per client: clients send one every 32 tokens or 100 ms per
+    /// live stream, so acks have their own, larger budget.
+    pub acks_per_minute: u32,
+    pub acks_burst: u32,
+    /// `ai:stream` per user (JWT `sub`; per client when auth is off).
+    pub streams_per_minute: u32,
+    pub streams_burst: u32,
+    /// New `/ai` connections per client IP address.
+    pub connections_per_minute: u32,
+    pub connections_burst: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,6 +98,8 @@ pub struct StreamLimits {
     pub max_prompt_chars: usize,
     pub max_tokens_limit: u32,
     pub max_messages: usize,
+    /// Bytes of all `messages[].content` together.
+    pub max_messages_bytes: usize,
     pub max_agent_context_bytes: usize,
     /// Empty means any model.
     pub allowed_models: Vec<String>,
@@ -185,6 +228,8 @@ impl Default for Config {
             session: SessionConfig::default(),
             backpressure: BackpressureConfig::default(),
             routing: RoutingConfig::default(),
+            auth: AuthConfig::default(),
+            limits: RateLimitConfig::default(),
             providers,
         }
     }
@@ -214,6 +259,7 @@ impl Default for StreamLimits {
             max_prompt_chars: 32_768,
             max_tokens_limit: 8_192,
             max_messages: 256,
+            max_messages_bytes: 262_144,
             max_agent_context_bytes: 16_384,
             allowed_models: Vec::new(),
         }
@@ -243,6 +289,57 @@ impl Default for BackpressureConfig {
     }
 }
 
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            jwt_secret: String::new(),
+            jwt_public_key: String::new(),
+            issuer: String::new(),
+            audience: String::new(),
+            leeway_secs: 30,
+        }
+    }
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            events_per_minute: 60,
+            events_burst: 30,
+            acks_per_minute: 60_000,
+            acks_burst: 1_000,
+            streams_per_minute: 30,
+            streams_burst: 10,
+            connections_per_minute: 60,
+            connections_burst: 30,
+        }
+    }
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = if self.jwt_secret.is_empty() {
+            ""
+        } else {
+            "[redacted]"
+        };
+        f.debug_struct("AuthConfig")
+            .field("jwt_secret", &secret)
+            .field("jwt_public_key", &self.jwt_public_key)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("leeway_secs", &self.leeway_secs)
+            .finish()
+    }
+}
+
+impl AuthConfig {
+    /// Is a key configured (and so authentication on)?
+    pub fn enabled(&self) -> bool {
+        !self.jwt_secret.is_empty() || !self.jwt_public_key.is_empty()
+    }
+}
+
 impl Default for RoutingConfig {
     fn default() -> Self {
         Self {
@@ -269,6 +366,10 @@ pub const LEGACY_ENV: &[(&str, &str)] = &[
     ("OLLAMA_DEFAULT_MODEL", "providers.ollama.default_model"),
     ("OPENAI_BASE_URL", "providers.openai.base_url"),
     ("ANTHROPIC_BASE_URL", "providers.anthropic.base_url"),
+    // Named in PROTOCOL.md; without the mapping the `STREAMGATE_` prefix
+    // below would read them as top-level keys.
+    ("STREAMGATE_JWT_SECRET", "auth.jwt_secret"),
+    ("STREAMGATE_JWT_PUBLIC_KEY", "auth.jwt_public_key"),
 ];
 
 /// Providers that the official SDKs' environment variables set up: when
@@ -412,6 +513,31 @@ impl Config {
                 "routing.llm_provider",
                 "must be empty or name a configured provider",
             );
+        }
+        if !self.auth.jwt_secret.is_empty() && !self.auth.jwt_public_key.is_empty() {
+            return bad(
+                "auth.jwt_secret",
+                "and auth.jwt_public_key must not both be set (one key type pins the algorithm)",
+            );
+        }
+        let l = &self.limits;
+        for (key, rate, burst) in [
+            ("limits.events_burst", l.events_per_minute, l.events_burst),
+            ("limits.acks_burst", l.acks_per_minute, l.acks_burst),
+            (
+                "limits.streams_burst",
+                l.streams_per_minute,
+                l.streams_burst,
+            ),
+            (
+                "limits.connections_burst",
+                l.connections_per_minute,
+                l.connections_burst,
+            ),
+        ] {
+            if rate > 0 && burst == 0 {
+                return bad(key, "must be at least 1 while its limit is on");
+            }
         }
         if self.routing.llm_timeout_ms == 0 {
             return bad("routing.llm_timeout_ms", "must be at least 1");

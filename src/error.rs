@@ -16,8 +16,11 @@ pub enum GatewayError {
     InvalidRequest(Invalid),
     #[error("unauthorized: {0}")]
     Unauthorized(String),
-    #[error("rate limited")]
-    RateLimited { retry_after: Duration },
+    #[error("rate limited: {limit:?}")]
+    RateLimited {
+        limit: RateLimit,
+        retry_after: Duration,
+    },
     #[error("too many streams (limit {limit})")]
     TooManyStreams { limit: usize },
     #[error("duplicate stream id {0}")]
@@ -32,6 +35,19 @@ pub enum GatewayError {
     Provider(#[from] ProviderError),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// Which abuse limit refused a request (see `config::RateLimitConfig`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimit {
+    /// Events of one client.
+    Events,
+    /// `ai:ack` of one client.
+    Acks,
+    /// Streams started by one user.
+    Streams,
+    /// New connections from one IP address.
+    Connections,
 }
 
 /// What went wrong talking to an upstream. The `String`s are for logs; the
@@ -105,11 +121,16 @@ impl GatewayError {
                 .collect::<Vec<_>>()
                 .join("; "),
             Self::Unauthorized(why) => format!("unauthorized: {why}"),
-            Self::RateLimited { retry_after } => {
-                format!(
-                    "too many events; retry after {} ms",
-                    retry_after.as_millis()
-                )
+            Self::RateLimited { limit, retry_after } => {
+                let what = match limit {
+                    RateLimit::Events => "too many events from this client",
+                    RateLimit::Acks => {
+                        "too many ai:ack events from this client (acks are cumulative; send one per 32 tokens or 100 ms)"
+                    }
+                    RateLimit::Streams => "too many streams started by this user",
+                    RateLimit::Connections => "too many new connections from this address",
+                };
+                format!("{what}; retry after {} ms", retry_after_ms(*retry_after))
             }
             Self::TooManyStreams { limit } => {
                 format!(
@@ -159,8 +180,8 @@ impl GatewayError {
                     "fields": fields,
                 })
             }
-            Self::RateLimited { retry_after } => {
-                json!({ "retryAfterMs": retry_after.as_millis() as u64 })
+            Self::RateLimited { retry_after, .. } => {
+                json!({ "retryAfterMs": retry_after_ms(*retry_after) })
             }
             Self::TooManyStreams { limit } => json!({ "limit": limit }),
             Self::ModelNotAllowed { allowed, .. } => {
@@ -173,6 +194,36 @@ impl GatewayError {
             _ => json!({}),
         }
     }
+}
+
+impl GatewayError {
+    /// A refused handshake token, in words a person can act on. The
+    /// token and the library's own wording never reach the client.
+    pub fn from_jwt(e: &jsonwebtoken::errors::Error, expected: jsonwebtoken::Algorithm) -> Self {
+        use jsonwebtoken::errors::ErrorKind as K;
+        let why = match e.kind() {
+            K::ExpiredSignature => "token expired".to_string(),
+            K::ImmatureSignature => "token not valid yet (nbf is in the future)".to_string(),
+            K::InvalidSignature => "bad signature".to_string(),
+            K::InvalidIssuer => "wrong issuer (iss)".to_string(),
+            K::InvalidAudience => "wrong audience (aud)".to_string(),
+            K::MissingRequiredClaim(claim) => format!("token lacks the {claim} claim"),
+            K::InvalidClaimFormat(claim) => format!("claim {claim} has the wrong type"),
+            K::InvalidAlgorithm | K::InvalidAlgorithmName | K::UnsupportedAlgorithm => {
+                format!("algorithm not accepted (this server takes {expected:?} only)")
+            }
+            K::Json(_) => "malformed token (unreadable header or claims; alg none is not accepted)"
+                .to_string(),
+            _ => "malformed token".to_string(),
+        };
+        Self::Unauthorized(why)
+    }
+}
+
+/// Milliseconds to wait, rounded up so that a client waiting that long
+/// is really allowed again (never 0).
+fn retry_after_ms(d: Duration) -> u64 {
+    (d.as_micros().div_ceil(1_000) as u64).max(1)
 }
 
 impl From<FieldError> for GatewayError {

@@ -8,6 +8,7 @@
 //! [`start`] binds a listener and serves both on one port until shut down.
 //! See ARCHITECTURE.md for the path of a token.
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod gateway;
@@ -19,7 +20,9 @@ pub mod telemetry;
 
 pub use config::Config;
 
+use auth::Authenticator;
 use axum::serve::ListenerExt;
+use gateway::limits::RateLimits;
 use gateway::registry::ClientRegistry;
 use orchestrator::Orchestrator;
 use protocol::RequestLimits;
@@ -42,6 +45,10 @@ pub struct AppState {
     pub orchestrator: Orchestrator,
     pub stats: Arc<Stats>,
     pub limits: RequestLimits,
+    /// Handshake token check; `None` when auth is off.
+    pub auth: Option<Authenticator>,
+    /// Rate limits shared by all connections (per IP, per user).
+    pub rate_limits: RateLimits,
     /// Parent of every client's and stream's token: cancelled at shutdown.
     pub root: CancellationToken,
     /// Every spawned task, so shutdown can wait for them.
@@ -64,10 +71,24 @@ impl AppState {
             max_prompt_chars: config.streams.max_prompt_chars,
             max_tokens_limit: config.streams.max_tokens_limit,
             max_messages: config.streams.max_messages,
+            max_messages_bytes: config.streams.max_messages_bytes,
             max_agent_context_bytes: config.streams.max_agent_context_bytes,
             allowed_models: config.streams.allowed_models.clone(),
         };
+        let auth = Authenticator::from_config(&config.auth)?;
+        match &auth {
+            Some(a) => {
+                tracing::info!(algorithm = ?a.algorithm(), "auth on: /ai handshakes need a valid JWT")
+            }
+            None => tracing::warn!(
+                "AUTH IS OFF: no auth.jwt_secret / auth.jwt_public_key (env STREAMGATE_JWT_SECRET / \
+                 STREAMGATE_JWT_PUBLIC_KEY) is set, so anyone who can reach this port can connect \
+                 and stream; set a key before exposing the gateway"
+            ),
+        }
         Ok(Arc::new(Self {
+            rate_limits: RateLimits::new(&config.limits),
+            auth,
             registry: ClientRegistry::new(stats.clone()),
             config,
             providers,
@@ -93,6 +114,11 @@ pub fn router(app: Arc<AppState>) -> (axum::Router, SocketIo) {
         .ping_timeout(Duration::from_millis(c.ping_timeout_ms))
         .max_buffer_size(c.socket_buffer)
         .max_payload(c.max_payload_bytes)
+        // `max_payload` only bounds HTTP long-polling bodies; WebSocket
+        // messages have their own limits (64 MiB by default): hold them to
+        // the same size, so one frame cannot make the server buffer more.
+        .ws_max_message_size(usize::try_from(c.max_payload_bytes).unwrap_or(usize::MAX))
+        .ws_max_frame_size(usize::try_from(c.max_payload_bytes).unwrap_or(usize::MAX))
         .build_layer();
     gateway::register(&io);
     let _ = app.io.set(io.clone());
@@ -160,6 +186,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     let state = app.clone();
+    spawn_limit_sweeper(&app);
     let server = tokio::spawn(async move {
         // Token frames are small and latency-bound: without TCP_NODELAY a
         // frame can wait for the client's delayed ACK (40 ms measured in
@@ -169,7 +196,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 tracing::debug!(error = %e, "TCP_NODELAY not set");
             }
         });
-        axum::serve(listener, router)
+        // The peer address reaches the handshake middleware (per-IP limit).
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, service)
             .with_graceful_shutdown(async move {
                 signal.cancelled().await;
                 drain_for_shutdown(&state, io).await;
@@ -182,6 +211,21 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         shutdown,
         server,
     })
+}
+
+/// Forget idle rate-limit keys every minute, until shutdown.
+fn spawn_limit_sweeper(app: &Arc<AppState>) {
+    let app = app.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(RateLimits::SWEEP_EVERY);
+        every.tick().await;
+        loop {
+            tokio::select! {
+                _ = app.root.cancelled() => return,
+                _ = every.tick() => app.rate_limits.sweep(),
+            }
+        }
+    });
 }
 
 /// Cancel every stream (reason `shutdown`), give the outboxes the grace
@@ -234,4 +278,6 @@ pub enum StartError {
     Provider(#[from] error::ProviderError),
     #[error("agents: {0}")]
     Agents(#[from] orchestrator::agents::AgentsError),
+    #[error("auth: {0}")]
+    Auth(#[from] auth::AuthSetupError),
 }

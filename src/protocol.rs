@@ -123,24 +123,120 @@ pub struct RequestLimits {
     pub max_prompt_chars: usize,
     pub max_tokens_limit: u32,
     pub max_messages: usize,
+    pub max_messages_bytes: usize,
     pub max_agent_context_bytes: usize,
     pub allowed_models: Vec<String>,
+}
+
+/// Size rules of `ai:stream`, checked on the raw JSON before it is decoded
+/// into a [`StreamRequest`], so that an over-limit payload is refused
+/// before any typed copy of it is built (the JSON itself is bounded by the
+/// transport's `max_payload_bytes`). Fields of the wrong type are left to
+/// [`parse_payload`], which names them.
+pub fn check_stream_sizes(payload: &Value, limits: &RequestLimits) -> Result<(), FieldError> {
+    if let Some(Value::String(prompt)) = payload.get("prompt") {
+        check_prompt(prompt, limits.max_prompt_chars)?;
+    }
+    if let Some(Value::Array(messages)) = payload.get("messages") {
+        check_messages(
+            messages.len(),
+            messages
+                .iter()
+                .filter_map(|m| m.get("content").and_then(Value::as_str)),
+            limits,
+        )?;
+    }
+    if let Some(ctx @ Value::Object(_)) = payload.get("agentContext") {
+        check_agent_context(ctx, limits.max_agent_context_bytes)?;
+    }
+    Ok(())
+}
+
+fn check_prompt(prompt: &str, max_chars: usize) -> Result<(), FieldError> {
+    // A char is 1..=4 bytes: most prompts are decided by their length alone.
+    if prompt.len() <= max_chars {
+        return Ok(());
+    }
+    let chars = prompt.chars().count();
+    if chars > max_chars {
+        return Err(FieldError::new(
+            "prompt",
+            format!("must be at most {max_chars} characters (got {chars})"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_messages<'a>(
+    count: usize,
+    contents: impl Iterator<Item = &'a str>,
+    limits: &RequestLimits,
+) -> Result<(), FieldError> {
+    if count > limits.max_messages {
+        return Err(FieldError::new(
+            "messages",
+            format!(
+                "must hold at most {} messages (got {count})",
+                limits.max_messages
+            ),
+        ));
+    }
+    let mut total = 0usize;
+    for content in contents {
+        total = total.saturating_add(content.len());
+        if total > limits.max_messages_bytes {
+            return Err(FieldError::new(
+                "messages",
+                format!(
+                    "content must total at most {} bytes",
+                    limits.max_messages_bytes
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_agent_context(ctx: &impl Serialize, max_bytes: usize) -> Result<(), FieldError> {
+    serialized_size_within(ctx, max_bytes)
+        .map(|_| ())
+        .ok_or_else(|| {
+            FieldError::new(
+                "agentContext",
+                format!("must be at most {max_bytes} bytes serialized"),
+            )
+        })
+}
+
+/// The size of `value` as JSON if it is at most `cap` bytes (`None`
+/// otherwise), counted without building the text; stops once past `cap`.
+pub fn serialized_size_within(value: &impl Serialize, cap: usize) -> Option<usize> {
+    struct Count {
+        n: usize,
+        cap: usize,
+    }
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.n = self.n.saturating_add(buf.len());
+            if self.n > self.cap {
+                return Err(std::io::Error::other("over the cap"));
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count { n: 0, cap };
+    serde_json::to_writer(&mut count, value).ok()?;
+    Some(count.n)
 }
 
 impl StreamRequest {
     /// Rules that depend on config. Returns the first broken one; the
     /// payload-shape rules have already passed by then.
     pub fn check_limits(&self, limits: &RequestLimits) -> Result<(), FieldError> {
-        let chars = self.prompt.chars().count();
-        if chars > limits.max_prompt_chars {
-            return Err(FieldError::new(
-                "prompt",
-                format!(
-                    "must be at most {} characters (got {chars})",
-                    limits.max_prompt_chars
-                ),
-            ));
-        }
+        check_prompt(&self.prompt, limits.max_prompt_chars)?;
         if let Some(n) = self.max_tokens
             && n > limits.max_tokens_limit
         {
@@ -149,25 +245,13 @@ impl StreamRequest {
                 format!("must be between 1 and {}", limits.max_tokens_limit),
             ));
         }
-        if self.messages.len() > limits.max_messages {
-            return Err(FieldError::new(
-                "messages",
-                format!("must hold at most {} messages", limits.max_messages),
-            ));
-        }
+        check_messages(
+            self.messages.len(),
+            self.messages.iter().map(|m| m.content.as_str()),
+            limits,
+        )?;
         if let Some(ctx) = &self.agent_context {
-            let size = serde_json::to_vec(ctx)
-                .map(|v| v.len())
-                .unwrap_or(usize::MAX);
-            if size > limits.max_agent_context_bytes {
-                return Err(FieldError::new(
-                    "agentContext",
-                    format!(
-                        "must be at most {} bytes serialized (got {size})",
-                        limits.max_agent_context_bytes
-                    ),
-                ));
-            }
+            check_agent_context(ctx, limits.max_agent_context_bytes)?;
         }
         Ok(())
     }

@@ -1,5 +1,15 @@
 //! The `/ai` namespace: handshake middleware and thin event handlers.
 //!
+//! The handshake middleware ([`check_handshake`]) runs before socketioxide
+//! sends the connect ack: it applies the per-IP connection limit, reads the
+//! `auth` object and, when auth is on, verifies `auth.token`; a refusal is
+//! a `connect_error` (`unauthorized: …`, `rate_limited: …`) and no handler
+//! runs. The verified `sub` is left in the socket's extensions for
+//! [`on_connect`], which makes it the owner of the new client. Every event
+//! then passes the client's rate limit ([`admit`]) before its handler does
+//! anything, and each handler's fallible part runs under [`guard`], so a
+//! panic answers `internal` for that request only.
+//!
 //! Each handler parses its payload with [`crate::protocol`], calls into the
 //! registry, the orchestrator or a stream task, and answers through the
 //! client's outbox; errors become events in [`Gateway::reply_error`], the
@@ -8,6 +18,8 @@
 //! watchdog; on disconnect its streams are cancelled and its entry goes.
 
 pub mod backpressure;
+pub mod guard;
+pub mod limits;
 pub mod outbound;
 pub mod outbox;
 pub mod registry;
@@ -16,20 +28,26 @@ pub mod session;
 pub mod stream;
 
 use crate::AppState;
+use crate::auth::UserId;
 use crate::error::GatewayError;
 use crate::protocol::{
-    AckRequest, BackpressurePolicy, CancelReason, CancelRequest, Connected, ErrorEvent,
-    HandshakeAuth, HeartbeatAck, HeartbeatRequest, ReconnectRequest, StreamAck, StreamRequest,
-    event, now_ms, parse_payload,
+    AckRequest, BackpressurePolicy, CancelReason, CancelRequest, Connected, ErrorEvent, FieldError,
+    HandshakeAuth, HeartbeatAck, HeartbeatRequest, Invalid, ReconnectRequest, StreamAck,
+    StreamRequest, check_stream_sizes, event, now_ms, parse_payload,
 };
+use axum::extract::ConnectInfo;
+use limits::AckVerdict;
 use outbox::{ClientOutbox, Outbound, OutboxLimits};
 use registry::{Client, random_hex};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use socketioxide::SocketIo;
-use socketioxide::extract::{AckSender, Event, SocketRef, State, TryData};
+use socketioxide::extract::{AckSender, Event, MaybeHttpExtension, SocketRef, State, TryData};
 use socketioxide::handler::ConnectHandler;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use stream::StreamTask;
+use validator::Validate;
 
 pub const NAMESPACE: &str = "/ai";
 
@@ -39,9 +57,37 @@ pub fn register(io: &SocketIo) {
 }
 
 /// Refuses a bad handshake before the client is told it is connected
-/// (socketioxide sends the connect ack before the connect handler runs).
-async fn check_handshake(TryData(auth): TryData<Value>) -> Result<(), String> {
-    read_auth(auth).map(|_| ())
+/// (socketioxide sends the connect ack before the connect handler runs):
+/// too many connections from the peer's address, a malformed `auth`
+/// object, or (auth on) a missing or bad token. The error's text is the
+/// `connect_error` message. On success the token's `sub` is stashed in the
+/// socket's extensions for [`on_connect`].
+async fn check_handshake(
+    socket: SocketRef,
+    State(app): State<Arc<AppState>>,
+    MaybeHttpExtension(peer): MaybeHttpExtension<ConnectInfo<SocketAddr>>,
+    TryData(auth): TryData<Value>,
+) -> Result<(), String> {
+    if let Some(ConnectInfo(peer)) = peer
+        && let Err(e) = app.rate_limits.connection(peer.ip())
+    {
+        tracing::info!(ip = %peer.ip(), "connection refused: rate limited");
+        return Err(format!("{}: {}", e.code(), e.client_message()));
+    }
+    let auth = read_auth(auth)?;
+    if let Some(authenticator) = &app.auth {
+        match authenticator.verify(auth.token.as_deref()) {
+            Ok(user) => {
+                socket.extensions.insert(user);
+            }
+            Err(e) => {
+                tracing::info!(sid = %socket.id, reason = %e, "handshake refused");
+                // `unauthorized: <reason>`.
+                return Err(e.client_message());
+            }
+        }
+    }
+    Ok(())
 }
 
 fn read_auth(auth: Result<Value, socketioxide::ParserError>) -> Result<HandshakeAuth, String> {
@@ -74,10 +120,15 @@ async fn on_connect(
         replay_bytes: app.config.session.replay_buffer_bytes,
     };
     let outbox = Arc::new(ClientOutbox::new(limits, app.stats.clone()));
-    let client = Arc::new(Client::new(socket.id, policy, &app.root, outbox));
+    let user = socket.extensions.get::<UserId>();
+    let client = Arc::new(
+        Client::new(socket.id, policy, &app.root, outbox)
+            .owned_by(user, app.rate_limits.for_client()),
+    );
     client.touch();
     app.registry.insert(client.clone());
-    tracing::info!(client = %client.id(), sid = %socket.id, "client connected");
+    let user = client.user.as_ref().map(|u| u.0.clone());
+    tracing::info!(client = %client.id(), sid = %socket.id, user = ?user, "client connected");
 
     client.outbox.push_control(Outbound::Connected(Connected {
         client_id: client.id(),
@@ -107,6 +158,54 @@ fn client_of(app: &AppState, socket: &SocketRef) -> Option<Arc<Client>> {
     let client = app.registry.by_socket(socket.id)?;
     client.touch();
     Some(client)
+}
+
+/// May an event of a known client go on?
+enum Admission {
+    Go(Arc<Client>),
+    /// Over the client's event budget; it has been told so (`ai:error`),
+    /// and the error is here for handlers that also owe an ack.
+    Limited(GatewayError),
+}
+
+/// The client of this socket (`None`: no client), admitted if its event
+/// budget allows one more event.
+fn admit(app: &AppState, socket: &SocketRef) -> Option<Admission> {
+    let client = client_of(app, socket)?;
+    Some(match client.limits.event() {
+        Ok(()) => Admission::Go(client),
+        Err(e) => {
+            reply_error(&client, &e, None);
+            Admission::Limited(e)
+        }
+    })
+}
+
+/// Decode an event's payload. A payload socketioxide could not read as
+/// JSON (a lone UTF-16 surrogate, nesting past serde_json's depth limit,
+/// a number out of range) is named as such; no payload at all counts as
+/// `{}` so that the missing fields get named.
+fn decode<T: DeserializeOwned + Validate>(
+    data: Result<Value, socketioxide::ParserError>,
+) -> Result<T, Invalid> {
+    parse_payload(unreadable_as_invalid(data)?)
+}
+
+fn unreadable_as_invalid(data: Result<Value, socketioxide::ParserError>) -> Result<Value, Invalid> {
+    match data {
+        Ok(v) => Ok(v),
+        // socketioxide's wording for an event sent with no argument at all
+        // (tests/validation.rs checks that this still names the fields).
+        Err(e) if e.to_string().starts_with("first element not found") => Ok(Value::Null),
+        Err(e) => {
+            tracing::debug!(error = %e, "unreadable payload");
+            Err(FieldError::new(
+                "payload",
+                "must be valid JSON (no lone UTF-16 surrogates, at most 128 levels deep)",
+            )
+            .into())
+        }
+    }
 }
 
 /// Send `err` as `ai:error` (never for a live stream: those get
@@ -140,8 +239,10 @@ async fn on_stream(
     TryData(data): TryData<Value>,
     ack: AckSender,
 ) {
-    let Some(client) = client_of(&app, &socket) else {
-        return;
+    let client = match admit(&app, &socket) {
+        None => return,
+        Some(Admission::Go(client)) => client,
+        Some(Admission::Limited(e)) => return ack_error(ack, &e),
     };
     let raw_id = data
         .as_ref()
@@ -149,7 +250,10 @@ async fn on_stream(
         .and_then(|v| v.get("streamId"))
         .and_then(Value::as_str)
         .map(str::to_owned);
-    match start_stream(&app, &client, data.unwrap_or(Value::Null)) {
+    let started = guard::catch(event::STREAM, || {
+        start_stream(&app, &client, unreadable_as_invalid(data)?)
+    });
+    match started {
         Ok(id) => {
             let _ = ack.send(&StreamAck {
                 ok: true,
@@ -169,9 +273,11 @@ fn start_stream(
     client: &Arc<Client>,
     data: Value,
 ) -> Result<Arc<str>, GatewayError> {
+    check_stream_sizes(&data, &app.limits)?;
     let req: StreamRequest = parse_payload(data)?;
     req.check_limits(&app.limits)?;
     let route = app.orchestrator.route(&req)?;
+    app.rate_limits.stream_start(&client.rate_key())?;
     let id: Arc<str> = match &req.stream_id {
         Some(id) => id.as_str().into(),
         None => format!("s_{}", random_hex(8)).into(),
@@ -196,12 +302,13 @@ async fn on_cancel(
     State(app): State<Arc<AppState>>,
     TryData(data): TryData<Value>,
 ) {
-    let Some(client) = client_of(&app, &socket) else {
+    let Some(Admission::Go(client)) = admit(&app, &socket) else {
         return;
     };
-    let result = parse_payload::<CancelRequest>(data.unwrap_or(Value::Null))
-        .map_err(GatewayError::from)
-        .and_then(|req| client.cancel_stream(&req.stream_id, CancelReason::Client));
+    let result = guard::catch(event::CANCEL, || {
+        let req = decode::<CancelRequest>(data)?;
+        client.cancel_stream(&req.stream_id, CancelReason::Client)
+    });
     if let Err(e) = result {
         reply_error(&client, &e, None);
     }
@@ -215,9 +322,26 @@ async fn on_ack(
     let Some(client) = client_of(&app, &socket) else {
         return;
     };
-    match parse_payload::<AckRequest>(data.unwrap_or(Value::Null)) {
-        Ok(ack) => client.outbox.ack(&ack.stream_id, ack.token_count),
-        Err(e) => reply_error(&client, &e.into(), None),
+    // Acks have their own budget (see `limits`); an ack over it is dropped,
+    // which the next (cumulative) ack makes good.
+    match client.limits.ack() {
+        AckVerdict::Apply => {}
+        AckVerdict::Refuse => return,
+        AckVerdict::RefuseAndTell(retry_after) => {
+            let e = GatewayError::RateLimited {
+                limit: crate::error::RateLimit::Acks,
+                retry_after,
+            };
+            return reply_error(&client, &e, None);
+        }
+    }
+    let result = guard::catch(event::ACK, || {
+        let ack = decode::<AckRequest>(data)?;
+        client.outbox.ack(&ack.stream_id, ack.token_count);
+        Ok(())
+    });
+    if let Err(e) = result {
+        reply_error(&client, &e, None);
     }
 }
 
@@ -226,10 +350,10 @@ async fn on_heartbeat(
     State(app): State<Arc<AppState>>,
     TryData(data): TryData<Value>,
 ) {
-    let Some(client) = client_of(&app, &socket) else {
+    let Some(Admission::Go(client)) = admit(&app, &socket) else {
         return;
     };
-    if let Err(e) = parse_payload::<HeartbeatRequest>(data.unwrap_or(Value::Null)) {
+    if let Err(e) = decode::<HeartbeatRequest>(data) {
         reply_error(&client, &e.into(), None);
         return;
     }
@@ -243,7 +367,7 @@ async fn on_heartbeat(
 }
 
 async fn on_unknown_event(socket: SocketRef, State(app): State<Arc<AppState>>, Event(name): Event) {
-    let Some(client) = client_of(&app, &socket) else {
+    let Some(Admission::Go(client)) = admit(&app, &socket) else {
         return;
     };
     let shown: String = name.chars().take(64).collect();
@@ -270,11 +394,16 @@ async fn on_reconnect(
     State(app): State<Arc<AppState>>,
     TryData(data): TryData<Value>,
 ) {
-    let Some(client) = client_of(&app, &socket) else {
+    let Some(Admission::Go(client)) = admit(&app, &socket) else {
         return;
     };
-    match parse_payload::<ReconnectRequest>(data.unwrap_or(Value::Null)) {
-        Ok(req) => session::resume(&app, &client, &socket, req).await,
-        Err(e) => reply_error(&client, &e.into(), None),
+    let result = guard::catch_async(event::RECONNECT, async {
+        let req = decode::<ReconnectRequest>(data)?;
+        session::resume(&app, &client, &socket, req).await;
+        Ok(())
+    })
+    .await;
+    if let Err(e) = result {
+        reply_error(&client, &e, None);
     }
 }

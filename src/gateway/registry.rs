@@ -3,16 +3,19 @@
 //! A [`Client`] is the durable half of a connection: its live streams (by
 //! stream id, each with its own cancellation token, a child of the
 //! client's), its [`ClientOutbox`], its heartbeat clock and its resume
-//! token. The socket is the other half, and it can change: when it goes
+//! token, its owner (the JWT `sub`, when auth is on) and its rate-limit
+//! budgets. The socket is the other half, and it can change: when it goes
 //! away the client is *detached* (its streams run on, its outbox fills up
 //! to its caps) for the reconnect window; a new socket that presents the
-//! resume token takes the client over, and the client goes on under the
+//! resume token (and belongs to the same owner) takes the client over, and the client goes on under the
 //! new socket's client id. [`ClientRegistry`] maps client ids and socket
 //! ids to clients. The cancellation tree is server root → client → stream.
 //! Stream tasks remove their own entry when they end, so an entry in
 //! `streams` always means a live stream.
 
+use super::limits::ClientLimits;
 use super::outbox::ClientOutbox;
+use crate::auth::UserId;
 use crate::error::GatewayError;
 use crate::protocol::{BackpressurePolicy, CancelReason};
 use crate::telemetry::Stats;
@@ -63,6 +66,11 @@ pub struct Client {
     pub cancel: CancellationToken,
     pub outbox: Arc<ClientOutbox>,
     pub policy: BackpressurePolicy,
+    /// The user that owns this client (`None` when auth is off): only a
+    /// connection of the same user may resume it.
+    pub user: Option<UserId>,
+    /// Event and ack budgets; they follow the client across a resume.
+    pub limits: ClientLimits,
     attachment: Mutex<Attachment>,
     streams: DashMap<Arc<str>, Arc<StreamControl>>,
     live: AtomicUsize,
@@ -100,6 +108,8 @@ impl Client {
             cancel: parent.child_token(),
             outbox,
             policy,
+            user: None,
+            limits: ClientLimits::unlimited(),
             attachment: Mutex::new(Attachment {
                 id: format!("c_{}", random_hex(12)).into(),
                 sid: Some(sid),
@@ -112,6 +122,26 @@ impl Client {
             last_seen_ms: AtomicU64::new(0),
             clock: Instant::now(),
         }
+    }
+
+    /// Set the owner and the budgets (at connect).
+    pub fn owned_by(mut self, user: Option<UserId>, limits: ClientLimits) -> Self {
+        self.user = user;
+        self.limits = limits;
+        self
+    }
+
+    /// The key of per-user limits: the owner, or this client when auth is off.
+    pub fn rate_key(&self) -> Arc<str> {
+        match &self.user {
+            Some(UserId(sub)) => sub.clone(),
+            None => self.id(),
+        }
+    }
+
+    /// Is `id` a live stream of this client?
+    pub fn has_stream(&self, id: &str) -> bool {
+        self.streams.contains_key(id)
     }
 
     fn attachment(&self) -> std::sync::MutexGuard<'_, Attachment> {
@@ -295,7 +325,9 @@ impl ClientRegistry {
     }
 
     /// Let the client attached to `new_sid` (`fresh`, just connected)
-    /// take over client `previous_id`, if `token` is its resume token.
+    /// take over client `previous_id`, if `token` is its resume token and
+    /// both belong to the same user. Another user's client is refused
+    /// exactly like a wrong token (`Forbidden`), its token left as it was.
     /// On success the previous client is attached to `new_sid` under
     /// `fresh`'s id with a new resume token, `fresh` is forgotten, and the
     /// socket the previous client was attached to, if any (a second tab),
@@ -319,7 +351,7 @@ impl ClientRegistry {
         let old_sid = {
             let mut a = previous.attachment();
             let good: bool = a.resume_token.as_bytes().ct_eq(token.as_bytes()).into();
-            if !good {
+            if !good || previous.user != fresh.user {
                 return Err(ResumeRefused::Forbidden);
             }
             let old_sid = a.sid.take();

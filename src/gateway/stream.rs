@@ -27,7 +27,6 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 pub struct StreamTask {
     pub id: Arc<str>,
@@ -71,9 +70,12 @@ struct Opened {
 }
 
 impl StreamTask {
+    /// Spawn the task; a panic inside it ends this stream only, with
+    /// `ai:stream:error` `internal` (see [`super::guard`]).
     pub fn spawn(self, tracker: &tokio_util::task::TaskTracker) {
         let span = tracing::info_span!("stream", client = %self.client.id(), stream = %self.id);
-        tracker.spawn(self.run().instrument(span));
+        let (client, id, stats) = (self.client.clone(), self.id.clone(), self.stats.clone());
+        super::guard::spawn_stream(tracker, client, id, stats, span, self.run());
     }
 
     async fn run(mut self) {

@@ -25,7 +25,24 @@ pub fn config_for(ollama_base: &str) -> Config {
     o.fallback.clear();
     let s = c.providers.get_mut("simulated").expect("simulated");
     s.tokens_per_second = 500.0;
+    // Tests connect, emit and ack far faster than a person; the abuse
+    // limits are tested on their own (tests/security.rs).
+    c.limits = unlimited();
     c
+}
+
+/// Every rate limit off.
+pub fn unlimited() -> streamgate::config::RateLimitConfig {
+    streamgate::config::RateLimitConfig {
+        events_per_minute: 0,
+        events_burst: 0,
+        acks_per_minute: 0,
+        acks_burst: 0,
+        streams_per_minute: 0,
+        streams_burst: 0,
+        connections_per_minute: 0,
+        connections_burst: 0,
+    }
 }
 
 pub async fn start(config: Config) -> Running {

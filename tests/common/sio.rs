@@ -40,7 +40,10 @@ impl SioClient {
     /// Connect to `/ai` with `auth`, and read up to `ai:connected`.
     pub async fn connect(addr: SocketAddr, auth: Value) -> Result<Self, ConnectError> {
         let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
-        let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        // TCP_NODELAY: two small frames in a row (an ai:ack the server does
+        // not answer, then the next event) must not wait 40 ms for a
+        // delayed ACK, as Nagle's algorithm would make them.
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
             .await
             .map_err(|e| ConnectError::Other(e.to_string()))?;
         let open = next_text(&mut ws).await.map_err(ConnectError::Other)?;

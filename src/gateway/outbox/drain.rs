@@ -59,6 +59,14 @@ impl ClientOutbox {
             let Some(item) = q.items.pop_front() else {
                 continue;
             };
+            let restarted = matches!(item, Outbound::Start(_));
+            if restarted {
+                // A stream id may be used again once its stream ended: the
+                // new stream starts from zero, not from the old one's
+                // credit marks (which would leak credits on every reuse).
+                q.emitted = 0;
+                q.acked = 0;
+            }
             if let Outbound::Token(t) = &item {
                 q.emitted = t.token_count;
             }
@@ -79,7 +87,13 @@ impl ClientOutbox {
                     s.replay.forget(&old);
                 }
             } else if more {
-                s.ring.push_back(id);
+                s.ring.push_back(id.clone());
+            }
+            if restarted {
+                // It is live again: not to be forgotten as an ended one,
+                // and the old stream's tokens are not its own to replay.
+                s.ended.retain(|e| *e != id);
+                s.replay.forget(&id);
             }
             s.unacked += item.tokens();
             return Ok(self.took(&mut s, item));
@@ -234,6 +248,88 @@ impl ClientOutbox {
                 if was_empty {
                     s.ring.push_front(id);
                 }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::OutboxLimits;
+    use super::*;
+    use crate::protocol::{BackpressurePolicy, Done, StreamStart, Token};
+    use crate::telemetry::Stats;
+
+    fn outbox(ack_window: u64) -> ClientOutbox {
+        ClientOutbox::new(
+            OutboxLimits {
+                threshold: 100,
+                max_bytes: 1 << 20,
+                ack_window,
+                policy: BackpressurePolicy::Coalesce,
+                slow_timeout: Duration::from_secs(30),
+                replay_tokens: 64,
+                replay_bytes: 1 << 16,
+            },
+            Arc::new(Stats::default()),
+        )
+    }
+
+    /// Found by tests/fuzz_events.rs: a stream id used again after its
+    /// stream ended inherited the old record's credit marks, so each
+    /// reuse leaked credits until a credit-aware client was stalled.
+    #[test]
+    fn reusing_an_ended_stream_id_leaks_no_credits() {
+        let o = outbox(4);
+        let id: Arc<str> = "f3".into();
+        o.ack("other", 0); // the client counts credits
+        for round in 0..50 {
+            o.push_stream_event(
+                &id,
+                Outbound::Start(StreamStart {
+                    stream_id: id.clone(),
+                    provider: "p".into(),
+                    model: "m".into(),
+                    agent: None,
+                    intent: None,
+                    timestamp: 0,
+                }),
+            );
+            for n in 1..=2 {
+                let mut s = o.lock();
+                let token = Token {
+                    stream_id: id.clone(),
+                    data: "x".into(),
+                    token_count: n,
+                    agent: None,
+                    metadata: None,
+                };
+                o.add(&mut s, Some(&id), Outbound::Token(token));
+            }
+            o.push_stream_event(
+                &id,
+                Outbound::Done(Done {
+                    stream_id: id.clone(),
+                    total_tokens: 2,
+                    duration: 0,
+                    finish_reason: "stop".into(),
+                    usage: None,
+                    dropped_tokens: 0,
+                    full_response: None,
+                }),
+            );
+            let mut sent = None;
+            for _ in 0..4 {
+                let item = o
+                    .take(sent.take())
+                    .unwrap_or_else(|_| panic!("round {round}: held back for want of credits"));
+                sent = Some(item);
+            }
+            o.take(sent).unwrap_err();
+            // The client acks the last token only after the stream ended
+            // (or never: credits of an ended stream are forgotten).
+            if round % 2 == 0 {
+                o.ack(&id, 2);
             }
         }
     }

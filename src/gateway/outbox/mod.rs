@@ -186,6 +186,7 @@ impl ClientOutbox {
             Some(id) => {
                 let q = s.streams.entry(id.clone()).or_default();
                 match &item {
+                    Outbound::Start(_) => q.outcome = None,
                     Outbound::Token(t) => q.position = t.token_count,
                     Outbound::Done(_) => q.outcome = Some("completed"),
                     Outbound::Cancelled(_) => q.outcome = Some("cancelled"),
