@@ -145,6 +145,13 @@ impl Target {
                     .env("OLLAMA_BASE_URL", upstream_url)
                     .env("STREAMGATE_PROVIDERS__OLLAMA__FALLBACK", "[]")
                     .env("STREAMGATE_SERVER__HOST", "127.0.0.1")
+                    // Thousands of clients from one address, far faster
+                    // than a person: the abuse limits (which the peers do
+                    // not have) would answer instead of the relay.
+                    .env("STREAMGATE_LIMITS__EVENTS_PER_MINUTE", "0")
+                    .env("STREAMGATE_LIMITS__ACKS_PER_MINUTE", "0")
+                    .env("STREAMGATE_LIMITS__STREAMS_PER_MINUTE", "0")
+                    .env("STREAMGATE_LIMITS__CONNECTIONS_PER_MINUTE", "0")
                     // Like the peers, log nothing per stream.
                     .env("RUST_LOG", "warn");
                 c
