@@ -123,14 +123,20 @@ impl StreamTask {
                 } = opened;
                 let ttft = started.elapsed();
                 provider.stats().ttft.record(ttft);
+                // One cancel waiter and one deadline timer for the whole
+                // relay, not two of each per token: registering them is a
+                // lock and a timer-wheel insert each time.
+                let cancelled = self.control.cancel.clone().cancelled_owned();
+                let expired = sleep_until(deadline);
+                tokio::pin!(cancelled, expired);
                 let mut next = Some(first);
                 loop {
                     let item = match next.take() {
                         Some(item) => Some(item),
                         None => tokio::select! {
                             biased;
-                            _ = self.control.cancel.cancelled() => break Ending::Cancelled(self.cancel_reason()),
-                            _ = sleep_until(deadline) => break Ending::Cancelled(CancelReason::Timeout),
+                            _ = &mut cancelled => break Ending::Cancelled(self.cancel_reason()),
+                            _ = &mut expired => break Ending::Cancelled(CancelReason::Timeout),
                             item = stream.next() => item,
                         },
                     };
@@ -148,8 +154,8 @@ impl StreamTask {
                             };
                             let pushed = tokio::select! {
                                 biased;
-                                _ = self.control.cancel.cancelled() => break Ending::Cancelled(self.cancel_reason()),
-                                _ = sleep_until(deadline) => break Ending::Cancelled(CancelReason::Timeout),
+                                _ = &mut cancelled => break Ending::Cancelled(self.cancel_reason()),
+                                _ = &mut expired => break Ending::Cancelled(CancelReason::Timeout),
                                 pushed = self.client.outbox.push_token(&self.id, token) => pushed,
                             };
                             relay.position += 1;

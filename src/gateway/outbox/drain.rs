@@ -145,11 +145,18 @@ impl ClientOutbox {
                 Ok(item) => return Some(item),
                 Err(due) => due,
             };
-            let at = due.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-            tokio::select! {
-                _ = wake => {}
-                _ = tokio::time::sleep_until(at) => {}
-                _ = cancel.cancelled() => return None,
+            // A timer only when a notice falls due: this wait happens
+            // once per token when the client keeps up.
+            match due {
+                Some(at) => tokio::select! {
+                    _ = wake => {}
+                    _ = tokio::time::sleep_until(at) => {}
+                    _ = cancel.cancelled() => return None,
+                },
+                None => tokio::select! {
+                    _ = wake => {}
+                    _ = cancel.cancelled() => return None,
+                },
             }
         }
     }
