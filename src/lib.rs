@@ -139,6 +139,10 @@ pub fn router(app: Arc<AppState>) -> (axum::Router, SocketIo) {
     let router = http::routes()
         .with_state(app)
         .layer(layer)
+        // Outside socketioxide's layer, so the head it keeps is a copy.
+        .layer(axum::middleware::map_request(
+            http::head::detach_request_head,
+        ))
         .layer(cors)
         .layer(tower_http::trace::TraceLayer::new_for_http());
     (router, io)

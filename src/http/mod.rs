@@ -7,6 +7,8 @@
 //! numbers into a per-app Prometheus recorder and renders it, so the two
 //! endpoints can never disagree.
 
+pub mod head;
+
 use crate::AppState;
 use crate::error::GatewayError;
 use axum::extract::State;
