@@ -60,7 +60,6 @@ fn limits() -> RequestLimits {
         max_messages: 4,
         max_messages_bytes: 256,
         max_agent_context_bytes: 128,
-        allowed_models: vec!["m1".into()],
     }
 }
 

@@ -17,7 +17,7 @@
 //! base with its own path (`https://host/api/openai/v1beta`) is used as is.
 
 use super::sse::{DecodeError, EventDecoder};
-use super::upstream::{self, ApiKey};
+use super::http::{self, ApiKey};
 use super::{Chunk, ChunkStream, Provider, ProviderId, UpstreamRequest};
 use crate::config::ProviderConfig;
 use crate::error::ProviderError;
@@ -88,7 +88,7 @@ impl OpenAiProvider {
             id: ProviderId::new(name, config, stats),
             chat_url: format!("{root}/chat/completions"),
             models_url: format!("{root}/models"),
-            client: upstream::client(name, config, headers)?,
+            client: http::client(name, config, headers)?,
             key: Arc::new(key),
         })
     }
@@ -114,7 +114,7 @@ impl Provider for OpenAiProvider {
             max_tokens: request.max_tokens,
         };
         let send = self.client.post(&self.chat_url).json(&body).send();
-        upstream::open_sse(
+        http::open_sse(
             self.id.name.clone(),
             self.key.clone(),
             send,
@@ -123,7 +123,7 @@ impl Provider for OpenAiProvider {
     }
 
     fn probe(&self) -> BoxFuture<'static, Result<(), ProviderError>> {
-        upstream::probe(
+        http::probe(
             self.id.name.clone(),
             self.key.clone(),
             &self.client,
@@ -184,7 +184,7 @@ impl OpenAiEventDecoder {
 }
 
 fn error_detail(data: &str) -> String {
-    upstream::error_message(data).unwrap_or_else(|| data.chars().take(300).collect())
+    http::error_message(data).unwrap_or_else(|| data.chars().take(300).collect())
 }
 
 impl EventDecoder for OpenAiEventDecoder {

@@ -18,7 +18,7 @@
 //! no version); a base already ending in `/v1` is accepted as well.
 
 use super::sse::{DecodeError, EventDecoder};
-use super::upstream::{self, ApiKey};
+use super::http::{self, ApiKey};
 use super::{Chunk, ChunkStream, Provider, ProviderId, UpstreamRequest};
 use crate::config::ProviderConfig;
 use crate::error::ProviderError;
@@ -84,7 +84,7 @@ impl AnthropicProvider {
             messages_url: format!("{root}/v1/messages"),
             models_url: format!("{root}/v1/models"),
             max_tokens_default: config.max_tokens_default,
-            client: upstream::client(name, config, headers)?,
+            client: http::client(name, config, headers)?,
             key: Arc::new(key),
         })
     }
@@ -122,7 +122,7 @@ impl Provider for AnthropicProvider {
             temperature: request.temperature.map(|t| t.clamp(0.0, 1.0)),
         };
         let send = self.client.post(&self.messages_url).json(&body).send();
-        upstream::open_sse(
+        http::open_sse(
             self.id.name.clone(),
             self.key.clone(),
             send,
@@ -131,7 +131,7 @@ impl Provider for AnthropicProvider {
     }
 
     fn probe(&self) -> BoxFuture<'static, Result<(), ProviderError>> {
-        upstream::probe(
+        http::probe(
             self.id.name.clone(),
             self.key.clone(),
             &self.client,

@@ -1,17 +1,18 @@
 //! The `/ai` wire contract: every event name and payload type the gateway
-//! sends or accepts, in one place.
+//! sends or accepts on the `/ai` namespace, in one place.
 //!
 //! Client payloads arrive as loose JSON (`serde_json::Value`) and are turned
-//! into typed requests here by [`parse_payload`], which reports a failure as
-//! the field that broke and the rule it broke, so that the error event can
-//! name them. Server payloads are plain `Serialize` structs with camelCase
-//! keys; handlers never build JSON by hand. PROTOCOL.md (shared) is the source
-//! of truth; README.md restates it.
+//! into typed requests by [`super::parse_payload`], which reports a failure
+//! as the field that broke and the rule it broke, so that the error event
+//! can name them. Server payloads are plain `Serialize` structs with
+//! camelCase keys; handlers never build JSON by hand. docs/protocol.md
+//! restates the contract; this file is its code.
 
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use super::validate::{FieldError, serialized_size_within};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::sync::Arc;
-use validator::{Validate, ValidationErrors, ValidationErrorsKind};
+use validator::Validate;
 
 /// Event names, as they appear on the wire.
 pub mod event {
@@ -32,14 +33,6 @@ pub mod event {
     pub const RECONNECT_SUCCESS: &str = "ai:reconnect:success";
     pub const RECONNECT_FAILED: &str = "ai:reconnect:failed";
     pub const ERROR: &str = "ai:error";
-}
-
-/// Milliseconds since the Unix epoch, the protocol's one clock.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------------
@@ -125,7 +118,6 @@ pub struct RequestLimits {
     pub max_messages: usize,
     pub max_messages_bytes: usize,
     pub max_agent_context_bytes: usize,
-    pub allowed_models: Vec<String>,
 }
 
 /// Size rules of `ai:stream`, checked on the raw JSON before it is decoded
@@ -208,30 +200,6 @@ fn check_agent_context(ctx: &impl Serialize, max_bytes: usize) -> Result<(), Fie
         })
 }
 
-/// The size of `value` as JSON if it is at most `cap` bytes (`None`
-/// otherwise), counted without building the text; stops once past `cap`.
-pub fn serialized_size_within(value: &impl Serialize, cap: usize) -> Option<usize> {
-    struct Count {
-        n: usize,
-        cap: usize,
-    }
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.n = self.n.saturating_add(buf.len());
-            if self.n > self.cap {
-                return Err(std::io::Error::other("over the cap"));
-            }
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count { n: 0, cap };
-    serde_json::to_writer(&mut count, value).ok()?;
-    Some(count.n)
-}
-
 impl StreamRequest {
     /// Rules that depend on config. Returns the first broken one; the
     /// payload-shape rules have already passed by then.
@@ -311,157 +279,6 @@ pub struct ResumeStream {
 /// `ai:heartbeat`: carries nothing, but must be an object (or absent).
 #[derive(Debug, Clone, Default, Deserialize, Validate)]
 pub struct HeartbeatRequest {}
-
-/// A field that broke a rule: what the error event names.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldError {
-    pub field: String,
-    pub rule: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, rule: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            rule: rule.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for FieldError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.field, self.rule)
-    }
-}
-
-/// Every rule a payload broke (at least one); the first is the headline.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Invalid(pub Vec<FieldError>);
-
-impl From<FieldError> for Invalid {
-    fn from(e: FieldError) -> Self {
-        Self(vec![e])
-    }
-}
-
-/// Turn a loose payload into a typed, validated request.
-///
-/// Socket.IO lets a client send an event with no argument at all; that is
-/// treated as an empty object so that the missing fields get named.
-pub fn parse_payload<T: DeserializeOwned + Validate>(payload: Value) -> Result<T, Invalid> {
-    let payload = match payload {
-        Value::Null => Value::Object(Default::default()),
-        Value::Object(map) => Value::Object(map),
-        other => {
-            return Err(FieldError::new(
-                "payload",
-                format!("must be a JSON object (got {})", json_kind(&other)),
-            )
-            .into());
-        }
-    };
-    let request: T = serde_path_error(payload)?;
-    request.validate().map_err(all_validation_errors)?;
-    Ok(request)
-}
-
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// Deserialize, and on failure name the field by its path in the payload
-/// (`prompt`, `messages[0].role`) with serde's own account of the rule.
-fn serde_path_error<T: DeserializeOwned>(payload: Value) -> Result<T, FieldError> {
-    serde_path_to_error::deserialize(payload).map_err(|e| {
-        let msg = e.inner().to_string();
-        let path = e.path().to_string();
-        if let Some(field) = between(&msg, "missing field `", "`") {
-            let field = camel(field);
-            let name = if path == "." {
-                field
-            } else {
-                format!("{path}.{field}")
-            };
-            return FieldError::new(name, "is required");
-        }
-        let name = if path == "." {
-            "payload".to_string()
-        } else {
-            path
-        };
-        FieldError::new(name, format!("must be valid: {msg}"))
-    })
-}
-
-fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {
-    let from = s.find(start)? + start.len();
-    let len = s[from..].find(end)?;
-    Some(&s[from..from + len])
-}
-
-/// snake_case (validator's field names) to the wire's camelCase.
-pub fn camel(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut upper = false;
-    for c in name.chars() {
-        if c == '_' {
-            upper = true;
-        } else if upper {
-            out.extend(c.to_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn all_validation_errors(errors: ValidationErrors) -> Invalid {
-    fn walk(prefix: &str, errors: &ValidationErrors, out: &mut Vec<FieldError>) {
-        let mut fields: Vec<_> = errors.errors().iter().collect();
-        fields.sort_by_key(|(k, _)| k.to_string());
-        for (field, kind) in fields {
-            let name = if prefix.is_empty() {
-                camel(field)
-            } else {
-                format!("{prefix}.{}", camel(field))
-            };
-            match kind {
-                ValidationErrorsKind::Field(errs) => {
-                    if let Some(err) = errs.first() {
-                        let rule = err
-                            .message
-                            .as_ref()
-                            .map(|m| m.to_string())
-                            .unwrap_or_else(|| format!("breaks rule `{}`", err.code));
-                        out.push(FieldError::new(name, rule));
-                    }
-                }
-                ValidationErrorsKind::Struct(inner) => walk(&name, inner, out),
-                ValidationErrorsKind::List(items) => {
-                    let mut items: Vec<_> = items.iter().collect();
-                    items.sort_by_key(|(i, _)| **i);
-                    for (i, inner) in items {
-                        walk(&format!("{name}[{i}]"), inner, out);
-                    }
-                }
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk("", &errors, &mut out);
-    if out.is_empty() {
-        out.push(FieldError::new("payload", "is invalid"));
-    }
-    Invalid(out)
-}
 
 // ---------------------------------------------------------------------------
 // Server -> client
@@ -645,6 +462,7 @@ pub struct HeartbeatAck {
 
 #[cfg(test)]
 mod tests {
+    use super::super::parse_payload;
     use super::*;
     use serde_json::json;
 

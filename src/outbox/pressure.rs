@@ -1,13 +1,15 @@
-//! Backpressure episodes of one client: when one starts and ends, and when
-//! the client may hear about it.
+//! Pressure on one client: what its policy does with a delta while it is
+//! behind, when a backpressure episode starts and ends, and when the client
+//! may hear about it.
 //!
-//! The outbox calls [`Episode::observe`] after every change of its queue;
-//! an episode starts when the queue reaches the threshold and ends when it
-//! falls under half of it (hysteresis, so a queue hovering at the
-//! threshold does not flap). The client is told with `ai:backpressure`,
-//! at most once a second: a transition inside that second is announced
-//! when the second is up, and two transitions that cancel out inside it
-//! are not announced at all.
+//! [`admit`] is the policy table (queue, merge, drop or wait), a pure
+//! function of the policy and the queue's state. The outbox calls
+//! [`Episode::observe`] after every change of its queue; an episode starts
+//! when the queue reaches the threshold and ends when it falls under half
+//! of it (hysteresis, so a queue hovering at the threshold does not flap).
+//! The client is told with `ai:backpressure`, at most once a second: a
+//! transition inside that second is announced when the second is up, and
+//! two transitions that cancel out inside it are not announced at all.
 
 use crate::protocol::{Backpressure, BackpressurePolicy, BackpressureState};
 use crate::telemetry::Stats;
@@ -16,6 +18,49 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 const MIN_NOTICE_GAP: Duration = Duration::from_secs(1);
+
+/// What to do with a delta pushed now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Queue it as an event of its own.
+    Queue,
+    /// Merge it into the stream's last queued delta (lossless).
+    Merge,
+    /// Drop it and count it.
+    Drop,
+    /// Wait for room (this is what holds the upstream back).
+    Wait,
+}
+
+/// The queue's state as the policy sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Load {
+    /// In an episode, or at the threshold.
+    pub behind: bool,
+    /// Past the byte cap.
+    pub over_bytes: bool,
+    /// Under half the threshold.
+    pub under_half: bool,
+    /// No writer attached: nobody to judge, so nothing is dropped.
+    pub detached: bool,
+}
+
+/// The policy table: `coalesce` merges while behind and waits past the
+/// byte cap; `slow` waits until the queue is under half the threshold;
+/// `drop` drops while behind, except when detached (then it waits).
+pub fn admit(policy: BackpressurePolicy, load: Load) -> Admit {
+    let policy = match policy {
+        BackpressurePolicy::Drop if load.detached => BackpressurePolicy::Slow,
+        p => p,
+    };
+    match policy {
+        _ if !load.behind && !load.over_bytes => Admit::Queue,
+        BackpressurePolicy::Drop => Admit::Drop,
+        BackpressurePolicy::Coalesce if !load.over_bytes => Admit::Merge,
+        _ if load.under_half && !load.over_bytes => Admit::Queue,
+        _ => Admit::Wait,
+    }
+}
 
 #[derive(Default)]
 pub struct Episode {

@@ -1,6 +1,6 @@
-//! What the HTTP providers with API keys (`openai`, `anthropic`) share:
-//! reading the key, building the pooled client, and turning an error status
-//! into a [`ProviderError`].
+//! What every HTTP provider (`ollama`, `openai`, `anthropic`) shares:
+//! reading the API key, building the pooled client, sending a request and
+//! turning an error status into a [`ProviderError`], and the readiness probe.
 //!
 //! The key is read once from the environment variable the config names and
 //! goes straight into the client's default headers, marked sensitive, so it
@@ -28,6 +28,14 @@ pub struct ApiKey {
 }
 
 impl ApiKey {
+    /// No key (a provider that takes none).
+    pub fn none() -> Self {
+        Self {
+            value: None,
+            env: String::new(),
+        }
+    }
+
     pub fn from_env(config: &ProviderConfig) -> Self {
         let env = if config.api_key_env.is_empty() {
             match config.kind {
@@ -108,7 +116,7 @@ pub fn transport_error(name: &str, e: reqwest::Error) -> ProviderError {
 /// Reads the body (bounded) for the upstream's message.
 pub async fn status_error(name: &str, key: &ApiKey, response: reqwest::Response) -> ProviderError {
     let status = response.status();
-    let detail = if matches!(status.as_u16(), 401 | 403) {
+    let detail = if matches!(status.as_u16(), 401 | 403) && !key.env.is_empty() {
         format!("HTTP {status} (check the API key in ${})", key.env)
     } else {
         let body = read_bounded(response, 16 * 1024).await;
@@ -144,7 +152,15 @@ async fn read_bounded(mut response: reqwest::Response, limit: usize) -> String {
 
 #[derive(Deserialize)]
 struct ErrorBody {
-    error: ErrorObject,
+    error: ErrorField,
+}
+
+/// `{"error":{…}}` (OpenAI, Anthropic) or `{"error":"…"}` (Ollama).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ErrorField {
+    Object(ErrorObject),
+    Text(String),
 }
 
 #[derive(Deserialize)]
@@ -157,14 +173,32 @@ struct ErrorObject {
 
 /// `error.message` (with `error.type`) of an OpenAI- or Anthropic-style
 /// error body: `{"error":{"message":…,"type":…}}`, also when Anthropic
-/// wraps it in `{"type":"error",…}`.
+/// wraps it in `{"type":"error",…}`; or Ollama's `{"error":"…"}`.
 pub fn error_message(body: &str) -> Option<String> {
-    let e = serde_json::from_str::<ErrorBody>(body).ok()?.error;
+    let e = match serde_json::from_str::<ErrorBody>(body).ok()?.error {
+        ErrorField::Text(text) => return Some(text),
+        ErrorField::Object(e) => e,
+    };
     match (e.kind, e.message) {
         (Some(kind), Some(message)) => Some(format!("{kind}: {message}")),
         (None, Some(message)) => Some(message),
         (Some(kind), None) => Some(kind),
         (None, None) => None,
+    }
+}
+
+/// Await a sent request: its response if the status is a success, or
+/// the error that status (or the transport) means.
+pub async fn check(
+    name: &str,
+    key: &ApiKey,
+    send: impl Future<Output = reqwest::Result<reqwest::Response>>,
+) -> Result<reqwest::Response, ProviderError> {
+    let response = send.await.map_err(|e| transport_error(name, e))?;
+    if response.status().is_success() {
+        Ok(response)
+    } else {
+        Err(status_error(name, key, response).await)
     }
 }
 
@@ -177,10 +211,7 @@ pub fn open_sse<D: EventDecoder>(
     decoder: D,
 ) -> BoxFuture<'static, Result<ChunkStream, ProviderError>> {
     Box::pin(async move {
-        let response = send.await.map_err(|e| transport_error(&name, e))?;
-        if !response.status().is_success() {
-            return Err(status_error(&name, &key, response).await);
-        }
+        let response = check(&name, &key, send).await?;
         let body = response
             .bytes_stream()
             .map(|r| r.map_err(|e| e.without_url()));
@@ -196,14 +227,7 @@ pub fn probe(
     url: &str,
 ) -> BoxFuture<'static, Result<(), ProviderError>> {
     let req = client.get(url).timeout(Duration::from_secs(2)).send();
-    Box::pin(async move {
-        let response = req.await.map_err(|e| transport_error(&name, e))?;
-        if response.status().is_success() {
-            Ok(())
-        } else {
-            Err(status_error(&name, &key, response).await)
-        }
-    })
+    Box::pin(async move { check(&name, &key, req).await.map(drop) })
 }
 
 #[cfg(test)]
@@ -224,6 +248,10 @@ mod tests {
             Some("overloaded_error: Overloaded")
         );
         assert_eq!(error_message("<html>"), None);
+        assert_eq!(
+            error_message(r#"{"error":"model 'x' not found"}"#).as_deref(),
+            Some("model 'x' not found")
+        );
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! Abuse limits: GCRA rate limiters (governor) for events, acks, stream
 //! starts and new connections.
 //!
-//! [`RateLimits`] lives in `AppState` and holds the keyed limiters shared
+//! [`RateLimits`] lives in the `App` and holds the keyed limiters shared
 //! by every connection: new `/ai` connections per IP address (checked in
 //! the handshake middleware) and streams started per user (the JWT `sub`,
-//! or the client id when auth is off; checked by `ai:stream`). Each
-//! [`Client`](super::registry::Client) owns a [`ClientLimits`]: its event
+//! or the client id when auth is off; checked when a stream is admitted).
+//! Each [`Client`](crate::clients::Client) owns a [`ClientBudget`]: its event
 //! budget and, apart, its `ai:ack` budget, because acks arrive every 32
 //! tokens or 100 ms per live stream and are cumulative (a dropped one is
 //! made good by the next), while other events come a few per minute. A
@@ -79,9 +79,9 @@ impl RateLimits {
     }
 
     /// A fresh per-client budget.
-    pub fn for_client(&self) -> ClientLimits {
+    pub fn budget(&self) -> ClientBudget {
         let c = &self.config;
-        ClientLimits {
+        ClientBudget {
             events: quota(c.events_per_minute, c.events_burst)
                 .map(DefaultDirectRateLimiter::direct),
             acks: quota(c.acks_per_minute, c.acks_burst).map(DefaultDirectRateLimiter::direct),
@@ -107,7 +107,7 @@ impl RateLimits {
 }
 
 /// One client's budgets.
-pub struct ClientLimits {
+pub struct ClientBudget {
     events: Option<DefaultDirectRateLimiter>,
     acks: Option<DefaultDirectRateLimiter>,
     /// An over-limit ack has been answered since the last accepted one,
@@ -125,7 +125,7 @@ pub enum AckVerdict {
     Refuse,
 }
 
-impl ClientLimits {
+impl ClientBudget {
     /// No limits (a client built outside a connection, as in unit tests).
     pub fn unlimited() -> Self {
         Self {
@@ -183,7 +183,7 @@ mod tests {
     #[test]
     fn burst_then_refused_with_a_wait() {
         let limits = RateLimits::new(&config());
-        let client = limits.for_client();
+        let client = limits.budget();
         for _ in 0..3 {
             client.event().unwrap();
         }
@@ -200,7 +200,7 @@ mod tests {
 
     #[test]
     fn acks_refused_once_per_run() {
-        let client = RateLimits::new(&config()).for_client();
+        let client = RateLimits::new(&config()).budget();
         assert_eq!(client.ack(), AckVerdict::Apply);
         assert_eq!(client.ack(), AckVerdict::Apply);
         assert!(matches!(client.ack(), AckVerdict::RefuseAndTell(_)));
