@@ -12,8 +12,8 @@ use crate::config::Config;
 use crate::error::ProviderError;
 use crate::orchestrator::Orchestrator;
 use crate::orchestrator::agents::AgentsError;
-use crate::outbox::OutboxLimits;
-use crate::protocol::{BackpressurePolicy, RequestLimits};
+use crate::outbox::OutboxSettings;
+use crate::protocol::{BackpressurePolicy, RequestBounds};
 use crate::rate_limit::RateLimits;
 use crate::relay::{Relay, StreamSettings};
 use crate::shutdown::Shutdown;
@@ -93,9 +93,9 @@ impl App {
     }
 
     /// The outbox a new client gets, under `policy`.
-    pub fn outbox_limits(&self, policy: BackpressurePolicy) -> OutboxLimits {
+    pub fn outbox_settings(&self, policy: BackpressurePolicy) -> OutboxSettings {
         let bp = &self.config.backpressure;
-        OutboxLimits {
+        OutboxSettings {
             threshold: bp.threshold,
             max_bytes: bp.max_bytes_per_client,
             ack_window: bp.ack_window as u64,
@@ -128,7 +128,7 @@ fn stream_settings(config: &Config) -> StreamSettings {
         max_concurrent_streams: s.max_concurrent_streams,
         stream_timeout: config.stream_timeout(),
         first_token_timeout: config.first_token_timeout(),
-        request_limits: RequestLimits {
+        request_bounds: RequestBounds {
             max_prompt_chars: s.max_prompt_chars,
             max_tokens_limit: s.max_tokens_limit,
             max_messages: s.max_messages,

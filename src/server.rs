@@ -38,7 +38,9 @@ pub fn router(app: Arc<App>) -> (axum::Router, SocketIo) {
     let router = ops::routes(app.clone())
         .layer(layer)
         // Outside socketioxide's layer, so the head it keeps is a copy.
-        .layer(axum::middleware::map_request(http::head::detach_request_head))
+        .layer(axum::middleware::map_request(
+            http::head::detach_request_head,
+        ))
         .layer(cors(&app.config.server.cors_origins))
         .layer(tower_http::trace::TraceLayer::new_for_http());
     (router, io)

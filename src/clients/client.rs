@@ -165,7 +165,10 @@ impl Client {
     pub(super) fn attach(&self) -> (Attachment, bool) {
         let mut seat = self.seat();
         seat.epoch += 1;
-        let taken_over = seat.attached.take().map(|old| old.end(DetachReason::TakenOver));
+        let taken_over = seat
+            .attached
+            .take()
+            .map(|old| old.end(DetachReason::TakenOver));
         let attachment = Attachment::new(seat.epoch);
         seat.attached = Some(attachment.clone());
         drop(seat);

@@ -22,7 +22,7 @@ pub use client::{Attachment, Client, DetachReason, StreamControl, random_hex};
 pub use registry::{ClientRegistry, ResumeRefused};
 
 use crate::auth::UserId;
-use crate::outbox::{ClientOutbox, OutboxLimits, OutboxReader, Resumed};
+use crate::outbox::{ClientOutbox, OutboxReader, OutboxSettings, Resumed};
 use crate::protocol::CancelReason;
 use crate::rate_limit::ClientBudget;
 use crate::shutdown::Shutdown;
@@ -76,7 +76,7 @@ impl Clients {
         &self,
         owner: Option<UserId>,
         budget: ClientBudget,
-        limits: OutboxLimits,
+        limits: OutboxSettings,
     ) -> Arc<Client> {
         let outbox = Arc::new(ClientOutbox::new(limits, self.stats.clone()));
         let client = Arc::new(Client::new(owner, budget, &self.shutdown.root, outbox));

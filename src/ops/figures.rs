@@ -90,21 +90,79 @@ pub const FIGURES: &[Figure] = &[
         kind: Kind::Gauge,
         read: |s| json!(s.uptime_seconds),
     },
-    gauge("clients.connected", "streamgate_clients_connected", stat!(clients_connected)),
-    gauge("clients.detached", "streamgate_clients_detached", stat!(clients_detached)),
-    counter("clients.total", "streamgate_clients_total", stat!(clients_total)),
-    gauge("streams.active", "streamgate_streams_active", stat!(streams_active)),
-    counter("streams.started", "streamgate_streams_started_total", stat!(streams_started)),
-    counter("streams.completed", "streamgate_streams_completed_total", stat!(streams_completed)),
-    counter("streams.cancelled", "streamgate_streams_cancelled_total", stat!(streams_cancelled)),
-    counter("streams.failed", "streamgate_streams_failed_total", stat!(streams_failed)),
-    counter("tokens.relayed", "streamgate_tokens_relayed_total", stat!(tokens_relayed)),
-    counter("tokens.coalesced", "streamgate_tokens_coalesced_total", stat!(tokens_coalesced)),
-    counter("tokens.dropped", "streamgate_tokens_dropped_total", stat!(tokens_dropped)),
-    gauge("tokens.perSecond", "streamgate_tokens_per_second", |s| json!(s.tokens_per_second)),
-    counter("resume.succeeded", "streamgate_resumes_succeeded_total", stat!(resumes_succeeded)),
-    counter("resume.failed", "streamgate_resumes_failed_total", stat!(resumes_failed)),
-    counter("resume.tokensReplayed", "streamgate_tokens_replayed_total", stat!(tokens_replayed)),
+    gauge(
+        "clients.connected",
+        "streamgate_clients_connected",
+        stat!(clients_connected),
+    ),
+    gauge(
+        "clients.detached",
+        "streamgate_clients_detached",
+        stat!(clients_detached),
+    ),
+    counter(
+        "clients.total",
+        "streamgate_clients_total",
+        stat!(clients_total),
+    ),
+    gauge(
+        "streams.active",
+        "streamgate_streams_active",
+        stat!(streams_active),
+    ),
+    counter(
+        "streams.started",
+        "streamgate_streams_started_total",
+        stat!(streams_started),
+    ),
+    counter(
+        "streams.completed",
+        "streamgate_streams_completed_total",
+        stat!(streams_completed),
+    ),
+    counter(
+        "streams.cancelled",
+        "streamgate_streams_cancelled_total",
+        stat!(streams_cancelled),
+    ),
+    counter(
+        "streams.failed",
+        "streamgate_streams_failed_total",
+        stat!(streams_failed),
+    ),
+    counter(
+        "tokens.relayed",
+        "streamgate_tokens_relayed_total",
+        stat!(tokens_relayed),
+    ),
+    counter(
+        "tokens.coalesced",
+        "streamgate_tokens_coalesced_total",
+        stat!(tokens_coalesced),
+    ),
+    counter(
+        "tokens.dropped",
+        "streamgate_tokens_dropped_total",
+        stat!(tokens_dropped),
+    ),
+    gauge("tokens.perSecond", "streamgate_tokens_per_second", |s| {
+        json!(s.tokens_per_second)
+    }),
+    counter(
+        "resume.succeeded",
+        "streamgate_resumes_succeeded_total",
+        stat!(resumes_succeeded),
+    ),
+    counter(
+        "resume.failed",
+        "streamgate_resumes_failed_total",
+        stat!(resumes_failed),
+    ),
+    counter(
+        "resume.tokensReplayed",
+        "streamgate_tokens_replayed_total",
+        stat!(tokens_replayed),
+    ),
     gauge(
         "backpressure.engagedClients",
         "streamgate_backpressure_engaged_clients",
@@ -125,12 +183,22 @@ pub const FIGURES: &[Figure] = &[
         "streamgate_transport_refusals_total",
         stat!(transport_refusals),
     ),
-    gauge("queues.total", "streamgate_queue_events", stat!(queued_events)),
-    gauge("queues.largest", "streamgate_queue_events_largest", |s| json!(s.largest_queue)),
-    gauge("queues.largestBytes", "streamgate_queue_bytes_largest", |s| {
-        json!(s.largest_queue_bytes)
+    gauge(
+        "queues.total",
+        "streamgate_queue_events",
+        stat!(queued_events),
+    ),
+    gauge("queues.largest", "streamgate_queue_events_largest", |s| {
+        json!(s.largest_queue)
     }),
-    gauge("queues.replayBytes", "streamgate_replay_bytes", |s| json!(s.replay_bytes)),
+    gauge(
+        "queues.largestBytes",
+        "streamgate_queue_bytes_largest",
+        |s| json!(s.largest_queue_bytes),
+    ),
+    gauge("queues.replayBytes", "streamgate_replay_bytes", |s| {
+        json!(s.replay_bytes)
+    }),
 ];
 
 /// Labelled series: per provider and per routing decision.

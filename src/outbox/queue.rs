@@ -176,7 +176,7 @@ impl Queues {
         };
         let was_empty = q.items.is_empty();
         if let Some(have) = have {
-            q.items.retain(|e| !e.position().is_some_and(|p| p <= have));
+            q.items.retain(|e| e.position().is_none_or(|p| p > have));
         }
         for event in lacking.into_iter().rev() {
             q.items.push_front(event);

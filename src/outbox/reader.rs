@@ -11,8 +11,8 @@
 //! outbox's only read slot: a resume waits for the previous writer's
 //! reader to be dropped before it rewinds.
 
+use super::client_outbox::{ClientOutbox, State};
 use super::event::{Outbound, StreamEvent};
-use super::{ClientOutbox, State};
 use std::sync::Arc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -66,8 +66,8 @@ impl ClientOutbox {
         match s.episode.notice(Instant::now()) {
             Ok(Some(n)) => Ok(Outbound::Notice(n.into_event(
                 s.queues.events(),
-                self.limits.threshold,
-                self.limits.policy,
+                self.settings.threshold,
+                self.settings.policy,
                 s.dropped,
             ))),
             Ok(None) => Err(None),

@@ -30,7 +30,11 @@ pub trait ReplayLog: Send {
     /// `after` (a position), or everything when `after` is `None`
     /// (including the stream's start). The record is emptied: the caller
     /// queues them again and the writer records them anew.
-    fn take_after(&mut self, stream: &str, after: Option<u64>) -> BoxFuture<'static, Vec<StreamEvent>>;
+    fn take_after(
+        &mut self,
+        stream: &str,
+        after: Option<u64>,
+    ) -> BoxFuture<'static, Vec<StreamEvent>>;
     /// Drop the record of `stream`.
     fn forget(&mut self, stream: &str);
     /// Bytes held, for `/stats`.
@@ -117,7 +121,11 @@ impl ReplayLog for MemoryReplay {
         });
     }
 
-    fn take_after(&mut self, stream: &str, after: Option<u64>) -> BoxFuture<'static, Vec<StreamEvent>> {
+    fn take_after(
+        &mut self,
+        stream: &str,
+        after: Option<u64>,
+    ) -> BoxFuture<'static, Vec<StreamEvent>> {
         let Some(r) = self.records.remove(stream) else {
             return Box::pin(std::future::ready(Vec::new()));
         };

@@ -5,8 +5,8 @@
 //! gone (its reader dropped, recording what it sent) and the next one will
 //! start with this reader.
 
-use super::OutboxReader;
 use super::event::StreamEvent;
+use super::reader::OutboxReader;
 use std::sync::Arc;
 
 /// A resumed stream, as `ai:reconnect:success` lists it.

@@ -2,12 +2,15 @@
 //! a reader taking, sending, giving back and rewinding.
 
 use super::*;
-use crate::protocol::{Done, StreamStart};
+use crate::protocol::{BackpressurePolicy, Done, StreamStart, Token};
+use crate::telemetry::Stats;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub fn outbox(ack_window: u64) -> Arc<ClientOutbox> {
     Arc::new(ClientOutbox::new(
-        OutboxLimits {
+        OutboxSettings {
             threshold: 100,
             max_bytes: 1 << 20,
             ack_window,
@@ -67,7 +70,9 @@ async fn streams_are_served_in_turn_and_a_refused_event_keeps_its_place() {
     for id in ["a", "b"] {
         o.push_stream_event(start(id));
         for n in 1..=2 {
-            o.push_token(token(id, n, &format!("{id}{n}"))).await.unwrap();
+            o.push_token(token(id, n, &format!("{id}{n}")))
+                .await
+                .unwrap();
         }
     }
     let mut r = o.reader().await;
@@ -106,7 +111,9 @@ async fn a_rewind_sends_again_what_the_client_lacks_exactly_once() {
         // client only saw up to 2.
     }
     let mut r = o.reader().await;
-    let (resumed, unknown) = r.rewind(Some(vec![("s".into(), Some(2)), ("x".into(), None)])).await;
+    let (resumed, unknown) = r
+        .rewind(Some(vec![("s".into(), Some(2)), ("x".into(), None)]))
+        .await;
     assert_eq!(unknown, ["x"]);
     assert_eq!(resumed[0].token_count, 5);
     assert_eq!(resumed[0].replayed, 1);

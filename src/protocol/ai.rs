@@ -87,7 +87,7 @@ pub type AgentContext = serde_json::Map<String, Value>;
 
 /// `ai:stream`: what a client asks for. Range rules that depend on config
 /// (`maxPromptChars`, `maxTokensLimit`, allowed models) are checked by
-/// [`StreamRequest::check_limits`].
+/// [`StreamRequest::check_bounds`].
 #[derive(Debug, Clone, Deserialize, Validate)]
 #[serde(rename_all = "camelCase")]
 pub struct StreamRequest {
@@ -112,7 +112,7 @@ pub struct StreamRequest {
 
 /// Limits from config that a request is checked against.
 #[derive(Debug, Clone)]
-pub struct RequestLimits {
+pub struct RequestBounds {
     pub max_prompt_chars: usize,
     pub max_tokens_limit: u32,
     pub max_messages: usize,
@@ -124,10 +124,10 @@ pub struct RequestLimits {
 /// into a [`StreamRequest`], so that an over-limit payload is refused
 /// before any typed copy of it is built (the JSON itself is bounded by the
 /// transport's `max_payload_bytes`). Fields of the wrong type are left to
-/// [`parse_payload`], which names them.
-pub fn check_stream_sizes(payload: &Value, limits: &RequestLimits) -> Result<(), FieldError> {
+/// [`super::parse_payload`], which names them.
+pub fn check_stream_sizes(payload: &Value, bounds: &RequestBounds) -> Result<(), FieldError> {
     if let Some(Value::String(prompt)) = payload.get("prompt") {
-        check_prompt(prompt, limits.max_prompt_chars)?;
+        check_prompt(prompt, bounds.max_prompt_chars)?;
     }
     if let Some(Value::Array(messages)) = payload.get("messages") {
         check_messages(
@@ -135,11 +135,11 @@ pub fn check_stream_sizes(payload: &Value, limits: &RequestLimits) -> Result<(),
             messages
                 .iter()
                 .filter_map(|m| m.get("content").and_then(Value::as_str)),
-            limits,
+            bounds,
         )?;
     }
     if let Some(ctx @ Value::Object(_)) = payload.get("agentContext") {
-        check_agent_context(ctx, limits.max_agent_context_bytes)?;
+        check_agent_context(ctx, bounds.max_agent_context_bytes)?;
     }
     Ok(())
 }
@@ -162,26 +162,26 @@ fn check_prompt(prompt: &str, max_chars: usize) -> Result<(), FieldError> {
 fn check_messages<'a>(
     count: usize,
     contents: impl Iterator<Item = &'a str>,
-    limits: &RequestLimits,
+    bounds: &RequestBounds,
 ) -> Result<(), FieldError> {
-    if count > limits.max_messages {
+    if count > bounds.max_messages {
         return Err(FieldError::new(
             "messages",
             format!(
                 "must hold at most {} messages (got {count})",
-                limits.max_messages
+                bounds.max_messages
             ),
         ));
     }
     let mut total = 0usize;
     for content in contents {
         total = total.saturating_add(content.len());
-        if total > limits.max_messages_bytes {
+        if total > bounds.max_messages_bytes {
             return Err(FieldError::new(
                 "messages",
                 format!(
                     "content must total at most {} bytes",
-                    limits.max_messages_bytes
+                    bounds.max_messages_bytes
                 ),
             ));
         }
@@ -203,23 +203,23 @@ fn check_agent_context(ctx: &impl Serialize, max_bytes: usize) -> Result<(), Fie
 impl StreamRequest {
     /// Rules that depend on config. Returns the first broken one; the
     /// payload-shape rules have already passed by then.
-    pub fn check_limits(&self, limits: &RequestLimits) -> Result<(), FieldError> {
-        check_prompt(&self.prompt, limits.max_prompt_chars)?;
+    pub fn check_bounds(&self, bounds: &RequestBounds) -> Result<(), FieldError> {
+        check_prompt(&self.prompt, bounds.max_prompt_chars)?;
         if let Some(n) = self.max_tokens
-            && n > limits.max_tokens_limit
+            && n > bounds.max_tokens_limit
         {
             return Err(FieldError::new(
                 "maxTokens",
-                format!("must be between 1 and {}", limits.max_tokens_limit),
+                format!("must be between 1 and {}", bounds.max_tokens_limit),
             ));
         }
         check_messages(
             self.messages.len(),
             self.messages.iter().map(|m| m.content.as_str()),
-            limits,
+            bounds,
         )?;
         if let Some(ctx) = &self.agent_context {
-            check_agent_context(ctx, limits.max_agent_context_bytes)?;
+            check_agent_context(ctx, bounds.max_agent_context_bytes)?;
         }
         Ok(())
     }

@@ -112,7 +112,10 @@ fn json_kind(v: &Value) -> &'static str {
 
 /// Deserialize, and on failure name the field by its path in the payload
 /// (`prompt`, `messages[0].role`) with serde's own account of the rule.
-fn serde_path_error<T: DeserializeOwned>(payload: Value, names: FieldNames) -> Result<T, FieldError> {
+fn serde_path_error<T: DeserializeOwned>(
+    payload: Value,
+    names: FieldNames,
+) -> Result<T, FieldError> {
     serde_path_to_error::deserialize(payload).map_err(|e| {
         let msg = e.inner().to_string();
         let path = e.path().to_string();

@@ -101,7 +101,7 @@ impl Drop for StreamGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbox::{ClientOutbox, OutboxLimits};
+    use crate::outbox::{ClientOutbox, OutboxSettings};
     use crate::protocol::BackpressurePolicy;
     use crate::rate_limit::ClientBudget;
     use tokio_util::sync::CancellationToken;
@@ -110,7 +110,7 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_stream_task_ends_only_its_stream() {
         let stats = Arc::new(Stats::default());
-        let limits = OutboxLimits {
+        let limits = OutboxSettings {
             threshold: 100,
             max_bytes: 1 << 20,
             ack_window: 256,

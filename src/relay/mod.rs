@@ -20,7 +20,7 @@ pub use task::StreamTask;
 use crate::clients::{Client, random_hex};
 use crate::error::GatewayError;
 use crate::orchestrator::Orchestrator;
-use crate::protocol::{RequestLimits, StreamRequest};
+use crate::protocol::{RequestBounds, StreamRequest};
 use crate::rate_limit::RateLimits;
 use crate::shutdown::Shutdown;
 use crate::telemetry::Stats;
@@ -34,7 +34,7 @@ pub struct StreamSettings {
     pub max_concurrent_streams: usize,
     pub stream_timeout: Duration,
     pub first_token_timeout: Duration,
-    pub request_limits: RequestLimits,
+    pub request_bounds: RequestBounds,
 }
 
 /// Admits streams and spawns their tasks.
@@ -48,8 +48,12 @@ pub struct Relay {
 
 impl Relay {
     /// Admit `req` for `client` and start it; returns the stream id.
-    pub fn start(&self, client: &Arc<Client>, req: StreamRequest) -> Result<Arc<str>, GatewayError> {
-        req.check_limits(&self.settings.request_limits)?;
+    pub fn start(
+        &self,
+        client: &Arc<Client>,
+        req: StreamRequest,
+    ) -> Result<Arc<str>, GatewayError> {
+        req.check_bounds(&self.settings.request_bounds)?;
         let route = self.orchestrator.route(&req)?;
         self.rate_limits.stream_start(&client.rate_key())?;
         let id: Arc<str> = match &req.stream_id {
@@ -67,8 +71,7 @@ impl Relay {
             first_token_timeout: self.settings.first_token_timeout,
         };
         let span = tracing::info_span!("stream", client = %client.id(), stream = %id);
-        self.shutdown
-            .spawn_stream(task.run(guard).instrument(span));
+        self.shutdown.spawn_stream(task.run(guard).instrument(span));
         Ok(id)
     }
 }

@@ -75,7 +75,10 @@ impl StreamTask {
             ..Progress::default()
         };
         let ending = match self.open_step(&guard, deadline, started).await {
-            Ok(opened) => self.relay_step(&guard, opened, deadline, &mut progress).await,
+            Ok(opened) => {
+                self.relay_step(&guard, opened, deadline, &mut progress)
+                    .await
+            }
             Err(ending) => ending,
         };
         self.finish_step(guard, ending, progress, started);
@@ -105,7 +108,10 @@ impl StreamTask {
             Ok(None) => {}
             Err(ending) => return Err(self.start_unserved(guard, ending)),
         }
-        let opened = match self.until(deadline, open(&self.route, self.first_token_timeout)).await {
+        let opened = match self
+            .until(deadline, open(&self.route, self.first_token_timeout))
+            .await
+        {
             Ok(Ok(opened)) => opened,
             Ok(Err(e)) => return Err(self.start_unserved(guard, Ending::Failed(e.into()))),
             Err(ending) => return Err(self.start_unserved(guard, ending)),
@@ -260,7 +266,13 @@ impl StreamTask {
     }
 
     /// The terminal events for `ending`, handed to the guard.
-    fn finish_step(&self, guard: StreamGuard, ending: Ending, progress: Progress, started: Instant) {
+    fn finish_step(
+        &self,
+        guard: StreamGuard,
+        ending: Ending,
+        progress: Progress,
+        started: Instant,
+    ) {
         let id = guard.id().clone();
         let tokens = progress.position;
         let (events, ended) = match ending {

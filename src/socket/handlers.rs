@@ -6,8 +6,9 @@
 //! part, and answers through [`reply`]. The fallible part runs under
 //! [`guard`], so a panic answers `internal` for that request only.
 
+use super::binding::Binding;
 use super::payload::{self, EventArg};
-use super::{Binding, reply, writer};
+use super::{reply, writer};
 use crate::app::App;
 use crate::clients::{Client, DetachReason};
 use crate::error::{GatewayError, RateLimit};
@@ -81,13 +82,15 @@ async fn on_stream(
 }
 
 fn start_stream(app: &App, client: &Arc<Client>, data: Value) -> Result<Arc<str>, GatewayError> {
-    check_stream_sizes(&data, &app.relay.settings.request_limits)?;
+    check_stream_sizes(&data, &app.relay.settings.request_bounds)?;
     let req: StreamRequest = parse_payload(data)?;
     app.relay.start(client, req)
 }
 
 async fn on_cancel(socket: SocketRef, TryData(arg): TryData<EventArg>) {
-    let Ok(client) = admitted(&socket) else { return };
+    let Ok(client) = admitted(&socket) else {
+        return;
+    };
     let result = guard::catch(event::CANCEL, || {
         let req = payload::decode::<CancelRequest>(arg)?;
         client.cancel_stream(&req.stream_id, CancelReason::Client)
@@ -98,7 +101,9 @@ async fn on_cancel(socket: SocketRef, TryData(arg): TryData<EventArg>) {
 }
 
 async fn on_ack(socket: SocketRef, TryData(arg): TryData<EventArg>) {
-    let Some(client) = client_of(&socket) else { return };
+    let Some(client) = client_of(&socket) else {
+        return;
+    };
     // Acks have their own budget; an ack over it is dropped, which the
     // next (cumulative) ack makes good.
     match client.budget.ack() {
@@ -106,7 +111,11 @@ async fn on_ack(socket: SocketRef, TryData(arg): TryData<EventArg>) {
         AckVerdict::Refuse => return,
         AckVerdict::RefuseAndTell(retry_after) => {
             let limit = RateLimit::Acks;
-            return reply::error(&client, &GatewayError::RateLimited { limit, retry_after }, None);
+            return reply::error(
+                &client,
+                &GatewayError::RateLimited { limit, retry_after },
+                None,
+            );
         }
     }
     let result = guard::catch(event::ACK, || {
@@ -120,7 +129,9 @@ async fn on_ack(socket: SocketRef, TryData(arg): TryData<EventArg>) {
 }
 
 async fn on_heartbeat(socket: SocketRef, TryData(arg): TryData<EventArg>) {
-    let Ok(client) = admitted(&socket) else { return };
+    let Ok(client) = admitted(&socket) else {
+        return;
+    };
     if let Err(e) = payload::decode::<HeartbeatRequest>(arg) {
         return reply::error(&client, &e.into(), None);
     }
@@ -133,10 +144,21 @@ async fn on_heartbeat(socket: SocketRef, TryData(arg): TryData<EventArg>) {
 }
 
 async fn on_unknown_event(socket: SocketRef, Event(name): Event) {
-    let Ok(client) = admitted(&socket) else { return };
+    let Ok(client) = admitted(&socket) else {
+        return;
+    };
     let shown: String = name.chars().take(64).collect();
-    let known = [event::STREAM, event::CANCEL, event::HEARTBEAT, event::ACK, event::RECONNECT];
-    let rule = format!("{shown:?} is not an event of /ai; known: {}", known.join(", "));
+    let known = [
+        event::STREAM,
+        event::CANCEL,
+        event::HEARTBEAT,
+        event::ACK,
+        event::RECONNECT,
+    ];
+    let rule = format!(
+        "{shown:?} is not an event of /ai; known: {}",
+        known.join(", ")
+    );
     reply::error(&client, &FieldError::new("event", rule).into(), None);
 }
 
@@ -180,7 +202,10 @@ async fn resume(app: &Arc<App>, socket: &SocketRef, fresh: &Arc<Client>, req: Re
         Ok(r) => r,
         Err(refused) => {
             let reason = refused.reason();
-            let failed = ReconnectFailed { previous_client_id, reason };
+            let failed = ReconnectFailed {
+                previous_client_id,
+                reason,
+            };
             return reply::control(fresh, event::RECONNECT_FAILED, &failed);
         }
     };
@@ -200,9 +225,15 @@ async fn resume(app: &Arc<App>, socket: &SocketRef, fresh: &Arc<Client>, req: Re
     };
     reply::control(&r.client, event::RECONNECT_SUCCESS, &success);
     for id in &r.unknown {
-        reply::error(&r.client, &GatewayError::UnknownStream(id.clone()), Some(id));
+        reply::error(
+            &r.client,
+            &GatewayError::UnknownStream(id.clone()),
+            Some(id),
+        );
     }
-    let Some(old) = Binding::of(socket) else { return };
+    let Some(old) = Binding::of(socket) else {
+        return;
+    };
     let binding = Binding {
         client: r.client,
         attachment: r.attachment,

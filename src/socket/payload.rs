@@ -8,8 +8,8 @@
 //! limit) is named as such: no error text of the library is matched.
 
 use crate::protocol::{FieldError, Invalid, parse_payload};
-use serde::de::{Deserialize, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::de::DeserializeOwned;
+use serde::de::{Deserialize, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde_json::Value;
 use socketioxide::ParserError;
 use validator::Validate;

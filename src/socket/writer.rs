@@ -13,11 +13,12 @@
 //! ends, the reason says what to do with the socket: nothing (it closed),
 //! close it (heartbeat stale), or tell it it was taken over and close it.
 
-use super::{Binding, render, reply};
+use super::binding::Binding;
+use super::{render, reply};
 use crate::app::App;
 use crate::clients::{Attachment, Client, DetachReason};
 use crate::error::GatewayError;
-use crate::outbox::{OutboxReader, Outbound};
+use crate::outbox::{Outbound, OutboxReader};
 use socketioxide::extract::SocketRef;
 use socketioxide::{SendError, SocketError};
 use std::sync::Arc;
@@ -111,14 +112,23 @@ async fn write(
 }
 
 /// What the end of a writer means for its socket and its client.
-fn finish(app: &App, socket: &SocketRef, client: &Arc<Client>, attachment: &Attachment, end: WriterEnd) {
+fn finish(
+    app: &App,
+    socket: &SocketRef,
+    client: &Arc<Client>,
+    attachment: &Attachment,
+    end: WriterEnd,
+) {
     match end {
         WriterEnd::Flushed => {}
-        WriterEnd::Closed => app.clients.detach(client, attachment.epoch, DetachReason::Gone),
+        WriterEnd::Closed => app
+            .clients
+            .detach(client, attachment.epoch, DetachReason::Gone),
         WriterEnd::TransportDead => {
             tracing::info!(client = %client.id(), "transport stuck past its liveness window; detaching");
             let _ = socket.clone().disconnect();
-            app.clients.detach(client, attachment.epoch, DetachReason::Gone);
+            app.clients
+                .detach(client, attachment.epoch, DetachReason::Gone);
         }
         WriterEnd::Detached => match attachment.reason() {
             Some(DetachReason::Stale) => {
@@ -164,10 +174,9 @@ impl Pace {
     /// A refusal: double the pause; returns how long emits have been refused.
     fn refused(&mut self) -> Duration {
         let since = *self.refused_since.get_or_insert_with(Instant::now);
-        self.pause = Some(
-            self.pause
-                .map_or(Duration::from_millis(2), |p| (p * 2).min(Duration::from_secs(1))),
-        );
+        self.pause = Some(self.pause.map_or(Duration::from_millis(2), |p| {
+            (p * 2).min(Duration::from_secs(1))
+        }));
         since.elapsed()
     }
 }

@@ -17,9 +17,9 @@
 //! `ANTHROPIC_BASE_URL` works as in the official SDK (`https://api.anthropic.com`,
 //! no version); a base already ending in `/v1` is accepted as well.
 
-use super::sse::{DecodeError, EventDecoder};
 use super::http::{self, ApiKey};
-use super::{Chunk, ChunkStream, Provider, ProviderId, UpstreamRequest};
+use super::provider::{Chunk, ChunkStream, Provider, ProviderProfile, UpstreamRequest};
+use super::sse::{DecodeError, EventDecoder};
 use crate::config::ProviderConfig;
 use crate::error::ProviderError;
 use crate::protocol::{Role, Usage};
@@ -34,7 +34,7 @@ use std::sync::Arc;
 const API_VERSION: &str = "2023-06-01";
 
 pub struct AnthropicProvider {
-    id: ProviderId,
+    profile: ProviderProfile,
     messages_url: String,
     models_url: String,
     max_tokens_default: u32,
@@ -80,7 +80,7 @@ impl AnthropicProvider {
         );
         tracing::info!(provider = name, base = %root, key_env = %key.env, key_set = key.is_set(), "anthropic provider");
         Ok(Self {
-            id: ProviderId::new(name, config, stats),
+            profile: ProviderProfile::new(name, config, stats),
             messages_url: format!("{root}/v1/messages"),
             models_url: format!("{root}/v1/models"),
             max_tokens_default: config.max_tokens_default,
@@ -91,8 +91,8 @@ impl AnthropicProvider {
 }
 
 impl Provider for AnthropicProvider {
-    fn id(&self) -> &ProviderId {
-        &self.id
+    fn profile(&self) -> &ProviderProfile {
+        &self.profile
     }
 
     fn open(
@@ -123,7 +123,7 @@ impl Provider for AnthropicProvider {
         };
         let send = self.client.post(&self.messages_url).json(&body).send();
         http::open_sse(
-            self.id.name.clone(),
+            self.profile.name.clone(),
             self.key.clone(),
             send,
             AnthropicEventDecoder::default(),
@@ -132,7 +132,7 @@ impl Provider for AnthropicProvider {
 
     fn probe(&self) -> BoxFuture<'static, Result<(), ProviderError>> {
         http::probe(
-            self.id.name.clone(),
+            self.profile.name.clone(),
             self.key.clone(),
             &self.client,
             &self.models_url,

@@ -9,7 +9,7 @@
 //! scrubbed from that message in case an upstream echoes it, and dropped
 //! entirely for 401/403 (whose messages tend to quote part of the key).
 
-use super::ChunkStream;
+use super::provider::ChunkStream;
 use super::sse::{EventDecoder, sse_chunks};
 use crate::config::{ProviderConfig, ProviderKind};
 use crate::error::ProviderError;

@@ -9,7 +9,7 @@
 //! never read, and dropping the stream drops the body, closing the
 //! connection. Nothing is read ahead of the consumer.
 
-use super::{Chunk, ChunkStream};
+use super::provider::{Chunk, ChunkStream};
 use crate::error::ProviderError;
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt, TryStreamExt};
@@ -110,7 +110,9 @@ where
     E: std::fmt::Display,
     D: LineDecoder,
 {
-    let body = body.map_err(|e| std::io::Error::other(e.to_string())).boxed();
+    let body = body
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .boxed();
     let reader = StreamReader::new(body);
     let frames = FramedRead::new(reader, NdjsonCodec::new(decoder));
     let upstream = move |detail: String| ProviderError::Upstream {

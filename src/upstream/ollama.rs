@@ -9,7 +9,7 @@
 
 use super::http::{self, ApiKey};
 use super::ndjson::{LineDecoder, ndjson_chunks};
-use super::{Chunk, ChunkStream, Provider, ProviderId, UpstreamRequest};
+use super::provider::{Chunk, ChunkStream, Provider, ProviderProfile, UpstreamRequest};
 use crate::config::ProviderConfig;
 use crate::error::ProviderError;
 use crate::protocol::{ChatMessage, Usage};
@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 pub struct OllamaProvider {
-    id: ProviderId,
+    profile: ProviderProfile,
     chat_url: String,
     tags_url: String,
     client: reqwest::Client,
@@ -60,7 +60,7 @@ impl OllamaProvider {
     ) -> Result<Self, ProviderError> {
         let base = config.base_url.trim_end_matches('/');
         Ok(Self {
-            id: ProviderId::new(name, config, stats),
+            profile: ProviderProfile::new(name, config, stats),
             chat_url: format!("{base}/api/chat"),
             tags_url: format!("{base}/api/tags"),
             client: http::client(name, config, HeaderMap::new())?,
@@ -70,8 +70,8 @@ impl OllamaProvider {
 }
 
 impl Provider for OllamaProvider {
-    fn id(&self) -> &ProviderId {
-        &self.id
+    fn profile(&self) -> &ProviderProfile {
+        &self.profile
     }
 
     fn open(
@@ -88,7 +88,7 @@ impl Provider for OllamaProvider {
             },
         };
         let send = self.client.post(&self.chat_url).json(&body).send();
-        let (name, key) = (self.id.name.clone(), self.key.clone());
+        let (name, key) = (self.profile.name.clone(), self.key.clone());
         Box::pin(async move {
             let response = http::check(&name, &key, send).await?;
             Ok(ndjson_chunks(name, response.bytes_stream(), OllamaLines))
@@ -97,7 +97,7 @@ impl Provider for OllamaProvider {
 
     fn probe(&self) -> BoxFuture<'static, Result<(), ProviderError>> {
         http::probe(
-            self.id.name.clone(),
+            self.profile.name.clone(),
             self.key.clone(),
             &self.client,
             &self.tags_url,
@@ -194,16 +194,25 @@ mod tests {
     #[tokio::test]
     async fn error_line_is_an_error() {
         let got = decode_pieces(vec![b"{\"error\":\"model 'x' not found\"}\n"], OllamaLines).await;
-        assert!(matches!(&got[..], [Err(e)] if e.contains("not found")), "{got:?}");
+        assert!(
+            matches!(&got[..], [Err(e)] if e.contains("not found")),
+            "{got:?}"
+        );
     }
 
     #[tokio::test]
     async fn endless_line_is_capped_and_a_body_without_done_is_broken() {
         let big = vec![b'a'; MAX_LINE_BYTES + 1];
         let got = decode_pieces(vec![&big], OllamaLines).await;
-        assert!(matches!(&got[..], [Err(e)] if e.contains("exceeded")), "{got:?}");
+        assert!(
+            matches!(&got[..], [Err(e)] if e.contains("exceeded")),
+            "{got:?}"
+        );
         let line = b"{\"message\":{\"content\":\"x\"},\"done\":false}\n";
         let got = decode_pieces(vec![line], OllamaLines).await;
-        assert!(matches!(&got[..], [Ok(_), Err(e)] if e.contains("done line")), "{got:?}");
+        assert!(
+            matches!(&got[..], [Ok(_), Err(e)] if e.contains("done line")),
+            "{got:?}"
+        );
     }
 }

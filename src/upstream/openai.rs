@@ -16,9 +16,9 @@
 //! both `https://api.openai.com` and `https://api.openai.com/v1` work, and a
 //! base with its own path (`https://host/api/openai/v1beta`) is used as is.
 
-use super::sse::{DecodeError, EventDecoder};
 use super::http::{self, ApiKey};
-use super::{Chunk, ChunkStream, Provider, ProviderId, UpstreamRequest};
+use super::provider::{Chunk, ChunkStream, Provider, ProviderProfile, UpstreamRequest};
+use super::sse::{DecodeError, EventDecoder};
 use crate::config::ProviderConfig;
 use crate::error::ProviderError;
 use crate::protocol::{ChatMessage, Usage};
@@ -31,7 +31,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 pub struct OpenAiProvider {
-    id: ProviderId,
+    profile: ProviderProfile,
     chat_url: String,
     models_url: String,
     client: reqwest::Client,
@@ -85,7 +85,7 @@ impl OpenAiProvider {
         }
         tracing::info!(provider = name, api_root = %root, key_env = %key.env, key_set = key.is_set(), "openai-compatible provider");
         Ok(Self {
-            id: ProviderId::new(name, config, stats),
+            profile: ProviderProfile::new(name, config, stats),
             chat_url: format!("{root}/chat/completions"),
             models_url: format!("{root}/models"),
             client: http::client(name, config, headers)?,
@@ -95,8 +95,8 @@ impl OpenAiProvider {
 }
 
 impl Provider for OpenAiProvider {
-    fn id(&self) -> &ProviderId {
-        &self.id
+    fn profile(&self) -> &ProviderProfile {
+        &self.profile
     }
 
     fn open(
@@ -115,7 +115,7 @@ impl Provider for OpenAiProvider {
         };
         let send = self.client.post(&self.chat_url).json(&body).send();
         http::open_sse(
-            self.id.name.clone(),
+            self.profile.name.clone(),
             self.key.clone(),
             send,
             OpenAiEventDecoder::default(),
@@ -124,7 +124,7 @@ impl Provider for OpenAiProvider {
 
     fn probe(&self) -> BoxFuture<'static, Result<(), ProviderError>> {
         http::probe(
-            self.id.name.clone(),
+            self.profile.name.clone(),
             self.key.clone(),
             &self.client,
             &self.models_url,

@@ -6,7 +6,7 @@
 //! reply is a fixed function of the prompt and the token budget, so two
 //! runs of the same request produce the same tokens.
 
-use super::{Chunk, ChunkStream, Provider, ProviderId, UpstreamRequest};
+use super::provider::{Chunk, ChunkStream, Provider, ProviderProfile, UpstreamRequest};
 use crate::config::ProviderConfig;
 use crate::error::ProviderError;
 use crate::protocol::Usage;
@@ -61,7 +61,7 @@ const WORDS: &[&str] = &[
 ];
 
 pub struct SimulatedProvider {
-    id: ProviderId,
+    profile: ProviderProfile,
     interval: Option<Duration>,
     reply_tokens: u32,
 }
@@ -71,7 +71,7 @@ impl SimulatedProvider {
         let interval = (config.tokens_per_second > 0.0)
             .then(|| Duration::from_secs_f64(1.0 / config.tokens_per_second));
         Self {
-            id: ProviderId::new(name, config, stats),
+            profile: ProviderProfile::new(name, config, stats),
             interval,
             reply_tokens: config.reply_tokens.max(1),
         }
@@ -105,8 +105,8 @@ impl SimulatedProvider {
 }
 
 impl Provider for SimulatedProvider {
-    fn id(&self) -> &ProviderId {
-        &self.id
+    fn profile(&self) -> &ProviderProfile {
+        &self.profile
     }
 
     fn open(

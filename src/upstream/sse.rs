@@ -12,7 +12,7 @@
 //! that breaks before the first token is "unavailable" (the next provider
 //! of the chain may serve); after it, the stream has failed.
 
-use super::{Chunk, ChunkStream};
+use super::provider::{Chunk, ChunkStream};
 use crate::error::ProviderError;
 use bytes::Bytes;
 use eventsource_stream::{Event, EventStream};
