@@ -36,6 +36,8 @@ pub struct Config {
     pub backpressure: BackpressureConfig,
     #[validate(nested)]
     pub routing: RoutingConfig,
+    #[validate(nested)]
+    pub http: HttpConfig,
     pub auth: AuthConfig,
     pub limits: RateLimitConfig,
     pub providers: BTreeMap<String, ProviderConfig>,
@@ -173,6 +175,24 @@ pub struct RoutingConfig {
     pub llm_timeout_ms: u64,
 }
 
+/// The HTTP doors (`/api/chat/stream`, `/v1`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// A `: keep-alive` comment is sent on an event stream after this long
+    /// with nothing else sent, so proxies do not time out a slow first token.
+    #[validate(range(min = 100, message = "must be at least 100"))]
+    pub sse_keepalive_ms: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            sse_keepalive_ms: 15_000,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
@@ -253,6 +273,7 @@ impl Default for Config {
             session: SessionConfig::default(),
             backpressure: BackpressureConfig::default(),
             routing: RoutingConfig::default(),
+            http: HttpConfig::default(),
             auth: AuthConfig::default(),
             limits: RateLimitConfig::default(),
             providers,

@@ -33,11 +33,16 @@ pub enum GatewayError {
     ModelNotAllowed { model: String, allowed: Vec<String> },
     #[error("unknown provider {name}")]
     UnknownProvider { name: String, known: Vec<String> },
+    #[error("unknown agent {name}")]
+    UnknownAgent { name: String, known: Vec<String> },
     #[error(transparent)]
     Provider(#[from] ProviderError),
     /// Another connection resumed this client.
     #[error("taken over by another connection")]
     TakenOver,
+    /// Another user's stream, session or client, for writing.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -49,6 +54,10 @@ pub struct WireError {
     pub message: String,
     pub retryable: bool,
     pub details: Value,
+    /// The HTTP status an HTTP door answers it with.
+    pub status: u16,
+    /// How long to wait before retrying, when the error says.
+    pub retry_after: Option<Duration>,
 }
 
 impl WireError {
@@ -86,6 +95,14 @@ pub enum ProviderError {
     /// The upstream answered, but with an error, or its stream broke.
     #[error("{provider} failed: {detail}")]
     Upstream { provider: String, detail: String },
+    /// The upstream refused the request itself (a 4xx other than 429):
+    /// trying again, or elsewhere, would not help.
+    #[error("{provider} refused the request (HTTP {status}): {detail}")]
+    Rejected {
+        provider: String,
+        status: u16,
+        detail: String,
+    },
     /// No first token within the first-token timeout.
     #[error("{provider} sent no token within {after:?}")]
     FirstTokenTimeout { provider: String, after: Duration },
@@ -96,6 +113,7 @@ impl ProviderError {
         match self {
             Self::Unavailable { provider, .. }
             | Self::Upstream { provider, .. }
+            | Self::Rejected { provider, .. }
             | Self::FirstTokenTimeout { provider, .. } => provider,
         }
     }
@@ -113,15 +131,20 @@ impl ProviderError {
 impl GatewayError {
     pub fn code(&self) -> &'static str {
         match self {
-            Self::InvalidRequest(_) | Self::UnknownProvider { .. } => "invalid_request",
+            Self::InvalidRequest(_) | Self::UnknownProvider { .. } | Self::UnknownAgent { .. } => {
+                "invalid_request"
+            }
             Self::Unauthorized(_) | Self::TakenOver => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
             Self::RateLimited { .. } => "rate_limited",
             Self::TooManyStreams { .. } => "too_many_streams",
             Self::DuplicateStreamId(_) => "duplicate_stream_id",
             Self::UnknownStream(_) => "unknown_stream",
             Self::ModelNotAllowed { .. } => "model_not_allowed",
             Self::Provider(ProviderError::Unavailable { .. }) => "upstream_unavailable",
-            Self::Provider(ProviderError::Upstream { .. }) => "upstream_error",
+            Self::Provider(ProviderError::Upstream { .. } | ProviderError::Rejected { .. }) => {
+                "upstream_error"
+            }
             Self::Provider(ProviderError::FirstTokenTimeout { .. }) => "timeout",
             Self::Internal(_) => "internal",
         }
@@ -178,12 +201,21 @@ impl GatewayError {
                     known.join(", ")
                 )
             }
+            Self::UnknownAgent { name, known } => {
+                format!("agent {name:?} is not configured; configured: {}", known.join(", "))
+            }
             Self::Provider(ProviderError::Unavailable { provider, .. }) => {
                 format!("provider {provider} could not be reached")
             }
             Self::Provider(ProviderError::Upstream { provider, .. }) => {
                 format!("provider {provider} failed while streaming")
             }
+            Self::Provider(ProviderError::Rejected {
+                provider, status, ..
+            }) => match status {
+                404 => format!("provider {provider} does not know the requested model (HTTP 404)"),
+                s => format!("provider {provider} refused the request (HTTP {s})"),
+            },
             Self::Provider(ProviderError::FirstTokenTimeout { provider, after }) => {
                 format!(
                     "provider {provider} sent no token within {} ms",
@@ -193,6 +225,7 @@ impl GatewayError {
             Self::TakenOver => {
                 "this client was taken over by another connection (ai:reconnect)".to_string()
             }
+            Self::Forbidden(what) => format!("{what} belongs to another user"),
             Self::Internal(_) => "internal error".to_string(),
         }
     }
@@ -204,9 +237,21 @@ impl GatewayError {
             message: self.client_message(),
             retryable: self.retryable(),
             details: self.details(),
+            status: self.http_status(),
+            retry_after: match self {
+                Self::RateLimited { retry_after, .. } => Some(*retry_after),
+                _ => None,
+            },
         }
     }
 
+    fn http_status(&self) -> u16 {
+        match self {
+            // An upstream that does not know the model: as OpenAI answers it.
+            Self::Provider(ProviderError::Rejected { status: 404, .. }) => 404,
+            e => status_for(e.code()),
+        }
+    }
     /// `details` of `ai:error`.
     pub fn details(&self) -> Value {
         match self {
@@ -226,6 +271,7 @@ impl GatewayError {
                 json!({ "field": "model", "allowed": allowed })
             }
             Self::UnknownProvider { known, .. } => json!({ "field": "provider", "allowed": known }),
+            Self::UnknownAgent { known, .. } => json!({ "field": "agent", "allowed": known }),
             Self::DuplicateStreamId(id) | Self::UnknownStream(id) => {
                 json!({ "field": "streamId", "streamId": id })
             }
@@ -256,6 +302,22 @@ impl GatewayError {
             _ => "malformed token".to_string(),
         };
         Self::Unauthorized(why)
+    }
+}
+
+/// The HTTP status an HTTP door answers a wire code with.
+pub fn status_for(code: &str) -> u16 {
+    match code {
+        "invalid_request" | "model_not_allowed" => 400,
+        "unauthorized" => 401,
+        "forbidden" => 403,
+        "unknown_stream" | "unknown_session" => 404,
+        "duplicate_stream_id" | "session_busy" => 409,
+        "rate_limited" | "too_many_streams" => 429,
+        "upstream_error" => 502,
+        "upstream_unavailable" | "node_lost" => 503,
+        "timeout" => 504,
+        _ => 500,
     }
 }
 

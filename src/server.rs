@@ -36,6 +36,7 @@ pub fn router(app: Arc<App>) -> (axum::Router, SocketIo) {
         .build_layer();
     socket::register(&io);
     let router = ops::routes(app.clone())
+        .merge(http::routes(app.clone()))
         .layer(layer)
         // Outside socketioxide's layer, so the head it keeps is a copy.
         .layer(axum::middleware::map_request(

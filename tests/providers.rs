@@ -45,6 +45,7 @@ fn request() -> UpstreamRequest {
         ],
         temperature: Some(0.5),
         max_tokens: None,
+        stop: Vec::new(),
     }
 }
 

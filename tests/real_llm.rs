@@ -129,6 +129,7 @@ fn request(prompt: &str, max_tokens: u32) -> UpstreamRequest {
         ],
         temperature: Some(0.0),
         max_tokens: Some(max_tokens),
+        stop: Vec::new(),
     }
 }
 

@@ -120,6 +120,7 @@ pub struct Client {
 
 impl Client {
     pub fn new(
+        id: Option<Arc<str>>,
         owner: Option<UserId>,
         budget: ClientBudget,
         parent: &CancellationToken,
@@ -131,7 +132,7 @@ impl Client {
             owner,
             budget,
             seat: Mutex::new(Seat {
-                id: format!("c_{}", random_hex(12)).into(),
+                id: id.unwrap_or_else(|| format!("c_{}", random_hex(12)).into()),
                 resume_token: random_hex(16),
                 attached: None,
                 epoch: 0,

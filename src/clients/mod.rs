@@ -42,6 +42,15 @@ pub struct Clients {
     stats: Arc<Stats>,
 }
 
+/// How a client's transport is judged alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// By its `ai:heartbeat`s (a socket): stale after three intervals.
+    Heartbeat,
+    /// By its connection alone (an HTTP response): no heartbeat expected.
+    Connection,
+}
+
 /// A successful resume, for the door to finish: announce it, bind its
 /// transport to `client`, and start a writer with `reader`.
 pub struct Resumption {
@@ -72,28 +81,34 @@ impl Clients {
     /// A new client for a connection that just arrived, not yet registered
     /// (the door registers it with [`Clients::attach_new`] once its
     /// transport is up).
+    /// `id` names the client (`None`: a fresh random one).
     pub fn open(
         &self,
+        id: Option<Arc<str>>,
         owner: Option<UserId>,
         budget: ClientBudget,
-        limits: OutboxSettings,
+        settings: OutboxSettings,
     ) -> Arc<Client> {
-        let outbox = Arc::new(ClientOutbox::new(limits, self.stats.clone()));
-        let client = Arc::new(Client::new(owner, budget, &self.shutdown.root, outbox));
+        let outbox = Arc::new(ClientOutbox::new(settings, self.stats.clone()));
+        let client = Arc::new(Client::new(id, owner, budget, &self.shutdown.root, outbox));
         client.touch();
         client
     }
 
     /// Register `client` and attach its first writer.
-    pub fn attach_new(&self, client: &Arc<Client>) -> Attachment {
+    pub fn attach_new(&self, client: &Arc<Client>, liveness: Liveness) -> Attachment {
         self.registry.insert(client.clone());
-        self.attach(client)
+        self.attach(client, liveness)
     }
 
-    /// Attach a writer, and watch the client's heartbeat while it lasts.
-    fn attach(&self, client: &Arc<Client>) -> Attachment {
+    /// Attach a writer (ending the current one, if any, with
+    /// `TakenOver`), and watch the client's heartbeat while it lasts when
+    /// its transport is judged that way.
+    fn attach(&self, client: &Arc<Client>, liveness: Liveness) -> Attachment {
         let (attachment, _) = client.attach();
-        self.watch_heartbeat(client.clone(), attachment.clone());
+        if liveness == Liveness::Heartbeat {
+            self.watch_heartbeat(client.clone(), attachment.clone());
+        }
         attachment
     }
 
@@ -150,22 +165,38 @@ impl Clients {
         };
         fresh.cancel_all(CancelReason::Disconnect, DetachReason::Resumed);
         fresh.outbox.clear();
-        let attachment = self.attach(&client);
+        tracing::info!(client = %client.id(), previous = %previous_id, "client resumed");
+        Ok(self.reattach(client, wanted, Liveness::Heartbeat).await)
+    }
+
+    /// Attach a new writer to `client` (a second writer still attached is
+    /// ended with `TakenOver`) and rewind its outbox to what the client
+    /// says it has (see [`OutboxReader::rewind`]).
+    pub async fn reattach(
+        &self,
+        client: Arc<Client>,
+        wanted: Option<Vec<(String, Option<u64>)>>,
+        liveness: Liveness,
+    ) -> Resumption {
+        let was_detached = !client.is_attached();
+        let attachment = self.attach(&client, liveness);
+        if was_detached && self.registry.get(&client.id()).is_some() {
+            self.registry.reattached();
+        }
         // Nothing may be sent for this client until the previous writer is gone.
         let mut reader = client.outbox.reader().await;
         let (streams, unknown) = reader.rewind(wanted).await;
         let replayed: u64 = streams.iter().map(|r| r.replayed).sum();
         self.stats.resumes_succeeded.fetch_add(1, Relaxed);
         self.stats.tokens_replayed.fetch_add(replayed, Relaxed);
-        tracing::info!(client = %client.id(), previous = %previous_id, streams = streams.len(), replayed, "client resumed");
         client.touch();
-        Ok(Resumption {
+        Resumption {
             client,
             attachment,
             reader,
             streams,
             unknown,
-        })
+        }
     }
 
     /// Finish every client now (shutdown, after the grace period).

@@ -98,17 +98,18 @@ impl ClientRegistry {
         let old_id = previous
             .rename_if_token(token, new_id.clone())
             .ok_or(ResumeRefused::Forbidden)?;
-        let was_attached = previous.is_attached();
         self.clients.remove(&old_id);
-        // `fresh` counted as connected; now `previous` stands in its place.
+        // `fresh` is forgotten (it counted as connected); `previous` takes
+        // its id. Its own move to attached is counted by `reattached`.
         self.clients.insert(new_id, previous.clone());
-        if was_attached {
-            // A second tab: it is about to be told and closed.
-            self.stats.clients_connected.fetch_sub(1, Relaxed);
-        } else {
-            self.stats.clients_detached.fetch_sub(1, Relaxed);
-        }
+        self.stats.clients_connected.fetch_sub(1, Relaxed);
         Ok(previous)
+    }
+
+    /// A detached client was attached again.
+    pub fn reattached(&self) {
+        self.stats.clients_detached.fetch_sub(1, Relaxed);
+        self.stats.clients_connected.fetch_add(1, Relaxed);
     }
 
     /// Forget `client` at once, wherever it stands (shutdown).

@@ -1,6 +1,63 @@
-//! HTTP plumbing shared by every door on the port.
+//! The HTTP doors, on the same port as `/ai`: server-sent events
+//! (`/api/chat/stream`, [`sse`]) and the OpenAI-compatible API (`/v1`,
+//! [`openai`]), over the same validation, limits, JWT, orchestrator,
+//! providers, cancellation and metrics as `/ai`.
 //!
-//! [`head`] copies each request's head out of hyper's read buffer before
-//! socketioxide keeps it (see there why).
+//! Each streaming request is a client of its own whose writer is the
+//! response body ([`stream`]); what the doors read first (the caller, the
+//! JSON body) is in [`caller`], how they answer errors in [`error`]. Bodies
+//! are bounded by `server.max_payload_bytes` (tower-http's limit, its
+//! refusal answered as JSON too). [`head`] is the layer in front of every
+//! door that copies each request head out of hyper's read buffer.
 
+pub mod caller;
+pub mod error;
 pub mod head;
+pub mod openai;
+pub mod sse;
+pub mod stream;
+
+use crate::app::App;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use error::{ApiError, Shape};
+use std::sync::Arc;
+use tower_http::limit::RequestBodyLimitLayer;
+
+/// The routes of every HTTP door.
+pub fn routes(app: Arc<App>) -> Router {
+    let limit = usize::try_from(app.config.server.max_payload_bytes).unwrap_or(usize::MAX);
+    Router::new()
+        .merge(sse::routes())
+        .merge(openai::routes())
+        .layer(axum::middleware::from_fn(json_refusals))
+        .layer(RequestBodyLimitLayer::new(limit))
+        .layer(DefaultBodyLimit::disable())
+        .with_state(app)
+}
+
+/// A body over the limit is refused by tower-http before a handler runs,
+/// in plain text: answer it as the door's JSON error instead.
+async fn json_refusals(req: Request, next: Next) -> Response {
+    let shape = if req.uri().path().starts_with("/v1/") {
+        Shape::OpenAi
+    } else {
+        Shape::Plain
+    };
+    let response = next.run(req).await;
+    let plain = !response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/event-stream"));
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && plain {
+        let err = crate::protocol::FieldError::new("body", "is larger than server.max_payload_bytes");
+        let mut e = ApiError::new(&err.into(), shape);
+        e.wire.status = 413;
+        return e.into_response();
+    }
+    response
+}

@@ -79,6 +79,7 @@ impl LlmRouter {
             ],
             temperature: Some(0.0),
             max_tokens: Some(8),
+            stop: Vec::new(),
         };
         let provider = self.provider.clone();
         let intents = self.intents.clone();

@@ -47,6 +47,7 @@ pub struct Route {
     pub messages: Vec<ChatMessage>,
     pub temperature: Option<f64>,
     pub max_tokens: Option<u32>,
+    pub stop: Vec<String>,
     /// Pause before fallback attempt `n` is `n` × this.
     pub fallback_backoff: Duration,
     /// Set when the rules were unsure and the LLM router is on: resolves to
@@ -83,6 +84,7 @@ impl Route {
             messages: self.messages.clone(),
             temperature: self.temperature,
             max_tokens: self.max_tokens,
+            stop: self.stop.clone(),
         }
     }
 }
@@ -186,6 +188,8 @@ enum DecidedBy {
     Rules,
     DefaultAgent,
     Llm,
+    /// The request named the agent.
+    Request,
 }
 
 pub struct Orchestrator {
@@ -323,11 +327,46 @@ impl Orchestrator {
                 allowed: self.allowed_models.clone(),
             });
         }
-        if req.use_orchestrator.unwrap_or(req.provider.is_none()) {
+        if let Some(name) = &req.agent {
+            self.route_to_named_agent(req, name)
+        } else if req.use_orchestrator.unwrap_or(req.provider.is_none()) {
             self.route_to_agent(req)
         } else {
             self.table.route_direct(req)
         }
+    }
+
+    /// The names of the agents, in the agents file's order.
+    pub fn agent_names(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.table.agents.iter().map(|a| &a.name)
+    }
+
+    /// The route under the agent the request named (no classification).
+    fn route_to_named_agent(&self, req: &StreamRequest, name: &str) -> Result<Route, GatewayError> {
+        let t = &self.table;
+        let agent = t
+            .agents
+            .iter()
+            .position(|a| a.name.as_ref() == name)
+            .ok_or_else(|| GatewayError::UnknownAgent {
+                name: name.to_string(),
+                known: self.agent_names().map(|n| n.to_string()).collect(),
+            })?;
+        let first = &t.agents[agent].spec.intents[0];
+        let intent = t
+            .intents
+            .iter()
+            .position(|n| n.as_ref() == first.as_str())
+            .unwrap_or(0);
+        let decision = Decision {
+            agent,
+            intent,
+            confidence: 1.0,
+            unsure: false,
+            by: DecidedBy::Request,
+        };
+        t.record(&decision, "named by the request");
+        t.build(req, &decision)
     }
 
     fn route_to_agent(&self, req: &StreamRequest) -> Result<Route, GatewayError> {
@@ -444,6 +483,7 @@ impl AgentTable {
             messages,
             temperature: req.temperature,
             max_tokens: req.max_tokens,
+            stop: req.stop.clone(),
             fallback_backoff: self.fallback_backoff,
             refine: Mutex::new(None),
         })
@@ -485,6 +525,7 @@ impl AgentTable {
             messages,
             temperature: req.temperature.or(agent.spec.temperature),
             max_tokens: req.max_tokens.or(agent.spec.max_tokens),
+            stop: req.stop.clone(),
             fallback_backoff: self.fallback_backoff,
             refine: Mutex::new(None),
         })

@@ -85,10 +85,11 @@ pub struct ChatMessage {
 /// JSON (the orchestrator reads the fields it knows); its size is capped.
 pub type AgentContext = serde_json::Map<String, Value>;
 
-/// `ai:stream`: what a client asks for. Range rules that depend on config
-/// (`maxPromptChars`, `maxTokensLimit`, allowed models) are checked by
-/// [`StreamRequest::check_bounds`].
-#[derive(Debug, Clone, Deserialize, Validate)]
+/// `ai:stream`: what a client asks for, and the engine's request whichever
+/// door it came through (doors translate their own bodies into it). Range
+/// rules that depend on config (`maxPromptChars`, `maxTokensLimit`) are
+/// checked by [`StreamRequest::check_bounds`].
+#[derive(Debug, Clone, Default, Deserialize, Validate)]
 #[serde(rename_all = "camelCase")]
 pub struct StreamRequest {
     #[validate(length(min = 1, message = "must be a non-empty string"))]
@@ -106,8 +107,16 @@ pub struct StreamRequest {
     pub max_tokens: Option<u32>,
     pub use_orchestrator: Option<bool>,
     pub agent_context: Option<AgentContext>,
-    #[validate(custom(function = "validate_stream_id"))]
+    #[validate(custom(function = "validate_id"))]
     pub stream_id: Option<String>,
+    /// The agent to serve, by name: set by doors whose clients pick one
+    /// (`agent:<name>` on `/v1`); never read from an `/ai` payload.
+    #[serde(skip)]
+    pub agent: Option<String>,
+    /// Stop sequences for the upstream: set by doors that take them
+    /// (`stop` on `/v1`); never read from an `/ai` payload.
+    #[serde(skip)]
+    pub stop: Vec<String>,
 }
 
 /// Limits from config that a request is checked against.
@@ -225,7 +234,8 @@ impl StreamRequest {
     }
 }
 
-fn validate_stream_id(id: &str) -> Result<(), validator::ValidationError> {
+/// Stream and session ids: 1..=64 of `[A-Za-z0-9_.:-]`.
+pub fn validate_id(id: &str) -> Result<(), validator::ValidationError> {
     let ok = (1..=64).contains(&id.len())
         && id
             .bytes()
@@ -233,7 +243,7 @@ fn validate_stream_id(id: &str) -> Result<(), validator::ValidationError> {
     if ok {
         Ok(())
     } else {
-        Err(validator::ValidationError::new("stream_id")
+        Err(validator::ValidationError::new("id")
             .with_message("must be 1..=64 characters of [A-Za-z0-9_.:-]".into()))
     }
 }
@@ -381,6 +391,18 @@ pub enum CancelReason {
     Disconnect,
     Shutdown,
     ClientTooSlow,
+}
+
+impl CancelReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Client => "client",
+            Self::Timeout => "timeout",
+            Self::Disconnect => "disconnect",
+            Self::Shutdown => "shutdown",
+            Self::ClientTooSlow => "client_too_slow",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -1,11 +1,15 @@
 //! Wire types: what each door reads from and writes to its clients.
 //!
-//! [`ai`] is the `/ai` Socket.IO contract (PROTOCOL.md part 1, restated in
-//! docs/protocol.md); [`validate`] turns loose JSON into typed requests and
-//! names every broken field. Types here are plain data: they know no
+//! [`ai`] is the `/ai` Socket.IO contract, and its `StreamRequest` the
+//! engine's request whichever door it came through; [`sse`] is
+//! `POST /api/chat/stream`, [`openai`] the OpenAI-compatible `/v1` API.
+//! [`validate`] turns loose JSON into typed requests and names every broken
+//! field. docs/protocol.md restates the contracts. Types here are plain data: they know no
 //! socket, no queue and no upstream.
 
 pub mod ai;
+pub mod openai;
+pub mod sse;
 pub mod validate;
 
 pub use ai::*;

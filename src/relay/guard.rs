@@ -121,7 +121,7 @@ mod tests {
         };
         let outbox = Arc::new(ClientOutbox::new(limits, stats.clone()));
         let root = CancellationToken::new();
-        let client = Arc::new(Client::new(None, ClientBudget::unlimited(), &root, outbox));
+        let client = Arc::new(Client::new(None, None, ClientBudget::unlimited(), &root, outbox));
         let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
         client.add_stream(a.clone(), 10).unwrap();
         client.add_stream(b.clone(), 10).unwrap();

@@ -5,7 +5,7 @@
 use super::binding::Binding;
 use super::{handlers, reply, writer};
 use crate::app::App;
-use crate::clients::Client;
+use crate::clients::{Client, Liveness};
 use crate::error::GatewayError;
 use crate::protocol::{BackpressurePolicy, Connected, FieldError, HandshakeAuth, event, now_ms};
 use axum::extract::ConnectInfo;
@@ -47,9 +47,9 @@ pub async fn handshake(
         .unwrap_or(app.config.backpressure.policy);
     let client = app
         .clients
-        .open(owner, app.rate_limits.budget(), app.outbox_settings(policy));
+        .open(None, owner, app.rate_limits.budget(), app.outbox_settings(policy));
     greet(&app, &client, policy);
-    let attachment = app.clients.attach_new(&client);
+    let attachment = app.clients.attach_new(&client, Liveness::Heartbeat);
     let binding = Binding {
         client: client.clone(),
         attachment: attachment.clone(),

@@ -53,6 +53,8 @@ struct MessagesBody<'a> {
     /// Anthropic takes 0.0..=1.0 (requests may ask up to 2.0): clamped.
     #[serde(skip_serializing_if = "Option::is_none")]
     temperature: Option<f64>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    stop_sequences: &'a [String],
 }
 
 #[derive(Serialize)]
@@ -120,6 +122,7 @@ impl Provider for AnthropicProvider {
                 .collect(),
             stream: true,
             temperature: request.temperature.map(|t| t.clamp(0.0, 1.0)),
+            stop_sequences: &request.stop,
         };
         let send = self.client.post(&self.messages_url).json(&body).send();
         http::open_sse(

@@ -129,8 +129,9 @@ pub async fn status_error(name: &str, key: &ApiKey, response: reqwest::Response)
             detail,
         }
     } else {
-        ProviderError::Upstream {
+        ProviderError::Rejected {
             provider: name.to_string(),
+            status: status.as_u16(),
             detail,
         }
     }

@@ -44,11 +44,13 @@ struct Options {
     temperature: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     num_predict: Option<u32>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    stop: Vec<String>,
 }
 
 impl Options {
     fn is_empty(&self) -> bool {
-        self.temperature.is_none() && self.num_predict.is_none()
+        self.temperature.is_none() && self.num_predict.is_none() && self.stop.is_empty()
     }
 }
 
@@ -85,6 +87,7 @@ impl Provider for OllamaProvider {
             options: Options {
                 temperature: request.temperature,
                 num_predict: request.max_tokens,
+                stop: request.stop.clone(),
             },
         };
         let send = self.client.post(&self.chat_url).json(&body).send();

@@ -61,6 +61,8 @@ struct ChatBody<'a> {
     /// compatible server accepts it.
     #[serde(skip_serializing_if = "Option::is_none")]
     max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    stop: &'a [String],
 }
 
 #[derive(Serialize)]
@@ -112,6 +114,7 @@ impl Provider for OpenAiProvider {
             },
             temperature: request.temperature,
             max_tokens: request.max_tokens,
+            stop: &request.stop,
         };
         let send = self.client.post(&self.chat_url).json(&body).send();
         http::open_sse(

@@ -16,6 +16,8 @@ pub struct UpstreamRequest {
     pub messages: Vec<ChatMessage>,
     pub temperature: Option<f64>,
     pub max_tokens: Option<u32>,
+    /// Stop sequences (empty: none).
+    pub stop: Vec<String>,
 }
 
 /// One item of an upstream's answer.

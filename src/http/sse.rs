@@ -1,0 +1,240 @@
+//! The REST + SSE door: `POST /api/chat/stream` answers with server-sent
+//! events; `GET /api/chat/stream/{id}` (with `Last-Event-ID`) resumes a
+//! resumable stream; `DELETE` cancels one.
+//!
+//! A request is validated (JSON errors with 400/401/409/429 before anything
+//! streams), opened as an HTTP stream ([`super::stream`]) and answered with
+//! axum's `Sse`, whose events [`SseRender`] makes from the stream's events:
+//! `event: start`, one `id: N` event per token (`count` is the position),
+//! then the `done` object or the error object, after which the body ends.
+//! axum's keep-alive sends `: keep-alive` whenever nothing was sent for
+//! `http.sse_keepalive_ms`.
+
+use super::caller::{caller, json_body};
+use super::error::{ApiError, Shape};
+use super::stream::{self, EventFeed, OnClose, client_name};
+use crate::app::App;
+use crate::clients::Liveness;
+use crate::error::GatewayError;
+use crate::outbox::{Outbound, StreamEvent};
+use crate::protocol::sse::{
+    ChatStreamRequest, SseDone, SseError, SseErrorBody, SseStart, SseToken,
+};
+use crate::protocol::{CancelReason, FieldError};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/api/chat/stream", post(start))
+        .route(
+            "/api/chat/stream/{stream_id}",
+            axum::routing::get(resume).delete(cancel),
+        )
+}
+
+async fn start(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    let opened = async {
+        let who = caller(&app, &headers, Shape::Plain)?;
+        let req: ChatStreamRequest = json_body(&headers, &body, Shape::Plain)?;
+        let (partial, on_close) = (req.partial, close_policy(req.resumable));
+        let session = req.session_id.as_deref().map(Arc::from);
+        let (id, feed) = stream::open(&app, who.owner, req.into_stream_request(), on_close)
+            .await
+            .map_err(|e| ApiError::new(&e, Shape::Plain))?;
+        Ok::<_, ApiError>(respond(&app, id, feed, SseRender::new(partial, session)))
+    };
+    opened.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+fn close_policy(resumable: bool) -> OnClose {
+    if resumable {
+        OnClose::Detach
+    } else {
+        OnClose::Cancel
+    }
+}
+
+async fn resume(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let resumed = async {
+        let who = caller(&app, &headers, Shape::Plain)?;
+        let last = last_event_id(&headers)?;
+        let unknown = || ApiError::new(&GatewayError::UnknownStream(id.clone()), Shape::Plain);
+        let client = app
+            .clients
+            .registry
+            .get(&client_name(&id, OnClose::Detach))
+            .filter(|c| c.owner == who.owner)
+            .ok_or_else(unknown)?;
+        let wanted = Some(vec![(id.clone(), last)]);
+        let r = app.clients.reattach(client, wanted, Liveness::Connection).await;
+        if !r.unknown.is_empty() {
+            return Err(unknown());
+        }
+        let feed = EventFeed::new(&app, r.client, r.attachment, r.reader, OnClose::Detach);
+        // The client has the text up to `last`: `partial` is not repeated.
+        Ok(respond(&app, id.into(), feed, SseRender::new(false, None)))
+    };
+    resumed.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `Last-Event-ID: N`, the position the client has (absent: nothing).
+fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(v) = headers.get("last-event-id") else {
+        return Ok(None);
+    };
+    v.to_str()
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            let e = FieldError::new("Last-Event-ID", "must be the id of a token event (a number)");
+            ApiError::new(&e.into(), Shape::Plain)
+        })
+}
+
+async fn cancel(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let cancelled = async {
+        let who = caller(&app, &headers, Shape::Plain)?;
+        let found = [OnClose::Detach, OnClose::Cancel]
+            .into_iter()
+            .find_map(|p| app.clients.registry.get(&client_name(&id, p)));
+        let err = |e: GatewayError| ApiError::new(&e, Shape::Plain);
+        let client = found.ok_or_else(|| err(GatewayError::UnknownStream(id.clone())))?;
+        if client.owner != who.owner {
+            return Err(err(GatewayError::Forbidden(format!("stream {id:?}"))));
+        }
+        client
+            .cancel_stream(&id, CancelReason::Client)
+            .map_err(err)?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    };
+    cancelled.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The event-stream response for stream `id`.
+fn respond(app: &App, id: Arc<str>, feed: EventFeed, render: SseRender) -> Response {
+    let events = futures_util::stream::unfold((feed, render), |(mut feed, mut render)| async move {
+        loop {
+            if render.finished {
+                return None;
+            }
+            if let Some(event) = feed.next(|item| render.event(item)).await? {
+                return Some((Ok::<_, Infallible>(event), (feed, render)));
+            }
+        }
+    });
+    let every = Duration::from_millis(app.config.http.sse_keepalive_ms);
+    let mut response = Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(every).text(" keep-alive"))
+        .into_response();
+    let h = response.headers_mut();
+    h.insert("cache-control", HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        h.insert("x-stream-id", v);
+    }
+    response
+}
+
+/// Turns a stream's events into SSE events.
+struct SseRender {
+    /// The text so far, kept only when the request asked for `partial`.
+    partial: Option<String>,
+    session_id: Option<Arc<str>>,
+    /// The last event went out: the body ends.
+    finished: bool,
+}
+
+impl SseRender {
+    fn new(partial: bool, session_id: Option<Arc<str>>) -> Self {
+        Self {
+            partial: partial.then(String::new),
+            session_id,
+            finished: false,
+        }
+    }
+
+    /// The SSE event for `item`, if it has one here.
+    fn event(&mut self, item: &Outbound) -> Option<Event> {
+        let Outbound::Stream(e) = item else {
+            return None;
+        };
+        let event = match e {
+            StreamEvent::Start(s) => Event::default().event("start").json_data(SseStart {
+                stream_id: s.stream_id.clone(),
+                session_id: self.session_id.clone(),
+                provider: s.provider.clone(),
+                model: s.model.clone(),
+                agent: s.agent.clone(),
+                intent: s.intent.clone(),
+            }),
+            StreamEvent::Token(t) => {
+                if let Some(text) = self.partial.as_mut() {
+                    text.push_str(&t.data);
+                }
+                let token = SseToken {
+                    token: &t.data,
+                    count: t.token_count,
+                    partial: self.partial.as_deref(),
+                };
+                Event::default().id(t.token_count.to_string()).json_data(token)
+            }
+            StreamEvent::Complete(_) => return None,
+            StreamEvent::Done(d) => {
+                self.finished = true;
+                let secs = (d.duration as f64 / 1000.0).max(0.001);
+                Event::default().json_data(SseDone {
+                    done: true,
+                    tokens: d.total_tokens,
+                    duration: d.duration,
+                    tokens_per_second: ((d.total_tokens as f64 / secs) * 100.0).round() / 100.0,
+                    finish_reason: d.finish_reason.clone(),
+                    usage: d.usage.clone(),
+                    session_id: self.session_id.clone(),
+                })
+            }
+            StreamEvent::Cancelled(c) => {
+                self.finished = true;
+                Event::default().json_data(SseError {
+                    error: SseErrorBody {
+                        code: "cancelled",
+                        message: format!("stream cancelled ({})", c.reason.as_str()),
+                        retryable: c.reason != CancelReason::Client,
+                        reason: Some(c.reason),
+                    },
+                })
+            }
+            StreamEvent::Failed(f) => {
+                self.finished = true;
+                Event::default().json_data(SseError {
+                    error: SseErrorBody {
+                        code: f.code,
+                        message: f.error.clone(),
+                        retryable: f.retryable,
+                        reason: None,
+                    },
+                })
+            }
+        };
+        event
+            .inspect_err(|e| tracing::error!(error = %e, "SSE event did not serialize"))
+            .ok()
+    }
+}
