@@ -33,9 +33,10 @@ pub fn routes(app: Arc<App>) -> Router {
     Router::new()
         .merge(sse::routes())
         .merge(openai::routes())
-        .layer(axum::middleware::from_fn(json_refusals))
-        .layer(RequestBodyLimitLayer::new(limit))
         .layer(DefaultBodyLimit::disable())
+        .layer(RequestBodyLimitLayer::new(limit))
+        // Outside the limit, so that its refusal passes through here.
+        .layer(axum::middleware::from_fn(json_refusals))
         .with_state(app)
 }
 

@@ -193,7 +193,11 @@ async fn first_events(feed: &mut EventFeed) -> Result<Served, ApiError> {
     };
     let first = feed.next(Clone::clone).await.ok_or_else(gone)?;
     if let Outbound::Stream(StreamEvent::Failed(f)) = &first {
-        return Err(failure(f.code, &f.error));
+        let err = failure(f.code, &f.error);
+        return Err(match f.status {
+            404 => err.with_status(404, "model_not_found"),
+            _ => err,
+        });
     }
     Ok(Served {
         model: format!("{provider}/{model}"),
@@ -239,7 +243,7 @@ fn stream_response(app: &App, feed: EventFeed, served: Served, include_usage: bo
     });
     let every = Duration::from_millis(app.config.http.sse_keepalive_ms);
     Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(every).text(" keep-alive"))
+        .keep_alive(KeepAlive::new().interval(every).text("keep-alive"))
         .into_response()
 }
 

@@ -142,7 +142,7 @@ fn respond(app: &App, id: Arc<str>, feed: EventFeed, render: SseRender) -> Respo
     });
     let every = Duration::from_millis(app.config.http.sse_keepalive_ms);
     let mut response = Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(every).text(" keep-alive"))
+        .keep_alive(KeepAlive::new().interval(every).text("keep-alive"))
         .into_response();
     let h = response.headers_mut();
     h.insert("cache-control", HeaderValue::from_static("no-cache"));

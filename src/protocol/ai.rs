@@ -420,6 +420,10 @@ pub struct StreamError {
     pub code: &'static str,
     pub error: String,
     pub retryable: bool,
+    /// The HTTP status an HTTP door answers the failure with, when it can
+    /// still answer with one (not part of the `/ai` event).
+    #[serde(skip)]
+    pub status: u16,
 }
 
 /// `ai:error`: anything not tied to a live stream.

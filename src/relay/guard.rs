@@ -90,6 +90,7 @@ impl Drop for StreamGuard {
                     code: wire.code,
                     error: wire.message,
                     retryable: wire.retryable,
+                    status: wire.status,
                 }));
             self.counter(EndedAs::Failed).fetch_add(1, Relaxed);
         }

@@ -315,6 +315,7 @@ impl StreamTask {
                     code: wire.code,
                     error: wire.message,
                     retryable: wire.retryable,
+                    status: wire.status,
                 });
                 (vec![failed], EndedAs::Failed)
             }

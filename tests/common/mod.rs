@@ -3,6 +3,9 @@
 #![allow(dead_code)]
 
 pub mod fake_ollama;
+pub mod jwt;
+pub mod sse;
+pub mod tools;
 pub mod sio;
 
 use serde_json::Value;

@@ -37,6 +37,46 @@ impl SseReader {
         }
     }
 
+    /// `POST path` with a JSON `body` over a raw socket whose receive buffer
+    /// is `rcvbuf` bytes, so that a test that stops reading really stops
+    /// the gateway's writes (reqwest's client and loopback's autotuned
+    /// buffers would swallow megabytes). Returns the response head.
+    pub async fn raw_post(
+        addr: std::net::SocketAddr,
+        path: &str,
+        body: &Value,
+        rcvbuf: u32,
+    ) -> (String, Self) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(rcvbuf).expect("rcvbuf");
+        let mut conn = socket.connect(addr).await.expect("connect");
+        let body = body.to_string();
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        conn.write_all(request.as_bytes()).await.expect("write");
+        let mut raw = Vec::new();
+        let mut byte = [0u8; 1];
+        while !raw.ends_with(b"\r\n\r\n") {
+            conn.read_exact(&mut byte).await.expect("head");
+            raw.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&raw).to_string();
+        let chunks = futures_util::stream::unfold(conn, |mut conn| async move {
+            let chunk = read_chunk(&mut conn).await?;
+            Some((Ok(Bytes::from(chunk)), conn))
+        });
+        let reader = Self {
+            body: Box::pin(chunks),
+            buf: String::new(),
+            comments: Vec::new(),
+            bytes: 0,
+        };
+        (head, reader)
+    }
+
     /// The next event (comments are collected on the way), or `None` when
     /// the body ended.
     pub async fn next(&mut self) -> Option<SseEvent> {
@@ -73,6 +113,7 @@ impl SseReader {
     }
 
     fn parse(&mut self, block: &str) -> Option<SseEvent> {
+        let block = block.trim_start_matches(['\r', '\n']);
         let mut e = SseEvent::default();
         let mut data = Vec::new();
         for line in block.lines() {
@@ -93,4 +134,23 @@ impl SseReader {
         e.json = serde_json::from_str(&e.data).unwrap_or(Value::Null);
         Some(e)
     }
+}
+
+/// One chunk of a chunked HTTP/1.1 body (`None` at the end or on error).
+async fn read_chunk(conn: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\r\n") {
+        conn.read_exact(&mut byte).await.ok()?;
+        line.push(byte[0]);
+    }
+    let size = usize::from_str_radix(String::from_utf8_lossy(&line).trim(), 16).ok()?;
+    if size == 0 {
+        return None;
+    }
+    let mut chunk = vec![0u8; size + 2];
+    conn.read_exact(&mut chunk).await.ok()?;
+    chunk.truncate(size);
+    Some(chunk)
 }
