@@ -14,6 +14,7 @@ pub mod error;
 pub mod gateway;
 pub mod http;
 pub mod orchestrator;
+pub mod pages;
 pub mod protocol;
 pub mod providers;
 pub mod telemetry;
@@ -137,6 +138,7 @@ pub fn router(app: Arc<AppState>) -> (axum::Router, SocketIo) {
     .allow_methods(Any)
     .allow_headers(Any);
     let router = http::routes()
+        .merge(pages::routes())
         .with_state(app)
         .layer(layer)
         // Outside socketioxide's layer, so the head it keeps is a copy.

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake_ollama;
+pub mod node;
 pub mod sio;
 
 use serde_json::Value;

@@ -283,8 +283,10 @@ export class Gateway {
         // The connection went before the answer: the resume will find the
         // stream, or say it does not know it (then it is sent again).
         () => { });
-        if (s.cancelRequested)
-            this.#sendCancel(s);
+        // An ack makes this client a credit client at once: without one the
+        // server does not limit what it sends before the first real ack.
+        this.socket.emit("ai:ack", { streamId: s.id, tokenCount: 0 });
+        this.#counters.acksSent++;
     }
     #cancel(s) {
         if (s.phase === "ended")
@@ -322,7 +324,11 @@ export class Gateway {
         const id = typeof e.details?.streamId === "string" ? e.details.streamId : undefined;
         const s = id === undefined ? undefined : this.#streams.get(id);
         if (s && e.code === "unknown_stream" && this.#resumeAsked.delete(s.id)) {
-            if (!s.seenAnything) {
+            if (!s.seenAnything && s.cancelRequested) {
+                this.#end(s);
+                s.cancelLocally();
+            }
+            else if (!s.seenAnything) {
                 // Nothing of it arrived: either the request never reached the
                 // server, or it has not produced anything yet (the server does not
                 // count it then). Sending it again settles it either way.

@@ -86,6 +86,18 @@ export declare const ACK_EVERY_TOKENS = 32;
 export declare const ACK_EVERY_MS = 100;
 /** The protocol's retryable column for `code`. */
 export declare function isRetryable(code: string): boolean;
+/**
+ * Who reads a stream, which decides when it is acknowledged:
+ * - `caller`: the caller's `for await` (it began before the first event
+ *   arrived): acks follow what the loop has taken, so a slow loop engages
+ *   the server's credits;
+ * - `sdk`: nobody iterated when the first event arrived, so the SDK reads
+ *   on arrival (acks follow arrival; `await s.done` alone never stalls),
+ *   and a loop that starts later still gets every event from the start;
+ * - `gone`: the caller broke out of its loop; the rest is read and dropped;
+ * - `none`: nothing has arrived yet.
+ */
+export type Reader = "none" | "caller" | "sdk" | "gone";
 export declare class Stream implements AsyncIterable<StreamEvent> {
     #private;
     readonly id: string;
@@ -103,9 +115,9 @@ export declare class Stream implements AsyncIterable<StreamEvent> {
     cancelRequested: boolean;
     /** Events dropped on arrival because the client already had them. */
     repeatsDropped: number;
-    /** The outcome, once the caller has read the terminal event (reading is
-     * what acknowledges, so a stream nobody reads never gets there: iterate
-     * it, or call `collect()`). It never rejects: failures are values. */
+    /** The outcome, once the stream has ended and has been read to its end
+     * (by the caller's loop, or by the SDK when nobody iterates: see
+     * `Reader`). It never rejects: failures are values. */
     readonly done: Promise<StreamResult>;
     constructor(request: StreamRequest & {
         streamId: string;
@@ -135,8 +147,8 @@ export declare class Stream implements AsyncIterable<StreamEvent> {
     /** Read the stream to its end and return the outcome (for callers that
      * do not need the events one by one). */
     collect(): Promise<StreamResult>;
-    /** One reader per stream: reading is what acknowledges, so two readers
-     * would each see part of it. Breaking out of the loop cancels the
+    /** One loop per stream (reading is what acknowledges, so two loops
+     * would each see part of it). Breaking out of the loop cancels the
      * stream if it is still running. */
     [Symbol.asyncIterator](): AsyncIterator<StreamEvent>;
     /** A wire event of this stream (already routed by `streamId`). Returns

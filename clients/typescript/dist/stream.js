@@ -36,23 +36,27 @@ export class Stream {
     cancelRequested = false;
     /** Events dropped on arrival because the client already had them. */
     repeatsDropped = 0;
-    /** The outcome, once the caller has read the terminal event (reading is
-     * what acknowledges, so a stream nobody reads never gets there: iterate
-     * it, or call `collect()`). It never rejects: failures are values. */
+    /** The outcome, once the stream has ended and has been read to its end
+     * (by the caller's loop, or by the SDK when nobody iterates: see
+     * `Reader`). It never rejects: failures are values. */
     done;
     #resolveDone;
     #host;
     #gate = new PositionGate();
     #assembly = new Assembly();
+    #reader = "none";
+    /** Caller: arrived and not yet read. SDK: every event, for a late loop. */
     #buffer = [];
+    /** SDK: how many of `#buffer` a late loop has had. */
+    #cursor = 0;
+    #iterating = false;
+    /** The caller's loop stopped (`break`): its iterator is done. */
+    #loopClosed = false;
     #wake;
     #start;
     #complete;
     #arrivedTerminal = false;
     #ended = false;
-    #reading = false;
-    /** The caller stopped reading (broke out of its loop): discard. */
-    #abandoned = false;
     #ackedSent = 0;
     #ackTimer;
     constructor(request, host, signal) {
@@ -89,7 +93,7 @@ export class Stream {
     }
     /** Events arrived and not yet read. */
     get buffered() {
-        return this.#buffer.length;
+        return this.#reader === "caller" ? this.#buffer.length : 0;
     }
     /** `ai:stream:start` once it has arrived: provider, model, agent, intent. */
     get start() {
@@ -120,17 +124,22 @@ export class Stream {
         }
         return this.done;
     }
-    /** One reader per stream: reading is what acknowledges, so two readers
-     * would each see part of it. Breaking out of the loop cancels the
+    /** One loop per stream (reading is what acknowledges, so two loops
+     * would each see part of it). Breaking out of the loop cancels the
      * stream if it is still running. */
     [Symbol.asyncIterator]() {
-        if (this.#reading)
+        if (this.#iterating)
             throw new Error(`stream ${this.id} is already being read`);
-        this.#reading = true;
+        this.#iterating = true;
+        if (this.#reader === "none")
+            this.#reader = "caller";
         return {
             next: () => this.#next(),
             return: async () => {
-                this.#abandon();
+                this.#loopClosed = true;
+                this.cancel();
+                if (this.#reader === "caller")
+                    this.#stopReading();
                 return { done: true, value: undefined };
             },
         };
@@ -232,25 +241,33 @@ export class Stream {
         this.#push(ev);
     }
     #push(ev) {
-        this.#buffer.push(ev);
-        if (this.#abandoned) {
-            while (this.#buffer.length)
-                this.#read(this.#buffer.shift());
-            return;
-        }
+        // Nobody iterates by the time the first event arrives: the SDK reads.
+        if (this.#reader === "none")
+            this.#reader = "sdk";
+        if (this.#reader !== "caller")
+            this.#read(ev);
+        if (this.#reader !== "gone")
+            this.#buffer.push(ev);
         const wake = this.#wake;
         this.#wake = undefined;
         wake?.();
     }
     async #next() {
-        while (!this.#buffer.length) {
-            if (this.#ended || this.#abandoned)
+        for (;;) {
+            if (this.#loopClosed)
+                return { done: true, value: undefined };
+            if (this.#reader === "caller" && this.#buffer.length) {
+                const ev = this.#buffer.shift();
+                this.#read(ev);
+                return { done: false, value: ev };
+            }
+            if (this.#reader === "sdk" && this.#cursor < this.#buffer.length) {
+                return { done: false, value: this.#buffer[this.#cursor++] };
+            }
+            if (this.#ended)
                 return { done: true, value: undefined };
             await new Promise((resolve) => (this.#wake = resolve));
         }
-        const ev = this.#buffer.shift();
-        this.#read(ev);
-        return { done: false, value: ev };
     }
     /** The caller has this event now: account for it. */
     #read(ev) {
@@ -304,12 +321,10 @@ export class Stream {
                 : { ...base, status: "error", error: { streamId: ev.streamId, code: ev.code, message: ev.message, retryable: ev.retryable } };
         this.#resolveDone(result);
     }
-    #abandon() {
-        if (this.#abandoned)
-            return;
-        this.#abandoned = true;
-        this.cancel();
-        // What already arrived counts as read, so its credits come back.
+    /** The caller's loop is gone: what arrived, and what still arrives,
+     * counts as read, so its credits come back. */
+    #stopReading() {
+        this.#reader = "gone";
         while (this.#buffer.length)
             this.#read(this.#buffer.shift());
         this.flushAck();

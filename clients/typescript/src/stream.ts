@@ -118,6 +118,19 @@ export function isRetryable(code: string): boolean {
   return RETRYABLE.has(code);
 }
 
+/**
+ * Who reads a stream, which decides when it is acknowledged:
+ * - `caller`: the caller's `for await` (it began before the first event
+ *   arrived): acks follow what the loop has taken, so a slow loop engages
+ *   the server's credits;
+ * - `sdk`: nobody iterated when the first event arrived, so the SDK reads
+ *   on arrival (acks follow arrival; `await s.done` alone never stalls),
+ *   and a loop that starts later still gets every event from the start;
+ * - `gone`: the caller broke out of its loop; the rest is read and dropped;
+ * - `none`: nothing has arrived yet.
+ */
+export type Reader = "none" | "caller" | "sdk" | "gone";
+
 export class Stream implements AsyncIterable<StreamEvent> {
   readonly id: string;
   readonly request: StreamRequest & { streamId: string };
@@ -133,24 +146,28 @@ export class Stream implements AsyncIterable<StreamEvent> {
   /** Events dropped on arrival because the client already had them. */
   repeatsDropped = 0;
 
-  /** The outcome, once the caller has read the terminal event (reading is
-   * what acknowledges, so a stream nobody reads never gets there: iterate
-   * it, or call `collect()`). It never rejects: failures are values. */
+  /** The outcome, once the stream has ended and has been read to its end
+   * (by the caller's loop, or by the SDK when nobody iterates: see
+   * `Reader`). It never rejects: failures are values. */
   readonly done: Promise<StreamResult>;
   #resolveDone!: (r: StreamResult) => void;
 
   readonly #host: StreamHost;
   readonly #gate = new PositionGate();
   readonly #assembly = new Assembly();
+  #reader: Reader = "none";
+  /** Caller: arrived and not yet read. SDK: every event, for a late loop. */
   readonly #buffer: StreamEvent[] = [];
+  /** SDK: how many of `#buffer` a late loop has had. */
+  #cursor = 0;
+  #iterating = false;
+  /** The caller's loop stopped (`break`): its iterator is done. */
+  #loopClosed = false;
   #wake: (() => void) | undefined;
   #start: StreamStart | undefined;
   #complete: StreamComplete | undefined;
   #arrivedTerminal = false;
   #ended = false;
-  #reading = false;
-  /** The caller stopped reading (broke out of its loop): discard. */
-  #abandoned = false;
   #ackedSent = 0;
   #ackTimer: ReturnType<typeof setTimeout> | undefined;
 
@@ -192,7 +209,7 @@ export class Stream implements AsyncIterable<StreamEvent> {
 
   /** Events arrived and not yet read. */
   get buffered(): number {
-    return this.#buffer.length;
+    return this.#reader === "caller" ? this.#buffer.length : 0;
   }
 
   /** `ai:stream:start` once it has arrived: provider, model, agent, intent. */
@@ -228,16 +245,19 @@ export class Stream implements AsyncIterable<StreamEvent> {
     return this.done;
   }
 
-  /** One reader per stream: reading is what acknowledges, so two readers
-   * would each see part of it. Breaking out of the loop cancels the
+  /** One loop per stream (reading is what acknowledges, so two loops
+   * would each see part of it). Breaking out of the loop cancels the
    * stream if it is still running. */
   [Symbol.asyncIterator](): AsyncIterator<StreamEvent> {
-    if (this.#reading) throw new Error(`stream ${this.id} is already being read`);
-    this.#reading = true;
+    if (this.#iterating) throw new Error(`stream ${this.id} is already being read`);
+    this.#iterating = true;
+    if (this.#reader === "none") this.#reader = "caller";
     return {
       next: () => this.#next(),
       return: async () => {
-        this.#abandon();
+        this.#loopClosed = true;
+        this.cancel();
+        if (this.#reader === "caller") this.#stopReading();
         return { done: true, value: undefined };
       },
     };
@@ -343,24 +363,29 @@ export class Stream implements AsyncIterable<StreamEvent> {
   }
 
   #push(ev: StreamEvent): void {
-    this.#buffer.push(ev);
-    if (this.#abandoned) {
-      while (this.#buffer.length) this.#read(this.#buffer.shift()!);
-      return;
-    }
+    // Nobody iterates by the time the first event arrives: the SDK reads.
+    if (this.#reader === "none") this.#reader = "sdk";
+    if (this.#reader !== "caller") this.#read(ev);
+    if (this.#reader !== "gone") this.#buffer.push(ev);
     const wake = this.#wake;
     this.#wake = undefined;
     wake?.();
   }
 
   async #next(): Promise<IteratorResult<StreamEvent>> {
-    while (!this.#buffer.length) {
-      if (this.#ended || this.#abandoned) return { done: true, value: undefined };
+    for (;;) {
+      if (this.#loopClosed) return { done: true, value: undefined };
+      if (this.#reader === "caller" && this.#buffer.length) {
+        const ev = this.#buffer.shift()!;
+        this.#read(ev);
+        return { done: false, value: ev };
+      }
+      if (this.#reader === "sdk" && this.#cursor < this.#buffer.length) {
+        return { done: false, value: this.#buffer[this.#cursor++]! };
+      }
+      if (this.#ended) return { done: true, value: undefined };
       await new Promise<void>((resolve) => (this.#wake = resolve));
     }
-    const ev = this.#buffer.shift()!;
-    this.#read(ev);
-    return { done: false, value: ev };
   }
 
   /** The caller has this event now: account for it. */
@@ -415,11 +440,10 @@ export class Stream implements AsyncIterable<StreamEvent> {
     this.#resolveDone(result);
   }
 
-  #abandon(): void {
-    if (this.#abandoned) return;
-    this.#abandoned = true;
-    this.cancel();
-    // What already arrived counts as read, so its credits come back.
+  /** The caller's loop is gone: what arrived, and what still arrives,
+   * counts as read, so its credits come back. */
+  #stopReading(): void {
+    this.#reader = "gone";
     while (this.#buffer.length) this.#read(this.#buffer.shift()!);
     this.flushAck();
   }
