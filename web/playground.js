@@ -14,7 +14,9 @@ let gw;
 let paneCount = 0;
 
 function open() {
-  gw = connect(location.origin, { token: () => getToken() });
+  // Come back quickly after a lost connection (socket.io-client's default
+  // first delay is 0.5 to 1.5 s), so "Drop connection" shows the resume.
+  gw = connect(location.origin, { token: () => getToken(), socket: { reconnectionDelay: 200, reconnectionDelayMax: 2000 } });
   gw.on("state", showState);
   gw.on("connected", (hello) => {
     $("client").textContent = `${hello.clientId} · v${hello.serverVersion}`;
@@ -49,6 +51,7 @@ function showState(state) {
   const labels = { connecting: "connecting…", ready: "connected", resuming: "resuming…", closed: "disconnected" };
   $("conn").dataset.state = state;
   $("conn").textContent = labels[state] ?? state;
+  $("drop").disabled = state !== "ready";
 }
 
 // ---------------------------------------------------------------------------

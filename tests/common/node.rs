@@ -75,7 +75,7 @@ pub async fn node_test(files: &[PathBuf], env: &[(&str, String)]) -> NodeRun {
             .lines()
             .filter_map(|l| l.trim().strip_prefix(label))
             .filter_map(|n| n.trim().parse::<usize>().ok())
-            .last()
+            .next_back()
             .unwrap_or(0)
     };
     NodeRun {

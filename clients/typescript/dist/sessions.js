@@ -29,26 +29,32 @@ export function sessions(baseUrl, options = {}) {
         async list() {
             const r = await request("GET", "/api/chat/sessions");
             if (r.status === 404)
-                return null;
+                return notFound(r, null);
             const body = (await readJson(r));
             return body.sessions ?? [];
         },
         async get(id) {
             const r = await request("GET", path(id));
             if (r.status === 404)
-                return null;
+                return notFound(r, null);
             return (await readJson(r));
         },
         async delete(id) {
             const r = await request("DELETE", path(id));
             if (r.status === 404)
-                return false;
+                return notFound(r, false);
             if (r.status === 204)
                 return true;
             await readJson(r);
             return true;
         },
     };
+}
+/** `value`, once the 404's body is read (a body left unread is an
+ * aborted request to a browser, and a connection not reused to Node). */
+async function notFound(r, value) {
+    await r.text();
+    return value;
 }
 /** The body of a successful answer, or a `GatewayHttpError` naming the
  * protocol's code when the gateway gave one. */

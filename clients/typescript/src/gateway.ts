@@ -483,9 +483,12 @@ export class Gateway {
   }
 }
 
-/** A stream id the server accepts (1..=64 of [A-Za-z0-9_.:-]). */
+/** A stream id the server accepts (1..=64 of [A-Za-z0-9_.:-]); unique per
+ * client is enough (the server checks ownership, not secrecy). Node 18 has
+ * no global `crypto`, hence the fallback. */
 function newStreamId(): string {
   const bytes = new Uint8Array(8);
-  globalThis.crypto.getRandomValues(bytes);
+  if (globalThis.crypto?.getRandomValues) globalThis.crypto.getRandomValues(bytes);
+  else for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(Math.random() * 256);
   return `sdk_${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`;
 }

@@ -48,23 +48,30 @@ export function sessions(baseUrl: string, options: HttpOptions = {}): SessionsAp
   return {
     async list() {
       const r = await request("GET", "/api/chat/sessions");
-      if (r.status === 404) return null;
+      if (r.status === 404) return notFound(r, null);
       const body = (await readJson(r)) as { sessions?: SessionSummary[] };
       return body.sessions ?? [];
     },
     async get(id) {
       const r = await request("GET", path(id));
-      if (r.status === 404) return null;
+      if (r.status === 404) return notFound(r, null);
       return (await readJson(r)) as Session;
     },
     async delete(id) {
       const r = await request("DELETE", path(id));
-      if (r.status === 404) return false;
+      if (r.status === 404) return notFound(r, false);
       if (r.status === 204) return true;
       await readJson(r);
       return true;
     },
   };
+}
+
+/** `value`, once the 404's body is read (a body left unread is an
+ * aborted request to a browser, and a connection not reused to Node). */
+async function notFound<T>(r: Response, value: T): Promise<T> {
+  await r.text();
+  return value;
 }
 
 /** The body of a successful answer, or a `GatewayHttpError` naming the
