@@ -39,6 +39,7 @@ function open() {
   gw.ready.then(
     () => loadSessions(),
     async (failure) => {
+      $("client").textContent = failure.message;
       if (failure.code !== "unauthorized") return;
       await askToken(failure.message);
       open();
@@ -112,6 +113,7 @@ function newPane(stream, req, cancel) {
   closeButton.addEventListener("click", () => {
     cancel();
     node.remove();
+    panes.delete(stream.id);
   });
   const setStatus = (s) => {
     node.dataset.status = s;

@@ -145,15 +145,19 @@ export class Gateway {
         const stream = new Stream({ ...request, streamId }, this.#host, options.signal);
         if (this.#state === "closed") {
             stream.fail("closed", "the gateway connection is closed");
-            return stream;
         }
-        this.#streams.set(streamId, stream);
-        if (stream.cancelRequested) {
-            this.#streams.delete(streamId);
+        else if (this.#streams.has(streamId)) {
+            // Its events could not be told apart from the live one's.
+            stream.fail("duplicate_stream_id", `a live stream of this client has the id ${streamId}`);
+        }
+        else if (stream.cancelRequested) {
             stream.cancelLocally();
         }
-        else if (this.#state === "ready")
-            this.#send(stream);
+        else {
+            this.#streams.set(streamId, stream);
+            if (this.#state === "ready")
+                this.#send(stream);
+        }
         return stream;
     }
     /** Cut the transport as a network failure would (the socket.io-client
@@ -206,7 +210,9 @@ export class Gateway {
             this.socket.emit("ai:reconnect", {
                 previousClientId: this.#session.clientId,
                 resumeToken: this.#session.resumeToken,
-                streams: carried.map((s) => ({ streamId: s.id, lastTokenCount: s.received })),
+                // Without its start the stream needs everything again (the
+                // server replays the start only when no position is given).
+                streams: carried.map((s) => (s.start ? { streamId: s.id, lastTokenCount: s.received } : { streamId: s.id })),
             });
             return;
         }
@@ -263,7 +269,12 @@ export class Gateway {
     }
     #send(s) {
         s.phase = "sent";
-        s.sentOn = this.#connection;
+        // "Read 0 of it": a client that has acked once is a credit client, so
+        // the server limits what it sends from the stream's first token on
+        // (without an ack it would not until the first real one). Sent before
+        // the request, it can only ever find the stream without events.
+        this.socket.emit("ai:ack", { streamId: s.id, tokenCount: 0 });
+        this.#counters.acksSent++;
         this.socket.emitWithAck("ai:stream", s.request).then((ack) => {
             if (s.phase === "ended")
                 return;
@@ -283,10 +294,6 @@ export class Gateway {
         // The connection went before the answer: the resume will find the
         // stream, or say it does not know it (then it is sent again).
         () => { });
-        // An ack makes this client a credit client at once: without one the
-        // server does not limit what it sends before the first real ack.
-        this.socket.emit("ai:ack", { streamId: s.id, tokenCount: 0 });
-        this.#counters.acksSent++;
     }
     #cancel(s) {
         if (s.phase === "ended")

@@ -24,10 +24,10 @@ export type DoneEvent = {
 export type CancelledEvent = {
     type: "cancelled";
 } & StreamCancelled;
-export type ErrorEvent = {
+export type FailureEvent = {
     type: "error";
 } & StreamFailure;
-export type TerminalEvent = DoneEvent | CancelledEvent | ErrorEvent;
+export type TerminalEvent = DoneEvent | CancelledEvent | FailureEvent;
 /** Everything a stream's iterator yields, discriminated by `type`. */
 export type StreamEvent = ({
     type: "start";
@@ -106,8 +106,7 @@ export declare class Stream implements AsyncIterable<StreamEvent> {
     };
     /** The gateway's bookkeeping (see `StreamPhase`). */
     phase: StreamPhase;
-    /** Connection number `ai:stream` (or a cancel) was last sent on. */
-    sentOn: number;
+    /** Connection number the last `ai:cancel` went out on (one per connection). */
     cancelSentOn: number;
     /** The request was sent again after a resume found nothing of it. */
     reissued: boolean;

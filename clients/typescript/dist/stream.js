@@ -27,8 +27,7 @@ export class Stream {
     request;
     /** The gateway's bookkeeping (see `StreamPhase`). */
     phase = "queued";
-    /** Connection number `ai:stream` (or a cancel) was last sent on. */
-    sentOn = -1;
+    /** Connection number the last `ai:cancel` went out on (one per connection). */
     cancelSentOn = -1;
     /** The request was sent again after a resume found nothing of it. */
     reissued = false;
@@ -154,6 +153,8 @@ export class Stream {
         const p = payload;
         switch (name) {
             case "ai:stream:start":
+                if (this.#start)
+                    return false;
                 this.#start = payload;
                 this.#push({ type: "start", ...payload });
                 return false;

@@ -45,8 +45,8 @@ export interface StreamFailure {
 /** `ai:done` with what `ai:stream:complete` said just before it. */
 export type DoneEvent = { type: "done" } & Done & Omit<StreamComplete, "streamId">;
 export type CancelledEvent = { type: "cancelled" } & StreamCancelled;
-export type ErrorEvent = { type: "error" } & StreamFailure;
-export type TerminalEvent = DoneEvent | CancelledEvent | ErrorEvent;
+export type FailureEvent = { type: "error" } & StreamFailure;
+export type TerminalEvent = DoneEvent | CancelledEvent | FailureEvent;
 
 /** Everything a stream's iterator yields, discriminated by `type`. */
 export type StreamEvent =
@@ -136,8 +136,7 @@ export class Stream implements AsyncIterable<StreamEvent> {
   readonly request: StreamRequest & { streamId: string };
   /** The gateway's bookkeeping (see `StreamPhase`). */
   phase: StreamPhase = "queued";
-  /** Connection number `ai:stream` (or a cancel) was last sent on. */
-  sentOn = -1;
+  /** Connection number the last `ai:cancel` went out on (one per connection). */
   cancelSentOn = -1;
   /** The request was sent again after a resume found nothing of it. */
   reissued = false;
@@ -273,6 +272,7 @@ export class Stream implements AsyncIterable<StreamEvent> {
     const p = payload as Record<string, unknown>;
     switch (name) {
       case "ai:stream:start":
+        if (this.#start) return false;
         this.#start = payload as StreamStart;
         this.#push({ type: "start", ...(payload as StreamStart) });
         return false;

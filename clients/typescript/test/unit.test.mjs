@@ -110,8 +110,9 @@ test("acks follow what the caller read, not what arrived (every 32 tokens, or wi
   const { socket, gw } = await connected();
   const s = gw.stream({ prompt: "p", streamId: "a" });
   const it = s[Symbol.asyncIterator](); // the caller's loop, before anything arrives
+  assert.deepEqual(socket.sent.slice(-2).map(([n]) => n), ["ai:ack", "ai:stream"]);
+  assert.deepEqual(socket.take("ai:ack"), [{ streamId: "a", tokenCount: 0 }], "a credit client before the first token");
   socket.answer({ ok: true, streamId: "a" });
-  assert.deepEqual(socket.take("ai:ack"), [{ streamId: "a", tokenCount: 0 }], "a credit client from the start");
   socket.fire("ai:stream:start", start("a"));
   for (let n = 1; n <= 100; n++) socket.fire("ai:token", tok("a", n));
   await sleep(150);
@@ -140,7 +141,7 @@ test("a stream nobody iterates is read by the SDK: acks on arrival, done on its 
   socket.take("ai:ack");
   socket.fire("ai:stream:start", start("a"));
   for (let n = 1; n <= 40; n++) socket.fire("ai:token", tok("a", n));
-  assert.deepEqual(socket.take("ai:ack"), [{ streamId: "a", tokenCount: 32 }]);
+  assert.deepEqual(socket.take("ai:ack"), [{ streamId: "a", tokenCount: 32 }], "acks on arrival");
   socket.fire("ai:stream:complete", { streamId: "a", agent: null, intent: null, confidence: null });
   socket.fire("ai:done", done("a", { totalTokens: 40 }));
   const r = await s.done; // no loop at all
@@ -217,7 +218,9 @@ test("a request cut before its answer: sent again when the resume knows nothing 
   socket.take("ai:stream");
   socket.cut(); // both answers lost
   socket.up("c2");
-  assert.deepEqual(socket.take("ai:reconnect")[0].streams, [{ streamId: "a", lastTokenCount: 0 }, { streamId: "b", lastTokenCount: 0 }]);
+  // Nothing of them arrived, not even the start: no position, so the
+  // server would replay everything.
+  assert.deepEqual(socket.take("ai:reconnect")[0].streams, [{ streamId: "a" }, { streamId: "b" }]);
   socket.fire("ai:reconnect:success", { previousClientId: "c1", newClientId: "c2", resumeToken: "r2", streams: [] });
   socket.fire("ai:error", { code: "unknown_stream", error: "x", details: { streamId: "a" } });
   socket.fire("ai:error", { code: "unknown_stream", error: "x", details: { streamId: "b" } });
