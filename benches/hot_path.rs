@@ -1,16 +1,29 @@
 //! Criterion micro-benchmarks of the per-token hot path: decoding one
-//! upstream Ollama NDJSON line (`OllamaLineDecoder::feed`, as the provider
-//! calls it for each read) and encoding one `ai:token` frame the way
+//! upstream Ollama NDJSON line (the provider's `NdjsonCodec<OllamaLines>`,
+//! as its framed reader calls it for each read) and encoding one `ai:token` frame the way
 //! socketioxide does (`42/ai,` + `serde_json` of `["ai:token", payload]`).
 //! Together they are the gateway's own work per token, apart from the
 //! queue and the socket. `cargo bench --bench hot_path`.
 
+use bytes::BytesMut;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use std::collections::VecDeque;
 use std::hint::black_box;
 use std::sync::Arc;
 use streamgate::protocol::Token;
-use streamgate::providers::{Chunk, OllamaLineDecoder};
+use streamgate::upstream::OllamaLines;
+use streamgate::upstream::ndjson::NdjsonCodec;
+use tokio_util::codec::Decoder;
+
+/// Feed one read and decode every chunk in it.
+fn decode_read(codec: &mut NdjsonCodec<OllamaLines>, read: &[u8]) -> usize {
+    let mut buf = BytesMut::from(read);
+    let mut n = 0;
+    while let Ok(Some(chunk)) = codec.decode(&mut buf) {
+        black_box(chunk);
+        n += 1;
+    }
+    n
+}
 
 const LINE: &[u8] = b"{\"model\":\"llama3.2\",\"created_at\":\"2024-01-01T00:00:00.000000Z\",\"message\":{\"role\":\"assistant\",\"content\":\" token\"},\"done\":false}\n";
 
@@ -18,25 +31,15 @@ fn decode(c: &mut Criterion) {
     let mut g = c.benchmark_group("decode_upstream_line");
     g.throughput(Throughput::Elements(1));
     g.bench_function("one_line_per_read", |b| {
-        let mut d = OllamaLineDecoder::default();
-        let mut out: VecDeque<Chunk> = VecDeque::with_capacity(4);
-        b.iter(|| {
-            let r = d.feed(black_box(LINE), &mut out);
-            black_box(&r);
-            out.clear();
-        });
+        let mut codec = NdjsonCodec::new(OllamaLines);
+        b.iter(|| black_box(decode_read(&mut codec, black_box(LINE))));
     });
     // A fast upstream delivers many lines per read.
     let batch: Vec<u8> = LINE.repeat(64);
     g.throughput(Throughput::Elements(64));
     g.bench_function("64_lines_per_read", |b| {
-        let mut d = OllamaLineDecoder::default();
-        let mut out: VecDeque<Chunk> = VecDeque::with_capacity(64);
-        b.iter(|| {
-            let r = d.feed(black_box(&batch), &mut out);
-            black_box(&r);
-            out.clear();
-        });
+        let mut codec = NdjsonCodec::new(OllamaLines);
+        b.iter(|| black_box(decode_read(&mut codec, black_box(&batch))));
     });
     g.finish();
 }

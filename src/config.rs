@@ -6,9 +6,13 @@
 //! code cannot drift apart. Environment variables come in two kinds: the
 //! names kept from earlier deployments (`WS_PORT`, `STREAM_TIMEOUT`, ...,
 //! mapped in [`LEGACY_ENV`]) and `STREAMGATE_<SECTION>__<KEY>` for the rest.
-//! [`Config::validate`] rejects bad values with the key's name and the rule.
+//! [`Config::validate`] rejects bad values with the key's name and the rule:
+//! the range rules are `validator` attributes on the fields, and what
+//! relates several keys (a fallback naming another provider, a burst for a
+//! limit that is on) is checked by hand after them.
 
 use crate::protocol::BackpressurePolicy;
+use crate::protocol::validate::{FieldError, FieldNames, validation_errors};
 use figment::{
     Figment,
     providers::{Env, Format, Serialized, Toml},
@@ -17,14 +21,20 @@ use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
+use validator::Validate;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    #[validate(nested)]
     pub server: ServerConfig,
-    pub streams: StreamLimits,
+    #[validate(nested)]
+    pub streams: StreamsConfig,
+    #[validate(nested)]
     pub session: SessionConfig,
+    #[validate(nested)]
     pub backpressure: BackpressureConfig,
+    #[validate(nested)]
     pub routing: RoutingConfig,
     pub auth: AuthConfig,
     pub limits: RateLimitConfig,
@@ -70,7 +80,7 @@ pub struct RateLimitConfig {
     pub connections_burst: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     pub host: String,
@@ -81,21 +91,29 @@ pub struct ServerConfig {
     /// Largest Engine.IO/Socket.IO packet a client may send, in bytes.
     pub max_payload_bytes: u64,
     /// Engine.IO ping interval and timeout (transport liveness).
+    #[validate(range(min = 1, message = "must be at least 1"))]
     pub ping_interval_ms: u64,
+    #[validate(range(min = 1, message = "must be at least 1"))]
     pub ping_timeout_ms: u64,
     /// socketioxide's per-connection buffer of packets.
+    #[validate(range(min = 8, message = "must be at least 8"))]
     pub socket_buffer: usize,
     /// How long shutdown waits for streams to send their terminal events.
     pub shutdown_grace_ms: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
 #[serde(default, deny_unknown_fields)]
-pub struct StreamLimits {
+pub struct StreamsConfig {
+    #[validate(range(min = 1, message = "must be at least 1"))]
     pub max_concurrent_streams: usize,
+    #[validate(range(min = 1, message = "must be at least 1"))]
     pub stream_timeout_ms: u64,
+    #[validate(range(min = 1, message = "must be at least 1"))]
     pub first_token_timeout_ms: u64,
+    #[validate(range(min = 1, message = "must be at least 1"))]
     pub max_prompt_chars: usize,
+    #[validate(range(min = 1, message = "must be at least 1"))]
     pub max_tokens_limit: u32,
     pub max_messages: usize,
     /// Bytes of all `messages[].content` together.
@@ -105,9 +123,10 @@ pub struct StreamLimits {
     pub allowed_models: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
 #[serde(default, deny_unknown_fields)]
 pub struct SessionConfig {
+    #[validate(range(min = 100, message = "must be at least 100"))]
     pub heartbeat_interval_ms: u64,
     pub reconnect_window_ms: u64,
     /// Per stream: emitted tokens kept (until acknowledged) so that a
@@ -116,18 +135,20 @@ pub struct SessionConfig {
     pub replay_buffer_bytes: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackpressureConfig {
     /// Queued events per client before backpressure engages.
+    #[validate(range(min = 2, message = "must be at least 2"))]
     pub threshold: usize,
     pub policy: BackpressurePolicy,
+    #[validate(range(min = 1, message = "must be at least 1"))]
     pub ack_window: usize,
     pub max_bytes_per_client: usize,
     pub slow_client_timeout_ms: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
 #[serde(default, deny_unknown_fields)]
 pub struct RoutingConfig {
     /// Provider for requests that name none.
@@ -136,6 +157,7 @@ pub struct RoutingConfig {
     /// into the binary, so the gateway starts from any directory.
     pub agents_file: String,
     /// Below this intent-router confidence a prompt goes to the default agent.
+    #[validate(range(min = 0.0, max = 1.0, message = "must be between 0.0 and 1.0"))]
     pub min_confidence: f64,
     /// Pause before fallback attempt `n` (n × this), so a failing upstream
     /// is not hammered and a flapping one gets a moment to recover.
@@ -147,6 +169,7 @@ pub struct RoutingConfig {
     pub llm_model: String,
     /// How long the stream waits for the LLM router's answer before the
     /// rules' decision stands.
+    #[validate(range(min = 1, message = "must be at least 1"))]
     pub llm_timeout_ms: u64,
 }
 
@@ -161,17 +184,19 @@ pub enum ProviderKind {
     Simulated,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProviderConfig {
     pub kind: ProviderKind,
     pub base_url: String,
+    #[validate(length(min = 1, message = "must not be empty"))]
     pub default_model: String,
     pub connect_timeout_ms: u64,
     /// Providers tried in order when this one cannot serve a stream before
     /// its first token.
     pub fallback: Vec<String>,
     /// `simulated` only: pace of the generated tokens (0 = as fast as possible).
+    #[validate(custom(function = "finite_non_negative"))]
     pub tokens_per_second: f64,
     /// `simulated` only: tokens per reply when the request sets no maxTokens.
     pub reply_tokens: u32,
@@ -224,7 +249,7 @@ impl Default for Config {
         );
         Self {
             server: ServerConfig::default(),
-            streams: StreamLimits::default(),
+            streams: StreamsConfig::default(),
             session: SessionConfig::default(),
             backpressure: BackpressureConfig::default(),
             routing: RoutingConfig::default(),
@@ -250,7 +275,7 @@ impl Default for ServerConfig {
     }
 }
 
-impl Default for StreamLimits {
+impl Default for StreamsConfig {
     fn default() -> Self {
         Self {
             max_concurrent_streams: 10,
@@ -466,58 +491,42 @@ impl Config {
         Ok(config)
     }
 
+    /// Every rule, the first broken one reported with its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        fn bad(key: &str, rule: &str) -> Result<(), ConfigError> {
-            Err(ConfigError::Invalid {
-                key: key.into(),
-                rule: rule.into(),
-            })
+        let first = |e: validator::ValidationErrors, prefix: &str| {
+            let f = validation_errors(e, FieldNames::AsIs).0.remove(0);
+            ConfigError::Invalid {
+                key: format!("{prefix}{}", f.field),
+                rule: f.rule,
+            }
+        };
+        Validate::validate(self).map_err(|e| first(e, ""))?;
+        for (name, p) in &self.providers {
+            p.validate()
+                .map_err(|e| first(e, &format!("providers.{name}.")))?;
         }
-        if self.streams.max_concurrent_streams == 0 {
-            return bad("streams.max_concurrent_streams", "must be at least 1");
-        }
-        if self.streams.stream_timeout_ms == 0 {
-            return bad("streams.stream_timeout_ms", "must be at least 1");
-        }
-        if self.streams.first_token_timeout_ms == 0 {
-            return bad("streams.first_token_timeout_ms", "must be at least 1");
-        }
-        if self.streams.max_prompt_chars == 0 {
-            return bad("streams.max_prompt_chars", "must be at least 1");
-        }
-        if self.streams.max_tokens_limit == 0 {
-            return bad("streams.max_tokens_limit", "must be at least 1");
-        }
-        if self.session.heartbeat_interval_ms < 100 {
-            return bad("session.heartbeat_interval_ms", "must be at least 100");
-        }
-        if self.backpressure.threshold < 2 {
-            return bad("backpressure.threshold", "must be at least 2");
-        }
-        if self.backpressure.ack_window == 0 {
-            return bad("backpressure.ack_window", "must be at least 1");
-        }
-        if self.server.socket_buffer < 8 {
-            return bad("server.socket_buffer", "must be at least 8");
-        }
-        if self.server.ping_interval_ms == 0 || self.server.ping_timeout_ms == 0 {
-            return bad(
-                "server.ping_interval_ms",
-                "and ping_timeout_ms must be at least 1",
-            );
-        }
+        self.check_relations().map_err(|f| ConfigError::Invalid {
+            key: f.field,
+            rule: f.rule,
+        })
+    }
+
+    /// Rules that relate several keys.
+    fn check_relations(&self) -> Result<(), FieldError> {
+        let bad = |key: &str, rule: String| Err(FieldError::new(key, rule));
         if !self.routing.llm_provider.is_empty()
             && !self.providers.contains_key(&self.routing.llm_provider)
         {
             return bad(
                 "routing.llm_provider",
-                "must be empty or name a configured provider",
+                "must be empty or name a configured provider".into(),
             );
         }
         if !self.auth.jwt_secret.is_empty() && !self.auth.jwt_public_key.is_empty() {
             return bad(
                 "auth.jwt_secret",
-                "and auth.jwt_public_key must not both be set (one key type pins the algorithm)",
+                "and auth.jwt_public_key must not both be set (one key type pins the algorithm)"
+                    .into(),
             );
         }
         let l = &self.limits;
@@ -536,51 +545,44 @@ impl Config {
             ),
         ] {
             if rate > 0 && burst == 0 {
-                return bad(key, "must be at least 1 while its limit is on");
+                return bad(key, "must be at least 1 while its limit is on".into());
             }
         }
-        if self.routing.llm_timeout_ms == 0 {
-            return bad("routing.llm_timeout_ms", "must be at least 1");
-        }
-        if !(0.0..=1.0).contains(&self.routing.min_confidence) {
-            return bad("routing.min_confidence", "must be between 0.0 and 1.0");
-        }
+        let configured = || {
+            self.providers
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         if !self.providers.contains_key(&self.routing.default_provider) {
             return bad(
                 "routing.default_provider",
-                &format!(
-                    "must name a configured provider ({})",
-                    self.providers
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+                format!("must name a configured provider ({})", configured()),
             );
         }
         for (name, p) in &self.providers {
             let key = |k: &str| format!("providers.{name}.{k}");
-            if p.default_model.is_empty() {
-                return bad(&key("default_model"), "must not be empty");
-            }
             if p.kind != ProviderKind::Simulated
                 && !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://"))
             {
-                return bad(&key("base_url"), "must be an http:// or https:// URL");
+                return bad(
+                    &key("base_url"),
+                    "must be an http:// or https:// URL".into(),
+                );
             }
             if p.kind == ProviderKind::Anthropic && p.max_tokens_default == 0 {
-                return bad(&key("max_tokens_default"), "must be at least 1");
+                return bad(&key("max_tokens_default"), "must be at least 1".into());
             }
-            if !(p.tokens_per_second >= 0.0 && p.tokens_per_second.is_finite()) {
-                return bad(&key("tokens_per_second"), "must be a finite number >= 0");
-            }
-            for f in &p.fallback {
-                if f == name || !self.providers.contains_key(f) {
-                    return bad(
-                        &key("fallback"),
-                        &format!("must name other configured providers (got {f:?})"),
-                    );
-                }
+            if let Some(f) = p
+                .fallback
+                .iter()
+                .find(|f| *f == name || !self.providers.contains_key(*f))
+            {
+                return bad(
+                    &key("fallback"),
+                    format!("must name other configured providers (got {f:?})"),
+                );
             }
         }
         Ok(())
@@ -596,6 +598,15 @@ impl Config {
 
     pub fn heartbeat_interval(&self) -> Duration {
         Duration::from_millis(self.session.heartbeat_interval_ms)
+    }
+}
+
+fn finite_non_negative(v: f64) -> Result<(), validator::ValidationError> {
+    if v >= 0.0 && v.is_finite() {
+        Ok(())
+    } else {
+        Err(validator::ValidationError::new("finite")
+            .with_message("must be a finite number >= 0".into()))
     }
 }
 

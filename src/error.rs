@@ -1,10 +1,12 @@
 //! Typed errors and their one mapping onto the protocol's error codes.
 //!
 //! Everything that can go wrong for a client ends up as a [`GatewayError`];
-//! [`GatewayError::code`], [`GatewayError::retryable`] and
-//! [`GatewayError::client_message`] are the only place where it becomes wire
-//! text, so no internal detail (upstream URLs, keys, paths) can leak by way
-//! of a stray `to_string()` elsewhere.
+//! [`GatewayError::wire`] (built from [`GatewayError::code`],
+//! [`GatewayError::retryable`], [`GatewayError::client_message`] and
+//! [`GatewayError::details`]) is the only place where it becomes wire text,
+//! so no internal detail (upstream URLs, keys, paths) can leak by way of a
+//! stray `to_string()` elsewhere. Doors render a [`WireError`] in their own
+//! shape (an `ai:error` event, an ack, a `connect_error` message).
 
 use crate::protocol::{FieldError, Invalid};
 use serde_json::{Value, json};
@@ -33,8 +35,31 @@ pub enum GatewayError {
     UnknownProvider { name: String, known: Vec<String> },
     #[error(transparent)]
     Provider(#[from] ProviderError),
+    /// Another connection resumed this client.
+    #[error("taken over by another connection")]
+    TakenOver,
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// A [`GatewayError`] as a client sees it.
+#[derive(Debug, Clone)]
+pub struct WireError {
+    pub code: &'static str,
+    pub message: String,
+    pub retryable: bool,
+    pub details: Value,
+}
+
+impl WireError {
+    /// The text of a refused handshake (`connect_error`): `code: message`.
+    pub fn handshake_message(&self) -> String {
+        if self.message.starts_with(self.code) {
+            self.message.clone()
+        } else {
+            format!("{}: {}", self.code, self.message)
+        }
+    }
 }
 
 /// Which abuse limit refused a request (see `config::RateLimitConfig`).
@@ -89,7 +114,7 @@ impl GatewayError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidRequest(_) | Self::UnknownProvider { .. } => "invalid_request",
-            Self::Unauthorized(_) => "unauthorized",
+            Self::Unauthorized(_) | Self::TakenOver => "unauthorized",
             Self::RateLimited { .. } => "rate_limited",
             Self::TooManyStreams { .. } => "too_many_streams",
             Self::DuplicateStreamId(_) => "duplicate_stream_id",
@@ -165,7 +190,20 @@ impl GatewayError {
                     after.as_millis()
                 )
             }
+            Self::TakenOver => {
+                "this client was taken over by another connection (ai:reconnect)".to_string()
+            }
             Self::Internal(_) => "internal error".to_string(),
+        }
+    }
+
+    /// The whole of what a client is told.
+    pub fn wire(&self) -> WireError {
+        WireError {
+            code: self.code(),
+            message: self.client_message(),
+            retryable: self.retryable(),
+            details: self.details(),
         }
     }
 
@@ -191,6 +229,7 @@ impl GatewayError {
             Self::DuplicateStreamId(id) | Self::UnknownStream(id) => {
                 json!({ "field": "streamId", "streamId": id })
             }
+            Self::TakenOver => json!({ "reason": "taken_over" }),
             _ => json!({}),
         }
     }

@@ -29,7 +29,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use std::time::{Duration, Instant};
 use streamgate::protocol::{
-    AckRequest, CancelRequest, HeartbeatRequest, ReconnectRequest, RequestLimits, StreamRequest,
+    AckRequest, CancelRequest, HeartbeatRequest, ReconnectRequest, RequestBounds, StreamRequest,
     check_stream_sizes, parse_payload,
 };
 use validator::Validate;
@@ -53,14 +53,13 @@ const FIELDS: &[&str] = &[
     "content",
 ];
 
-fn limits() -> RequestLimits {
-    RequestLimits {
+fn limits() -> RequestBounds {
+    RequestBounds {
         max_prompt_chars: 64,
         max_tokens_limit: 100,
         max_messages: 4,
         max_messages_bytes: 256,
         max_agent_context_bytes: 128,
-        allowed_models: vec!["m1".into()],
     }
 }
 
@@ -138,7 +137,7 @@ proptest! {
             prop_assert!(["prompt", "messages", "agentContext"].contains(&f.field.as_str()), "{f:?}");
         }
         if let Some(req) = decodes_or_names::<StreamRequest>(v)? {
-            match req.check_limits(&limits()) {
+            match req.check_bounds(&limits()) {
                 Ok(()) => prop_assert!(sizes.is_ok(), "raw size check refused what the typed one passed"),
                 Err(f) => prop_assert!(!f.field.is_empty() && !f.rule.is_empty()),
             }

@@ -14,7 +14,7 @@ use streamgate::Config;
 use streamgate::config::ProviderKind;
 use streamgate::error::ProviderError;
 use streamgate::protocol::{ChatMessage, Role, Usage};
-use streamgate::providers::{Chunk, ChunkStream, Provider, ProviderSet, UpstreamRequest};
+use streamgate::upstream::{Chunk, ChunkStream, Provider, ProviderSet, UpstreamRequest};
 use upstream_fakes::*;
 
 fn provider(kind: ProviderKind, base: &str) -> Arc<dyn Provider> {

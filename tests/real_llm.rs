@@ -31,7 +31,7 @@ use std::time::Duration;
 use streamgate::Config;
 use streamgate::config::{ProviderConfig, ProviderKind};
 use streamgate::protocol::{ChatMessage, Role};
-use streamgate::providers::{Chunk, Provider, ProviderSet, UpstreamRequest};
+use streamgate::upstream::{Chunk, Provider, ProviderSet, UpstreamRequest};
 
 /// The model file: the package assembles its chunks (once, into
 /// ~/.cache, checking the sha256) and says where.

@@ -12,7 +12,7 @@ use std::time::Instant;
 use streamgate::Config;
 use streamgate::orchestrator::Orchestrator;
 use streamgate::protocol::{Role, StreamRequest};
-use streamgate::providers::ProviderSet;
+use streamgate::upstream::ProviderSet;
 
 /// Keyword routing gets a wrong agent only a less specialised system
 /// prompt (every agent can answer anything), and the table deliberately

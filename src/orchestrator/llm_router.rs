@@ -11,7 +11,7 @@
 //! timeout leaves the rules' decision (the default agent) in place.
 
 use crate::protocol::{ChatMessage, Role};
-use crate::providers::{Chunk, Provider, UpstreamRequest};
+use crate::upstream::{Chunk, Provider, UpstreamRequest};
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use std::sync::Arc;

@@ -14,7 +14,7 @@
 //! the provider followed by its fallbacks. Each decision is logged with its
 //! scores and counted in [`RoutingStats`] for `/stats` and `/metrics`.
 //! When `routing.llm_provider` is set, a route the rules were unsure of
-//! carries a pending [`Route::refine`]: the stream task lets a small model
+//! carries a pending refinement ([`Route::take_refinement`]): the stream task lets a small model
 //! reclassify the prompt (with a timeout) before opening the upstream, so
 //! the handler never waits on a model and a cancel still ends the stream.
 
@@ -25,7 +25,7 @@ pub mod router;
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::protocol::{ChatMessage, Role, StreamRequest};
-use crate::providers::{Provider, ProviderSet, UpstreamRequest};
+use crate::upstream::{Provider, ProviderSet, UpstreamRequest};
 use agents::{AgentSpec, AgentsError, AgentsFile, render_prompt};
 use futures_util::future::BoxFuture;
 use llm_router::LlmRouter;
@@ -51,20 +51,23 @@ pub struct Route {
     pub fallback_backoff: Duration,
     /// Set when the rules were unsure and the LLM router is on: resolves to
     /// the route under the agent the LLM picked, or `None` to keep this one.
-    /// [`Route::refine`] runs it; the stream task does so before opening.
+    /// [`Route::take_refinement`] hands it out; the stream task awaits it
+    /// before opening.
     /// (In a mutex only so that `Route` stays `Sync`; it is never
     /// contended.)
     pub refine: Mutex<Option<BoxFuture<'static, Option<Route>>>>,
 }
 
 impl Route {
-    /// Let the LLM router replace this route (no-op unless it is pending).
-    pub async fn refine(&mut self) {
+    /// The pending LLM-router refinement, taken out: it resolves to a
+    /// better route, or to `None` (none pending, or keep this one).
+    pub fn take_refinement(&mut self) -> impl Future<Output = Option<Route>> + Send + use<> {
         let pending = self.refine.get_mut().ok().and_then(Option::take);
-        if let Some(refine) = pending
-            && let Some(better) = refine.await
-        {
-            *self = better;
+        async move {
+            match pending {
+                Some(refine) => refine.await,
+                None => None,
+            }
         }
     }
 

@@ -1,0 +1,202 @@
+//! Clients and their lives across connections: register, attach, detach,
+//! the reconnect window, resume, and the heartbeat watchdog.
+//!
+//! A door (the `/ai` socket, an HTTP stream) makes a [`Client`] with
+//! [`Clients::open`] and runs a writer for it while it holds an
+//! [`Attachment`]. When the transport goes ([`Clients::detach`]: closed,
+//! heartbeat stale, stuck) the client is detached, not dropped: its streams
+//! run on, their events wait in the outbox (held back at its caps) and a
+//! timer gives it the reconnect window. [`Clients::resume`] lets a new
+//! connection take it over: the previous writer is waited out (its outbox
+//! reader is the one read slot), the outbox is rewound so what the client
+//! lacks goes first, and the door starts a writer with the rewound reader.
+//! If the window runs out first, the streams are cancelled (`disconnect`),
+//! closing their upstreams, and everything the client held is freed. This
+//! module spawns only timers (window, heartbeat), each ending with what it
+//! serves; it knows no door and no upstream.
+
+mod client;
+mod registry;
+
+pub use client::{Attachment, Client, DetachReason, StreamControl, random_hex};
+pub use registry::{ClientRegistry, ResumeRefused};
+
+use crate::auth::UserId;
+use crate::outbox::{ClientOutbox, OutboxReader, OutboxSettings, Resumed};
+use crate::protocol::CancelReason;
+use crate::rate_limit::ClientBudget;
+use crate::shutdown::Shutdown;
+use crate::telemetry::Stats;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+/// The owner of every client's life (cheap to clone: its timers carry a
+/// copy).
+#[derive(Clone)]
+pub struct Clients {
+    pub registry: Arc<ClientRegistry>,
+    reconnect_window: Duration,
+    heartbeat_interval: Duration,
+    shutdown: Shutdown,
+    stats: Arc<Stats>,
+}
+
+/// A successful resume, for the door to finish: announce it, bind its
+/// transport to `client`, and start a writer with `reader`.
+pub struct Resumption {
+    pub client: Arc<Client>,
+    pub attachment: Attachment,
+    pub reader: OutboxReader,
+    pub streams: Vec<Resumed>,
+    /// Stream ids asked for that this client does not have.
+    pub unknown: Vec<String>,
+}
+
+impl Clients {
+    pub fn new(
+        reconnect_window: Duration,
+        heartbeat_interval: Duration,
+        shutdown: Shutdown,
+        stats: Arc<Stats>,
+    ) -> Self {
+        Self {
+            registry: Arc::new(ClientRegistry::new(stats.clone())),
+            reconnect_window,
+            heartbeat_interval,
+            shutdown,
+            stats,
+        }
+    }
+
+    /// A new client for a connection that just arrived, not yet registered
+    /// (the door registers it with [`Clients::attach_new`] once its
+    /// transport is up).
+    pub fn open(
+        &self,
+        owner: Option<UserId>,
+        budget: ClientBudget,
+        limits: OutboxSettings,
+    ) -> Arc<Client> {
+        let outbox = Arc::new(ClientOutbox::new(limits, self.stats.clone()));
+        let client = Arc::new(Client::new(owner, budget, &self.shutdown.root, outbox));
+        client.touch();
+        client
+    }
+
+    /// Register `client` and attach its first writer.
+    pub fn attach_new(&self, client: &Arc<Client>) -> Attachment {
+        self.registry.insert(client.clone());
+        self.attach(client)
+    }
+
+    /// Attach a writer, and watch the client's heartbeat while it lasts.
+    fn attach(&self, client: &Arc<Client>) -> Attachment {
+        let (attachment, _) = client.attach();
+        self.watch_heartbeat(client.clone(), attachment.clone());
+        attachment
+    }
+
+    /// The attachment of `epoch` ended (`reason`): detach the client and
+    /// start its reconnect window. No-op if that attachment is already
+    /// over (a resume or another detach came first).
+    pub fn detach(&self, client: &Arc<Client>, epoch: u64, reason: DetachReason) {
+        let Some(since) = client.detach(epoch, reason) else {
+            return;
+        };
+        self.registry.detached();
+        let window = self.reconnect_window;
+        tracing::info!(client = %client.id(), ?reason, window_ms = window.as_millis() as u64, "client detached");
+        let (clients, client) = (self.clone(), client.clone());
+        self.shutdown.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(window) => {}
+                // Shutdown finishes every client itself.
+                _ = clients.shutdown.root.cancelled() => return,
+            }
+            if clients.registry.expire(&client, since) {
+                tracing::info!(client = %client.id(), "reconnect window over; cancelling its streams");
+                client.cancel_all(CancelReason::Disconnect, DetachReason::Closed);
+                client.outbox.clear();
+            }
+        });
+    }
+
+    /// `fresh` (the new connection's own client) asks to become client
+    /// `previous_id`. On success the previous client is attached to the
+    /// new connection (a second tab still attached to it is ended with
+    /// `TakenOver`), `fresh` is finished with `Resumed`, and the outbox is
+    /// rewound to what the client says it has.
+    pub async fn resume(
+        &self,
+        fresh: &Arc<Client>,
+        previous_id: &str,
+        token: &str,
+        wanted: Option<Vec<(String, Option<u64>)>>,
+    ) -> Result<Resumption, ResumeRefused> {
+        // A connection that already runs streams cannot become another client.
+        let refused = if fresh.active_streams() > 0 {
+            Err(ResumeRefused::Forbidden)
+        } else {
+            self.registry.resume(previous_id, token, fresh)
+        };
+        let client = match refused {
+            Ok(client) => client,
+            Err(why) => {
+                self.stats.resumes_failed.fetch_add(1, Relaxed);
+                tracing::info!(previous = %previous_id, reason = why.reason(), "resume refused");
+                return Err(why);
+            }
+        };
+        fresh.cancel_all(CancelReason::Disconnect, DetachReason::Resumed);
+        fresh.outbox.clear();
+        let attachment = self.attach(&client);
+        // Nothing may be sent for this client until the previous writer is gone.
+        let mut reader = client.outbox.reader().await;
+        let (streams, unknown) = reader.rewind(wanted).await;
+        let replayed: u64 = streams.iter().map(|r| r.replayed).sum();
+        self.stats.resumes_succeeded.fetch_add(1, Relaxed);
+        self.stats.tokens_replayed.fetch_add(replayed, Relaxed);
+        tracing::info!(client = %client.id(), previous = %previous_id, streams = streams.len(), replayed, "client resumed");
+        client.touch();
+        Ok(Resumption {
+            client,
+            attachment,
+            reader,
+            streams,
+            unknown,
+        })
+    }
+
+    /// Finish every client now (shutdown, after the grace period).
+    pub fn close_all(&self) {
+        for client in self.registry.all() {
+            self.registry.remove(&client);
+            client.cancel_all(CancelReason::Shutdown, DetachReason::Closed);
+            client.outbox.clear();
+        }
+    }
+
+    /// Detach a client whose last event is older than 3 heartbeat
+    /// intervals. One timer per attachment, re-armed from the last-seen
+    /// clock; it ends with the attachment (or at shutdown).
+    fn watch_heartbeat(&self, client: Arc<Client>, attachment: Attachment) {
+        let stale_after = self.heartbeat_interval * 3;
+        let clients = self.clone();
+        self.shutdown.spawn(async move {
+            loop {
+                let due = client.last_seen() + stale_after;
+                tokio::select! {
+                    _ = attachment.token().cancelled() => return,
+                    _ = clients.shutdown.root.cancelled() => return,
+                    _ = tokio::time::sleep_until(due) => {}
+                }
+                if client.last_seen() + stale_after <= tokio::time::Instant::now() {
+                    tracing::info!(client = %client.id(), "heartbeat stale; detaching");
+                    clients.detach(&client, attachment.epoch, DetachReason::Stale);
+                    return;
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,280 @@
+//! [`ClientOutbox`] itself: its state, the one place that keeps the
+//! state's derived figures right ([`ClientOutbox::change`]), and the
+//! producers' side (streams push deltas and their start and end, doors
+//! push control events, acks free credits).
+
+use super::credits::Credits;
+use super::event::{Control, StreamEvent};
+use super::pressure::{Admit, Episode, Load, admit};
+use super::queue::Queues;
+use super::replay::{MemoryReplay, ReplayLog};
+use crate::protocol::{Backpressure, BackpressurePolicy, Token};
+use crate::telemetry::Stats;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// What happened to a pushed delta.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    Queued,
+    Coalesced,
+    Dropped,
+}
+
+/// A `slow` push that waited past the slow-client timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooSlow;
+
+/// Limits and policy of one client's outbox.
+#[derive(Debug, Clone)]
+pub struct OutboxSettings {
+    pub threshold: usize,
+    pub max_bytes: usize,
+    pub ack_window: u64,
+    pub policy: BackpressurePolicy,
+    pub slow_timeout: Duration,
+    /// Per stream: sent deltas kept for replay on resume.
+    pub replay_tokens: usize,
+    pub replay_bytes: usize,
+}
+
+/// Control events past this many queued are dropped: a client flooding
+/// bad requests must not grow its queue.
+const CONTROL_CAP: usize = 64;
+
+pub(super) struct State {
+    pub(super) queues: Queues,
+    pub(super) credits: Credits,
+    pub(super) episode: Episode,
+    /// A notice a writer could not send, to be offered again first.
+    pub(super) returned_notice: Option<Backpressure>,
+    pub(super) dropped: u64,
+    pub(super) replay: Box<dyn ReplayLog>,
+    /// No writer is attached: deltas are held back, never dropped.
+    pub(super) detached: bool,
+    /// The client is gone for good: pushes are discarded.
+    pub(super) closed: bool,
+}
+
+impl State {
+    fn new(settings: &OutboxSettings) -> Self {
+        Self {
+            queues: Queues::default(),
+            credits: Credits::new(settings.ack_window),
+            episode: Episode::default(),
+            returned_notice: None,
+            dropped: 0,
+            replay: Box::new(MemoryReplay::new(
+                settings.replay_tokens,
+                settings.replay_bytes,
+            )),
+            detached: false,
+            closed: false,
+        }
+    }
+}
+
+pub struct ClientOutbox {
+    pub(super) state: Mutex<State>,
+    pub(super) settings: OutboxSettings,
+    /// Wakes the reader: new items, acks, a notice falling due.
+    pub(super) wake_reader: Notify,
+    /// Wakes pushers waiting for room.
+    pub(super) has_room: Notify,
+    pub(super) stats: Arc<Stats>,
+    /// Held by the one reader, so that a resume's rewind happens after the
+    /// previous writer is gone and before the next one starts.
+    pub(super) reader_slot: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl ClientOutbox {
+    pub fn new(settings: OutboxSettings, stats: Arc<Stats>) -> Self {
+        Self {
+            state: Mutex::new(State::new(&settings)),
+            settings,
+            wake_reader: Notify::new(),
+            has_room: Notify::new(),
+            stats,
+            reader_slot: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
+    pub fn policy(&self) -> BackpressurePolicy {
+        self.settings.policy
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+        // No code path leaves the state half-updated across a panic point.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Run `f` on the state, then keep what follows from any change right
+    /// in one place: the process-wide queue gauge, the episode, and who is
+    /// woken (the reader when events came, pushers when they went).
+    pub(super) fn change<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        let mut s = self.lock();
+        let before = s.queues.events();
+        let r = f(&mut s);
+        let after = s.queues.events();
+        let threshold = self.settings.threshold;
+        s.episode
+            .observe(after >= threshold, after < threshold / 2, &self.stats);
+        drop(s);
+        if after > before {
+            self.stats
+                .queued_events
+                .fetch_add((after - before) as u64, Relaxed);
+            self.wake_reader.notify_one();
+        } else if after < before {
+            self.stats
+                .queued_events
+                .fetch_sub((before - after) as u64, Relaxed);
+            self.has_room.notify_waiters();
+        }
+        r
+    }
+
+    /// Queued events now.
+    pub fn len(&self) -> usize {
+        self.lock().queues.events()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes queued now (approximate: text plus framing per event).
+    pub fn bytes(&self) -> usize {
+        self.lock().queues.bytes()
+    }
+
+    /// Bytes held for replay now.
+    pub fn replay_bytes(&self) -> usize {
+        self.lock().replay.bytes()
+    }
+
+    /// Queue a delta under the client's policy; under `slow` (and
+    /// `coalesce` past its byte cap) this waits for room, which is what
+    /// holds the stream's upstream back.
+    pub async fn push_token(&self, token: Token) -> Result<Pushed, TooSlow> {
+        let mut pending = token;
+        let mut stalled_since: Option<Instant> = None;
+        loop {
+            let room = self.has_room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            let (t, detached) = match self.change(|s| self.admit_token(s, pending)) {
+                Ok(pushed) => return Ok(pushed),
+                Err(waiting) => waiting,
+            };
+            pending = t;
+            if detached {
+                // Nobody to judge: hold the upstream back until the client
+                // resumes or its window runs out.
+                stalled_since = None;
+            }
+            let since = *stalled_since.get_or_insert_with(Instant::now);
+            if tokio::time::timeout_at(since + self.settings.slow_timeout, room)
+                .await
+                .is_err()
+                && !self.lock().detached
+            {
+                return Err(TooSlow);
+            }
+        }
+    }
+
+    /// One attempt to place `t`, or `t` handed back (with whether the
+    /// client is detached) to wait for room.
+    fn admit_token(&self, s: &mut State, t: Token) -> Result<Pushed, (Token, bool)> {
+        if s.closed {
+            return Ok(Pushed::Queued);
+        }
+        let (events, threshold) = (s.queues.events(), self.settings.threshold);
+        let load = Load {
+            behind: s.episode.engaged() || events >= threshold,
+            over_bytes: s.queues.bytes() >= self.settings.max_bytes,
+            under_half: events < threshold / 2,
+            detached: s.detached,
+        };
+        match admit(self.settings.policy, load) {
+            Admit::Queue => s.queues.push_stream(StreamEvent::Token(t)),
+            Admit::Drop => {
+                s.dropped += 1;
+                self.stats.tokens_dropped.fetch_add(1, Relaxed);
+                return Ok(Pushed::Dropped);
+            }
+            Admit::Merge => match s.queues.merge_into_last(t) {
+                Ok(()) => {
+                    self.stats.tokens_coalesced.fetch_add(1, Relaxed);
+                    return Ok(Pushed::Coalesced);
+                }
+                Err(t) => s.queues.push_stream(StreamEvent::Token(t)),
+            },
+            Admit::Wait => return Err((t, s.detached)),
+        }
+        Ok(Pushed::Queued)
+    }
+
+    /// Queue a stream's start, completion or terminal event: never refused,
+    /// and a few per stream, so they cannot grow the queue without bound.
+    pub fn push_stream_event(&self, event: StreamEvent) {
+        self.change(|s| {
+            if !s.closed {
+                s.queues.push_stream(event);
+            }
+        });
+    }
+
+    /// Queue a door's control event; false when the client is so far
+    /// behind that it was dropped.
+    pub fn push_control(&self, c: Control) -> bool {
+        self.change(|s| {
+            if s.closed || s.queues.control_len() >= CONTROL_CAP {
+                return false;
+            }
+            s.queues.push_control(c);
+            true
+        })
+    }
+
+    /// `ai:ack`: the client has rendered `stream` up to `position`. Acks
+    /// of streams the outbox no longer knows are ignored (a late ack after
+    /// the terminal event is normal).
+    pub fn ack(&self, stream: &str, position: u64) {
+        let freed = self.change(|s| {
+            s.replay.trim(stream, position);
+            let State {
+                queues, credits, ..
+            } = s;
+            credits.acked(queues.stream_mut(stream).map(|q| &mut q.credits), position)
+        });
+        if freed {
+            self.wake_reader.notify_one();
+        }
+    }
+
+    /// Mark the client detached (no writer) or attached again.
+    pub fn set_detached(&self, detached: bool) {
+        self.lock().detached = detached;
+        self.has_room.notify_waiters();
+    }
+
+    /// Forget everything queued (the client is gone for good).
+    pub fn clear(&self) {
+        let mut s = self.lock();
+        self.stats
+            .queued_events
+            .fetch_sub(s.queues.events() as u64, Relaxed);
+        s.episode.end(&self.stats);
+        *s = State::new(&self.settings);
+        // Stream tasks still ending may push their terminal events; they
+        // have nobody to go to.
+        s.closed = true;
+        drop(s);
+        self.has_room.notify_waiters();
+    }
+}

@@ -1,0 +1,516 @@
+//! The `/ai` wire contract: every event name and payload type the gateway
+//! sends or accepts on the `/ai` namespace, in one place.
+//!
+//! Client payloads arrive as loose JSON (`serde_json::Value`) and are turned
+//! into typed requests by [`super::parse_payload`], which reports a failure
+//! as the field that broke and the rule it broke, so that the error event
+//! can name them. Server payloads are plain `Serialize` structs with
+//! camelCase keys; handlers never build JSON by hand. docs/protocol.md
+//! restates the contract; this file is its code.
+
+use super::validate::{FieldError, serialized_size_within};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::sync::Arc;
+use validator::Validate;
+
+/// Event names, as they appear on the wire.
+pub mod event {
+    pub const CONNECTED: &str = "ai:connected";
+    pub const STREAM: &str = "ai:stream";
+    pub const STREAM_START: &str = "ai:stream:start";
+    pub const TOKEN: &str = "ai:token";
+    pub const STREAM_COMPLETE: &str = "ai:stream:complete";
+    pub const DONE: &str = "ai:done";
+    pub const STREAM_CANCELLED: &str = "ai:stream:cancelled";
+    pub const STREAM_ERROR: &str = "ai:stream:error";
+    pub const CANCEL: &str = "ai:cancel";
+    pub const HEARTBEAT: &str = "ai:heartbeat";
+    pub const HEARTBEAT_ACK: &str = "ai:heartbeat:ack";
+    pub const ACK: &str = "ai:ack";
+    pub const BACKPRESSURE: &str = "ai:backpressure";
+    pub const RECONNECT: &str = "ai:reconnect";
+    pub const RECONNECT_SUCCESS: &str = "ai:reconnect:success";
+    pub const RECONNECT_FAILED: &str = "ai:reconnect:failed";
+    pub const ERROR: &str = "ai:error";
+}
+
+// ---------------------------------------------------------------------------
+// Client -> server
+
+/// How a client wants to be treated when it falls behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BackpressurePolicy {
+    #[default]
+    Coalesce,
+    Slow,
+    Drop,
+}
+
+impl BackpressurePolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Coalesce => "coalesce",
+            Self::Slow => "slow",
+            Self::Drop => "drop",
+        }
+    }
+}
+
+/// The handshake `auth` object. Every field is optional so that a client
+/// sending nothing at all still connects when auth is off.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HandshakeAuth {
+    pub token: Option<String>,
+    pub backpressure_policy: Option<BackpressurePolicy>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Validate)]
+pub struct ChatMessage {
+    pub role: Role,
+    pub content: String,
+}
+
+/// Editor context an IDE frontend attaches to a prompt. Kept as free-form
+/// JSON (the orchestrator reads the fields it knows); its size is capped.
+pub type AgentContext = serde_json::Map<String, Value>;
+
+/// `ai:stream`: what a client asks for. Range rules that depend on config
+/// (`maxPromptChars`, `maxTokensLimit`, allowed models) are checked by
+/// [`StreamRequest::check_bounds`].
+#[derive(Debug, Clone, Deserialize, Validate)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamRequest {
+    #[validate(length(min = 1, message = "must be a non-empty string"))]
+    pub prompt: String,
+    #[serde(default)]
+    #[validate(nested)]
+    pub messages: Vec<ChatMessage>,
+    #[validate(length(min = 1, max = 128, message = "must be 1..=128 characters"))]
+    pub model: Option<String>,
+    #[validate(length(min = 1, max = 64, message = "must be 1..=64 characters"))]
+    pub provider: Option<String>,
+    #[validate(range(min = 0.0, max = 2.0, message = "must be between 0.0 and 2.0"))]
+    pub temperature: Option<f64>,
+    #[validate(range(min = 1, message = "must be at least 1"))]
+    pub max_tokens: Option<u32>,
+    pub use_orchestrator: Option<bool>,
+    pub agent_context: Option<AgentContext>,
+    #[validate(custom(function = "validate_stream_id"))]
+    pub stream_id: Option<String>,
+}
+
+/// Limits from config that a request is checked against.
+#[derive(Debug, Clone)]
+pub struct RequestBounds {
+    pub max_prompt_chars: usize,
+    pub max_tokens_limit: u32,
+    pub max_messages: usize,
+    pub max_messages_bytes: usize,
+    pub max_agent_context_bytes: usize,
+}
+
+/// Size rules of `ai:stream`, checked on the raw JSON before it is decoded
+/// into a [`StreamRequest`], so that an over-limit payload is refused
+/// before any typed copy of it is built (the JSON itself is bounded by the
+/// transport's `max_payload_bytes`). Fields of the wrong type are left to
+/// [`super::parse_payload`], which names them.
+pub fn check_stream_sizes(payload: &Value, bounds: &RequestBounds) -> Result<(), FieldError> {
+    if let Some(Value::String(prompt)) = payload.get("prompt") {
+        check_prompt(prompt, bounds.max_prompt_chars)?;
+    }
+    if let Some(Value::Array(messages)) = payload.get("messages") {
+        check_messages(
+            messages.len(),
+            messages
+                .iter()
+                .filter_map(|m| m.get("content").and_then(Value::as_str)),
+            bounds,
+        )?;
+    }
+    if let Some(ctx @ Value::Object(_)) = payload.get("agentContext") {
+        check_agent_context(ctx, bounds.max_agent_context_bytes)?;
+    }
+    Ok(())
+}
+
+fn check_prompt(prompt: &str, max_chars: usize) -> Result<(), FieldError> {
+    // A char is 1..=4 bytes: most prompts are decided by their length alone.
+    if prompt.len() <= max_chars {
+        return Ok(());
+    }
+    let chars = prompt.chars().count();
+    if chars > max_chars {
+        return Err(FieldError::new(
+            "prompt",
+            format!("must be at most {max_chars} characters (got {chars})"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_messages<'a>(
+    count: usize,
+    contents: impl Iterator<Item = &'a str>,
+    bounds: &RequestBounds,
+) -> Result<(), FieldError> {
+    if count > bounds.max_messages {
+        return Err(FieldError::new(
+            "messages",
+            format!(
+                "must hold at most {} messages (got {count})",
+                bounds.max_messages
+            ),
+        ));
+    }
+    let mut total = 0usize;
+    for content in contents {
+        total = total.saturating_add(content.len());
+        if total > bounds.max_messages_bytes {
+            return Err(FieldError::new(
+                "messages",
+                format!(
+                    "content must total at most {} bytes",
+                    bounds.max_messages_bytes
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_agent_context(ctx: &impl Serialize, max_bytes: usize) -> Result<(), FieldError> {
+    serialized_size_within(ctx, max_bytes)
+        .map(|_| ())
+        .ok_or_else(|| {
+            FieldError::new(
+                "agentContext",
+                format!("must be at most {max_bytes} bytes serialized"),
+            )
+        })
+}
+
+impl StreamRequest {
+    /// Rules that depend on config. Returns the first broken one; the
+    /// payload-shape rules have already passed by then.
+    pub fn check_bounds(&self, bounds: &RequestBounds) -> Result<(), FieldError> {
+        check_prompt(&self.prompt, bounds.max_prompt_chars)?;
+        if let Some(n) = self.max_tokens
+            && n > bounds.max_tokens_limit
+        {
+            return Err(FieldError::new(
+                "maxTokens",
+                format!("must be between 1 and {}", bounds.max_tokens_limit),
+            ));
+        }
+        check_messages(
+            self.messages.len(),
+            self.messages.iter().map(|m| m.content.as_str()),
+            bounds,
+        )?;
+        if let Some(ctx) = &self.agent_context {
+            check_agent_context(ctx, bounds.max_agent_context_bytes)?;
+        }
+        Ok(())
+    }
+}
+
+fn validate_stream_id(id: &str) -> Result<(), validator::ValidationError> {
+    let ok = (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(validator::ValidationError::new("stream_id")
+            .with_message("must be 1..=64 characters of [A-Za-z0-9_.:-]".into()))
+    }
+}
+
+/// `ai:cancel`.
+#[derive(Debug, Clone, Deserialize, Validate)]
+#[serde(rename_all = "camelCase")]
+pub struct CancelRequest {
+    #[validate(length(min = 1, max = 64, message = "must be 1..=64 characters"))]
+    pub stream_id: String,
+}
+
+/// `ai:ack`: the client has rendered `streamId` up to `tokenCount`.
+#[derive(Debug, Clone, Deserialize, Validate)]
+#[serde(rename_all = "camelCase")]
+pub struct AckRequest {
+    #[validate(length(min = 1, max = 64, message = "must be 1..=64 characters"))]
+    pub stream_id: String,
+    pub token_count: u64,
+}
+
+/// `ai:reconnect`: take over a previous connection's client and resume
+/// its streams.
+#[derive(Debug, Clone, Deserialize, Validate)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconnectRequest {
+    #[validate(length(min = 1, max = 64, message = "must be 1..=64 characters"))]
+    pub previous_client_id: String,
+    #[validate(length(min = 1, max = 128, message = "must be 1..=128 characters"))]
+    pub resume_token: String,
+    #[validate(length(max = 64, message = "must list at most 64 streams"), nested)]
+    pub streams: Option<Vec<ResumeStream>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Validate)]
+#[serde(rename_all = "camelCase")]
+pub struct ResumeStream {
+    #[validate(length(min = 1, max = 64, message = "must be 1..=64 characters"))]
+    pub stream_id: String,
+    pub last_token_count: Option<u64>,
+}
+
+/// `ai:heartbeat`: carries nothing, but must be an object (or absent).
+#[derive(Debug, Clone, Default, Deserialize, Validate)]
+pub struct HeartbeatRequest {}
+
+// ---------------------------------------------------------------------------
+// Server -> client
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Connected {
+    pub client_id: Arc<str>,
+    pub resume_token: String,
+    pub max_concurrent_streams: usize,
+    pub backpressure_threshold: usize,
+    pub backpressure_policy: BackpressurePolicy,
+    pub ack_window: usize,
+    pub heartbeat_interval_ms: u64,
+    pub reconnect_window_ms: u64,
+    pub server_version: &'static str,
+    pub timestamp: u64,
+}
+
+/// Socket.IO acknowledgement of `ai:stream`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamAck {
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_id: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<AckError>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AckError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamStart {
+    pub stream_id: Arc<str>,
+    pub provider: Arc<str>,
+    pub model: Arc<str>,
+    pub agent: Option<Arc<str>>,
+    pub intent: Option<Arc<str>>,
+    pub timestamp: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Token {
+    pub stream_id: Arc<str>,
+    pub data: String,
+    pub token_count: u64,
+    pub agent: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<TokenMetadata>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenMetadata {
+    pub coalesced: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamComplete {
+    pub stream_id: Arc<str>,
+    pub agent: Option<Arc<str>>,
+    pub intent: Option<Arc<str>>,
+    pub confidence: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Done {
+    pub stream_id: Arc<str>,
+    pub total_tokens: u64,
+    pub duration: u64,
+    pub finish_reason: String,
+    pub usage: Option<Usage>,
+    pub dropped_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub full_response: Option<String>,
+}
+
+/// Why a stream ended before its upstream finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelReason {
+    Client,
+    Timeout,
+    Disconnect,
+    Shutdown,
+    ClientTooSlow,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamCancelled {
+    pub stream_id: Arc<str>,
+    pub reason: CancelReason,
+    pub token_count: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamError {
+    pub stream_id: Arc<str>,
+    pub code: &'static str,
+    pub error: String,
+    pub retryable: bool,
+}
+
+/// `ai:error`: anything not tied to a live stream.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorEvent {
+    pub code: &'static str,
+    pub error: String,
+    pub details: Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconnectSuccess {
+    pub previous_client_id: String,
+    pub new_client_id: Arc<str>,
+    pub resume_token: String,
+    pub streams: Vec<ResumedStream>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResumedStream {
+    pub stream_id: Arc<str>,
+    /// `streaming`, `completed`, `cancelled` or `failed`.
+    pub state: &'static str,
+    pub token_count: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconnectFailed {
+    pub previous_client_id: String,
+    /// `unknown` or `forbidden`.
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackpressureState {
+    Engaged,
+    Relieved,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Backpressure {
+    pub state: BackpressureState,
+    pub message: String,
+    pub queue_size: usize,
+    pub threshold: usize,
+    pub policy: BackpressurePolicy,
+    pub dropped_tokens: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeartbeatAck {
+    pub active_streams: usize,
+    pub queue_size: usize,
+    pub timestamp: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse_payload;
+    use super::*;
+    use serde_json::json;
+
+    fn err(v: Value) -> FieldError {
+        parse_payload::<StreamRequest>(v).unwrap_err().0.remove(0)
+    }
+
+    #[test]
+    fn names_every_broken_field() {
+        let all = parse_payload::<StreamRequest>(json!({"prompt": "", "temperature": 9.0}))
+            .unwrap_err()
+            .0;
+        let names: Vec<_> = all.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(names, ["prompt", "temperature"]);
+    }
+
+    #[test]
+    fn names_the_field_and_rule() {
+        assert_eq!(err(json!({})).field, "prompt");
+        assert_eq!(err(json!({"prompt": ""})).field, "prompt");
+        assert_eq!(
+            err(json!({"prompt": "x", "temperature": 3.0})).field,
+            "temperature"
+        );
+        assert_eq!(
+            err(json!({"prompt": "x", "streamId": "a b"})).field,
+            "streamId"
+        );
+        assert_eq!(
+            err(json!({"prompt": "x", "maxTokens": 0})).field,
+            "maxTokens"
+        );
+        assert_eq!(err(json!([1])).field, "payload");
+        let e = err(json!({"prompt": 5}));
+        assert!(e.rule.contains("expected a string"), "{e:?}");
+        let e = err(json!({"prompt": "x", "messages": [{"role": "robot", "content": "x"}]}));
+        assert!(e.rule.contains("robot"), "{e:?}");
+    }
+
+    #[test]
+    fn accepts_a_full_request() {
+        let r: StreamRequest = parse_payload(json!({
+            "prompt": "Explain", "messages": [{"role": "user", "content": "hi"}],
+            "model": "m", "temperature": 0.7, "maxTokens": 10, "useOrchestrator": false,
+            "agentContext": {"activeFile": "App.js"}, "streamId": "s_1.a:b-c", "extra": 1
+        }))
+        .unwrap();
+        assert_eq!(r.stream_id.as_deref(), Some("s_1.a:b-c"));
+        assert_eq!(r.max_tokens, Some(10));
+    }
+}

@@ -1,0 +1,20 @@
+//! Wire types: what each door reads from and writes to its clients.
+//!
+//! [`ai`] is the `/ai` Socket.IO contract (PROTOCOL.md part 1, restated in
+//! docs/protocol.md); [`validate`] turns loose JSON into typed requests and
+//! names every broken field. Types here are plain data: they know no
+//! socket, no queue and no upstream.
+
+pub mod ai;
+pub mod validate;
+
+pub use ai::*;
+pub use validate::{FieldError, Invalid, camel, parse_payload, serialized_size_within};
+
+/// Milliseconds since the Unix epoch, the protocol's one clock.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

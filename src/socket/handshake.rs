@@ -1,0 +1,108 @@
+//! The `/ai` handshake: refuse before the connect packet, or set the
+//! connection up completely before it (client, greeting, attachment,
+//! writer, handlers), so that no event can arrive before its handler.
+
+use super::binding::Binding;
+use super::{handlers, reply, writer};
+use crate::app::App;
+use crate::clients::Client;
+use crate::error::GatewayError;
+use crate::protocol::{BackpressurePolicy, Connected, FieldError, HandshakeAuth, event, now_ms};
+use axum::extract::ConnectInfo;
+use serde_json::Value;
+use socketioxide::extract::{MaybeHttpExtension, SocketRef, State, TryData};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Refuses a bad handshake before the client is told it is connected;
+/// otherwise sets the connection up (see the module docs). The error's
+/// text is the `connect_error` message.
+pub async fn handshake(
+    socket: SocketRef,
+    State(app): State<Arc<App>>,
+    MaybeHttpExtension(peer): MaybeHttpExtension<ConnectInfo<SocketAddr>>,
+    TryData(auth): TryData<Value>,
+) -> Result<(), String> {
+    let refuse = |e: GatewayError| e.wire().handshake_message();
+    if let Some(ConnectInfo(peer)) = peer
+        && let Err(e) = app.rate_limits.connection(peer.ip())
+    {
+        tracing::info!(ip = %peer.ip(), "connection refused: rate limited");
+        return Err(refuse(e));
+    }
+    let auth = read_auth(auth).map_err(refuse)?;
+    let owner = match &app.auth {
+        Some(authenticator) => match authenticator.verify(auth.token.as_deref()) {
+            Ok(user) => Some(user),
+            Err(e) => {
+                tracing::info!(sid = %socket.id, reason = %e, "handshake refused");
+                return Err(refuse(e));
+            }
+        },
+        None => None,
+    };
+    let policy = auth
+        .backpressure_policy
+        .unwrap_or(app.config.backpressure.policy);
+    let client = app
+        .clients
+        .open(owner, app.rate_limits.budget(), app.outbox_settings(policy));
+    greet(&app, &client, policy);
+    let attachment = app.clients.attach_new(&client);
+    let binding = Binding {
+        client: client.clone(),
+        attachment: attachment.clone(),
+        connected: CancellationToken::new(),
+    };
+    socket.extensions.insert(binding.clone());
+    handlers::register(&socket);
+    writer::spawn(&app, socket.clone(), binding, None);
+    let owner = client.owner.as_ref().map(|u| u.0.clone());
+    tracing::info!(client = %client.id(), sid = %socket.id, user = ?owner, "client connected");
+    Ok(())
+}
+
+fn read_auth(
+    auth: Result<Value, socketioxide::ParserError>,
+) -> Result<HandshakeAuth, GatewayError> {
+    let value = auth.unwrap_or(Value::Null);
+    if value.is_null() {
+        return Ok(HandshakeAuth::default());
+    }
+    serde_json::from_value::<HandshakeAuth>(value).map_err(|e| {
+        FieldError::new(
+            "auth",
+            format!("must be an object with optional token (string) and backpressurePolicy (coalesce | slow | drop): {e}"),
+        )
+        .into()
+    })
+}
+
+/// Queue `ai:connected`, the first event of every client.
+fn greet(app: &App, client: &Client, policy: BackpressurePolicy) {
+    let c = &app.config;
+    reply::control(
+        client,
+        event::CONNECTED,
+        &Connected {
+            client_id: client.id(),
+            resume_token: client.resume_token(),
+            max_concurrent_streams: c.streams.max_concurrent_streams,
+            backpressure_threshold: c.backpressure.threshold,
+            backpressure_policy: policy,
+            ack_window: c.backpressure.ack_window,
+            heartbeat_interval_ms: c.session.heartbeat_interval_ms,
+            reconnect_window_ms: c.session.reconnect_window_ms,
+            server_version: env!("CARGO_PKG_VERSION"),
+            timestamp: now_ms(),
+        },
+    );
+}
+
+/// The connect packet is out: writers may emit.
+pub async fn on_connect(socket: SocketRef) {
+    if let Some(binding) = Binding::of(&socket) {
+        binding.connected.cancel();
+    }
+}

@@ -1,0 +1,36 @@
+//! The `/ai` door: the Socket.IO namespace, its handshake, thin event
+//! handlers, and the writer that carries a client's outbox to its socket.
+//!
+//! The handshake middleware (`handshake`) runs before socketioxide sends
+//! the connect packet: it applies the per-IP connection limit, reads the
+//! `auth` object and, when auth is on, verifies `auth.token`; a refusal is
+//! a `connect_error` (`unauthorized: …`, `rate_limited: …`) and nothing
+//! else happens. On success it makes the client, queues `ai:connected`,
+//! attaches it, starts its writer and registers the event handlers, all
+//! before the connect packet goes out, so that an event the client sends
+//! the moment it is connected finds its handler. The writer waits for
+//! `on_connect` (which runs after the connect packet) before it emits.
+//! A socket carries its [`Binding`] (the client it serves now, and the
+//! attachment) in its extensions; handlers read it, never a lookup table.
+//! Each handler (`handlers`) decodes its payload, calls one engine part
+//! and answers through the client's outbox (`reply`).
+
+mod binding;
+mod handlers;
+mod handshake;
+mod payload;
+mod render;
+mod reply;
+mod writer;
+
+pub use binding::Binding;
+
+use socketioxide::SocketIo;
+use socketioxide::handler::ConnectHandler;
+
+pub const NAMESPACE: &str = "/ai";
+
+/// Register the namespace on `io`.
+pub fn register(io: &SocketIo) {
+    io.ns(NAMESPACE, handshake::on_connect.with(handshake::handshake));
+}
