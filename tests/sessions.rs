@@ -95,7 +95,9 @@ async fn events_of(c: &mut SioClient, id: &str) -> Vec<(String, Value)> {
     let all = c
         .events_until(|n, p| is_terminal(n) && p["streamId"] == id)
         .await;
-    all.into_iter().filter(|(_, p)| p["streamId"] == id).collect()
+    all.into_iter()
+        .filter(|(_, p)| p["streamId"] == id)
+        .collect()
 }
 
 /// A session turn routed straight to Ollama (no system prompt).
@@ -152,7 +154,10 @@ async fn three_turns_over_ollama_send_the_earlier_turns_in_order() {
     for (i, p) in prompts.iter().enumerate() {
         let events = turn(&mut c, json!({ "prompt": p, "sessionId": "chat-1" })).await;
         let (text, terminal) = check_stream_order(&events.iter().collect::<Vec<_>>());
-        assert_eq!((text.as_str(), terminal.as_str()), (reply_to(p).as_str(), "ai:done"));
+        assert_eq!(
+            (text.as_str(), terminal.as_str()),
+            (reply_to(p).as_str(), "ai:done")
+        );
         let start = &events[0].1;
         assert_eq!(start["sessionId"], "chat-1");
         assert_eq!(start["agent"], "explainer", "{start}");
@@ -199,7 +204,10 @@ async fn three_turns_over_ollama_send_the_earlier_turns_in_order() {
     let events = turn(&mut c, json!({ "prompt": "hello there" })).await;
     assert_eq!(events[0].1["sessionId"], Value::Null);
     let done = &events.last().unwrap().1;
-    assert_eq!((&done["sessionId"], &done["turn"]), (&Value::Null, &Value::Null));
+    assert_eq!(
+        (&done["sessionId"], &done["turn"]),
+        (&Value::Null, &Value::Null)
+    );
     let (_, list) = get(gw.addr, "/api/chat/sessions", None).await;
     assert_eq!(list["sessions"].as_array().unwrap().len(), 1, "{list}");
     gw.shutdown().await.unwrap();
@@ -326,7 +334,12 @@ async fn one_live_stream_per_session_and_messages_are_refused_with_a_session() {
     let second = ask(&mut c, direct("again", "busy")).await;
     assert_eq!(second["ok"], false);
     assert_eq!(second["error"]["code"], "session_busy", "{second}");
-    let err = c.events_until(|n, _| n == "ai:error").await.pop().unwrap().1;
+    let err = c
+        .events_until(|n, _| n == "ai:error")
+        .await
+        .pop()
+        .unwrap()
+        .1;
     assert_eq!(err["code"], "session_busy");
     assert_eq!(err["details"]["sessionId"], "busy");
     // Deleting it while the stream runs: 409.
@@ -348,7 +361,12 @@ async fn one_live_stream_per_session_and_messages_are_refused_with_a_session() {
     )
     .await;
     assert_eq!(refused["error"]["code"], "invalid_request", "{refused}");
-    let err = c.events_until(|n, _| n == "ai:error").await.pop().unwrap().1;
+    let err = c
+        .events_until(|n, _| n == "ai:error")
+        .await
+        .pop()
+        .unwrap()
+        .1;
     assert_eq!(err["details"]["field"], "messages");
     assert_eq!(
         err["details"]["rule"],
@@ -356,7 +374,12 @@ async fn one_live_stream_per_session_and_messages_are_refused_with_a_session() {
     );
     let bad = ask(&mut c, json!({ "prompt": "x", "sessionId": "a b" })).await;
     assert_eq!(bad["error"]["code"], "invalid_request");
-    let err = c.events_until(|n, _| n == "ai:error").await.pop().unwrap().1;
+    let err = c
+        .events_until(|n, _| n == "ai:error")
+        .await
+        .pop()
+        .unwrap()
+        .1;
     assert_eq!(err["details"]["field"], "sessionId");
     // None of the refusals touched the session.
     let (_, body) = get(gw.addr, "/api/chat/sessions/busy", None).await;
@@ -380,7 +403,13 @@ async fn bounds_drop_old_turns_expire_idle_sessions_and_evict_the_least_recently
         turn(&mut a, direct(p, "m")).await;
     }
     let served = fake.wait_for("m4", |_| true).await;
-    let expected = json!([user("m2"), assistant("re: m2"), user("m3"), assistant("re: m3"), user("m4")]);
+    let expected = json!([
+        user("m2"),
+        assistant("re: m2"),
+        user("m3"),
+        assistant("re: m3"),
+        user("m4")
+    ]);
     assert_eq!(sent(&served.body), expected);
     // max_bytes = 200: a 100-byte prompt with its reply is 116 bytes, so
     // the second such turn pushes the first out.
@@ -409,7 +438,10 @@ async fn bounds_drop_old_turns_expire_idle_sessions_and_evict_the_least_recently
         .map(|s| s["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["c4", "c1", "c3"], "{list}");
-    assert_eq!(get(addr, "/api/chat/sessions/c2", Some("carol")).await.0, 404);
+    assert_eq!(
+        get(addr, "/api/chat/sessions/c2", Some("carol")).await.0,
+        404
+    );
     let (_, stats) = get_json(addr, "/stats").await;
     assert_eq!(stats["sessions"]["evictions"], 1, "{stats}");
     assert_eq!(stats["sessions"]["held"], 6, "m, b, b1, c1, c3, c4");
@@ -428,10 +460,16 @@ async fn bounds_drop_old_turns_expire_idle_sessions_and_evict_the_least_recently
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains("streamgate_sessions_expired_total 6"), "{metrics}");
+    assert!(
+        metrics.contains("streamgate_sessions_expired_total 6"),
+        "{metrics}"
+    );
     assert!(metrics.contains("streamgate_session_evictions_total 1"));
     // ... and an expired id starts afresh.
-    assert_eq!(get(addr, "/api/chat/sessions/m", Some("alice")).await.0, 404);
+    assert_eq!(
+        get(addr, "/api/chat/sessions/m", Some("alice")).await.0,
+        404
+    );
     let events = turn(&mut a, direct("again", "m")).await;
     assert_eq!(events.last().unwrap().1["turn"], 1);
     let served = fake.wait_for("again", |_| true).await;
@@ -467,7 +505,10 @@ async fn http_endpoints_list_read_and_delete_only_the_callers_sessions() {
     assert_eq!(status, 200);
     let sessions = list["sessions"].as_array().unwrap();
     assert_eq!(sessions.len(), 2, "{list}");
-    assert_eq!((&sessions[0]["id"], &sessions[1]["id"]), (&json!("a2"), &json!("a1")));
+    assert_eq!(
+        (&sessions[0]["id"], &sessions[1]["id"]),
+        (&json!("a2"), &json!("a1"))
+    );
     let a1 = &sessions[1];
     assert_eq!((&a1["turns"], &a1["messages"]), (&json!(2), &json!(4)));
     assert!(a1["updatedAt"].as_u64() >= a1["createdAt"].as_u64());
@@ -485,10 +526,18 @@ async fn http_endpoints_list_read_and_delete_only_the_callers_sessions() {
     let (status, body) = get(addr, "/api/chat/sessions/a1", Some("bob")).await;
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "unknown_session");
-    assert_eq!(delete(addr, "/api/chat/sessions/a1", Some("bob")).await.0, 404);
+    assert_eq!(
+        delete(addr, "/api/chat/sessions/a1", Some("bob")).await.0,
+        404
+    );
     let refused = ask(&mut b, direct("mine now", "a1")).await;
     assert_eq!(refused["error"]["code"], "forbidden", "{refused}");
-    let err = b.events_until(|n, _| n == "ai:error").await.pop().unwrap().1;
+    let err = b
+        .events_until(|n, _| n == "ai:error")
+        .await
+        .pop()
+        .unwrap()
+        .1;
     assert_eq!(err["code"], "forbidden");
     let (_, list) = get(addr, "/api/chat/sessions", Some("bob")).await;
     assert_eq!(list["sessions"].as_array().unwrap().len(), 1);
@@ -496,14 +545,28 @@ async fn http_endpoints_list_read_and_delete_only_the_callers_sessions() {
     let ack = ask(&mut a, direct("slow", "a1")).await;
     let id = ack["streamId"].as_str().unwrap().to_string();
     let (status, body) = delete(addr, "/api/chat/sessions/a1", Some("alice")).await;
-    assert_eq!((status, &body["error"]["code"]), (409, &json!("session_busy")));
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (409, &json!("session_busy"))
+    );
     a.emit("ai:cancel", json!({ "streamId": id })).await;
     events_of(&mut a, &id).await;
     let (status, _) = delete(addr, "/api/chat/sessions/a1", Some("alice")).await;
     assert_eq!(status, 204);
-    assert_eq!(get(addr, "/api/chat/sessions/a1", Some("alice")).await.0, 404);
-    assert_eq!(delete(addr, "/api/chat/sessions/a1", Some("alice")).await.0, 404);
-    assert_eq!(get(addr, "/api/chat/sessions/no%20such", Some("alice")).await.0, 404);
+    assert_eq!(
+        get(addr, "/api/chat/sessions/a1", Some("alice")).await.0,
+        404
+    );
+    assert_eq!(
+        delete(addr, "/api/chat/sessions/a1", Some("alice")).await.0,
+        404
+    );
+    assert_eq!(
+        get(addr, "/api/chat/sessions/no%20such", Some("alice"))
+            .await
+            .0,
+        404
+    );
     gw.shutdown().await.unwrap();
 }
 
@@ -518,7 +581,8 @@ async fn a_resumed_client_keeps_its_sessions() {
     turn(&mut first, direct("before", "r")).await;
     first.close().await;
     let mut second = connect_as(gw.addr, "alice").await;
-    let resume = json!({ "previousClientId": hello["clientId"], "resumeToken": hello["resumeToken"] });
+    let resume =
+        json!({ "previousClientId": hello["clientId"], "resumeToken": hello["resumeToken"] });
     second.emit("ai:reconnect", resume).await;
     let ok = second
         .events_until(|n, _| n.starts_with("ai:reconnect:"))
