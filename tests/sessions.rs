@@ -67,6 +67,14 @@ fn token(sub: &str) -> String {
     .unwrap()
 }
 
+/// The fake Ollama, a gateway (auth off) on it, and a connected client.
+async fn gateway() -> (FakeOllama, streamgate::Running, SioClient) {
+    let fake = FakeOllama::start(scripted).await;
+    let gw = start(config_for(&fake.base_url())).await;
+    let client = SioClient::connect_ok(gw.addr).await;
+    (fake, gw, client)
+}
+
 fn with_auth(mut c: Config) -> Config {
     c.auth.jwt_secret = SECRET.into();
     c
@@ -83,11 +91,16 @@ async fn ask(c: &mut SioClient, payload: Value) -> Value {
     c.emit_ack("ai:stream", payload).await
 }
 
-/// One whole turn: the ack, and the stream's events up to its terminal.
-async fn turn(c: &mut SioClient, payload: Value) -> Vec<(String, Value)> {
+/// Start a stream that must be admitted; returns its id.
+async fn open(c: &mut SioClient, payload: Value) -> String {
     let ack = ask(c, payload).await;
     assert_eq!(ack["ok"], true, "{ack}");
-    let id = ack["streamId"].as_str().unwrap().to_string();
+    ack["streamId"].as_str().unwrap().to_string()
+}
+
+/// One whole turn: the ack, and the stream's events up to its terminal.
+async fn turn(c: &mut SioClient, payload: Value) -> Vec<(String, Value)> {
+    let id = open(c, payload).await;
     events_of(c, &id).await
 }
 
@@ -143,9 +156,7 @@ async fn delete(addr: SocketAddr, path: &str, bearer: Option<&str>) -> (u16, Val
 
 #[tokio::test]
 async fn three_turns_over_ollama_send_the_earlier_turns_in_order() {
-    let fake = FakeOllama::start(scripted).await;
-    let gw = start(config_for(&fake.base_url())).await;
-    let mut c = SioClient::connect_ok(gw.addr).await;
+    let (fake, gw, mut c) = gateway().await;
     let prompts = [
         "Explain this code",
         "Explain the second line",
@@ -261,12 +272,9 @@ async fn three_turns_over_an_openai_compatible_upstream() {
 
 #[tokio::test]
 async fn a_cancelled_turn_keeps_what_the_client_saw_and_an_errored_one_only_the_prompt() {
-    let fake = FakeOllama::start(scripted).await;
-    let gw = start(config_for(&fake.base_url())).await;
-    let mut c = SioClient::connect_ok(gw.addr).await;
+    let (fake, gw, mut c) = gateway().await;
     // Cancelled after a few tokens: the text the client received.
-    let ack = ask(&mut c, direct("slow", "cx")).await;
-    let id = ack["streamId"].as_str().unwrap().to_string();
+    let id = open(&mut c, direct("slow", "cx")).await;
     let mut seen = c
         .events_until(|n, p| n == "ai:token" && p["tokenCount"].as_u64() >= Some(3))
         .await;
@@ -326,11 +334,8 @@ async fn a_cancelled_turn_keeps_what_the_client_saw_and_an_errored_one_only_the_
 
 #[tokio::test]
 async fn one_live_stream_per_session_and_messages_are_refused_with_a_session() {
-    let fake = FakeOllama::start(scripted).await;
-    let gw = start(config_for(&fake.base_url())).await;
-    let mut c = SioClient::connect_ok(gw.addr).await;
-    let first = ask(&mut c, direct("slow", "busy")).await;
-    let id = first["streamId"].as_str().unwrap().to_string();
+    let (_fake, gw, mut c) = gateway().await;
+    let id = open(&mut c, direct("slow", "busy")).await;
     let second = ask(&mut c, direct("again", "busy")).await;
     assert_eq!(second["ok"], false);
     assert_eq!(second["error"]["code"], "session_busy", "{second}");
@@ -454,12 +459,7 @@ async fn bounds_drop_old_turns_expire_idle_sessions_and_evict_the_least_recently
     assert_eq!(stats["sessions"]["held"], 0, "{stats}");
     assert_eq!(stats["sessions"]["bytes"], 0);
     assert_eq!(stats["sessions"]["expired"], 6);
-    let metrics = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(addr, "/metrics").await;
     assert!(
         metrics.contains("streamgate_sessions_expired_total 6"),
         "{metrics}"
@@ -542,8 +542,7 @@ async fn http_endpoints_list_read_and_delete_only_the_callers_sessions() {
     let (_, list) = get(addr, "/api/chat/sessions", Some("bob")).await;
     assert_eq!(list["sessions"].as_array().unwrap().len(), 1);
     // 409 while a stream runs on it, 204 once it has ended, then 404.
-    let ack = ask(&mut a, direct("slow", "a1")).await;
-    let id = ack["streamId"].as_str().unwrap().to_string();
+    let id = open(&mut a, direct("slow", "a1")).await;
     let (status, body) = delete(addr, "/api/chat/sessions/a1", Some("alice")).await;
     assert_eq!(
         (status, &body["error"]["code"]),

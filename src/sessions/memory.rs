@@ -305,7 +305,7 @@ impl MemoryStore {
         }
         // Oldest use first so far; the most recent first, by update time.
         out.reverse();
-        out.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
+        out.sort_by_key(|s| std::cmp::Reverse(s.updated_at));
         out
     }
 
