@@ -98,6 +98,25 @@ async fn open(c: &mut SioClient, payload: Value) -> String {
     ack["streamId"].as_str().unwrap().to_string()
 }
 
+/// A stream that must be refused with `code`: the ack says so, and so
+/// does the `ai:error` that comes with it, which is returned.
+async fn refused(c: &mut SioClient, payload: Value, code: &str) -> Value {
+    let ack = ask(c, payload).await;
+    assert_eq!(
+        (&ack["ok"], &ack["error"]["code"]),
+        (&json!(false), &json!(code)),
+        "{ack}"
+    );
+    let err = c
+        .events_until(|n, _| n == "ai:error")
+        .await
+        .pop()
+        .unwrap()
+        .1;
+    assert_eq!(err["code"], code, "{err}");
+    err
+}
+
 /// One whole turn: the ack, and the stream's events up to its terminal.
 async fn turn(c: &mut SioClient, payload: Value) -> Vec<(String, Value)> {
     let id = open(c, payload).await;
@@ -336,16 +355,7 @@ async fn a_cancelled_turn_keeps_what_the_client_saw_and_an_errored_one_only_the_
 async fn one_live_stream_per_session_and_messages_are_refused_with_a_session() {
     let (_fake, gw, mut c) = gateway().await;
     let id = open(&mut c, direct("slow", "busy")).await;
-    let second = ask(&mut c, direct("again", "busy")).await;
-    assert_eq!(second["ok"], false);
-    assert_eq!(second["error"]["code"], "session_busy", "{second}");
-    let err = c
-        .events_until(|n, _| n == "ai:error")
-        .await
-        .pop()
-        .unwrap()
-        .1;
-    assert_eq!(err["code"], "session_busy");
+    let err = refused(&mut c, direct("again", "busy"), "session_busy").await;
     assert_eq!(err["details"]["sessionId"], "busy");
     // Deleting it while the stream runs: 409.
     let (status, body) = delete(gw.addr, "/api/chat/sessions/busy", None).await;
@@ -360,31 +370,19 @@ async fn one_live_stream_per_session_and_messages_are_refused_with_a_session() {
     let events = turn(&mut c, direct("after", "busy")).await;
     assert_eq!(events.last().unwrap().1["turn"], 2);
     // `messages` with `sessionId`: refused, naming the field and the rule.
-    let refused = ask(
-        &mut c,
-        json!({ "prompt": "x", "sessionId": "busy", "messages": [{ "role": "user", "content": "old" }] }),
-    )
-    .await;
-    assert_eq!(refused["error"]["code"], "invalid_request", "{refused}");
-    let err = c
-        .events_until(|n, _| n == "ai:error")
-        .await
-        .pop()
-        .unwrap()
-        .1;
+    let with_messages = json!({ "prompt": "x", "sessionId": "busy", "messages": [user("old")] });
+    let err = refused(&mut c, with_messages, "invalid_request").await;
     assert_eq!(err["details"]["field"], "messages");
     assert_eq!(
         err["details"]["rule"],
         "not allowed with sessionId (the session holds the history)"
     );
-    let bad = ask(&mut c, json!({ "prompt": "x", "sessionId": "a b" })).await;
-    assert_eq!(bad["error"]["code"], "invalid_request");
-    let err = c
-        .events_until(|n, _| n == "ai:error")
-        .await
-        .pop()
-        .unwrap()
-        .1;
+    let err = refused(
+        &mut c,
+        json!({ "prompt": "x", "sessionId": "a b" }),
+        "invalid_request",
+    )
+    .await;
     assert_eq!(err["details"]["field"], "sessionId");
     // None of the refusals touched the session.
     let (_, body) = get(gw.addr, "/api/chat/sessions/busy", None).await;
@@ -530,14 +528,7 @@ async fn http_endpoints_list_read_and_delete_only_the_callers_sessions() {
         delete(addr, "/api/chat/sessions/a1", Some("bob")).await.0,
         404
     );
-    let refused = ask(&mut b, direct("mine now", "a1")).await;
-    assert_eq!(refused["error"]["code"], "forbidden", "{refused}");
-    let err = b
-        .events_until(|n, _| n == "ai:error")
-        .await
-        .pop()
-        .unwrap()
-        .1;
+    let err = refused(&mut b, direct("mine now", "a1"), "forbidden").await;
     assert_eq!(err["code"], "forbidden");
     let (_, list) = get(addr, "/api/chat/sessions", Some("bob")).await;
     assert_eq!(list["sessions"].as_array().unwrap().len(), 1);
