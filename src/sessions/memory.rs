@@ -124,7 +124,10 @@ impl MemoryStore {
         inner.leases += 1;
         let lease = inner.leases;
         let id = inner.touch(id, now);
-        let s = inner.session_mut(&id);
+        let Some(s) = inner.sessions.get_mut(&id) else {
+            // Found or made above, under this same lock.
+            return Err(GatewayError::Internal(format!("session {id} vanished")));
+        };
         s.lease = Some(lease);
         let history = s
             .log
@@ -351,13 +354,6 @@ impl MemoryStore {
 }
 
 impl Inner {
-    fn session_mut(&mut self, id: &str) -> &mut Session {
-        // Only called for a session this call has just found or made.
-        self.sessions
-            .get_mut(id)
-            .unwrap_or_else(|| unreachable!("session {id} vanished under the lock"))
-    }
-
     /// Mark session `id` used now (a new tick in both LRU orders);
     /// returns the map's own copy of its id.
     fn touch(&mut self, id: &str, now: Instant) -> Arc<str> {
@@ -373,9 +369,10 @@ impl Inner {
         let order = self.by_owner.entry(owner).or_default();
         order.remove(&old);
         order.insert(tick, key.clone());
-        let s = self.session_mut(id);
-        s.tick = tick;
-        s.used = now;
+        if let Some(s) = self.sessions.get_mut(id) {
+            s.tick = tick;
+            s.used = now;
+        }
         key
     }
 
