@@ -35,6 +35,15 @@ pub enum GatewayError {
     UnknownProvider { name: String, known: Vec<String> },
     #[error(transparent)]
     Provider(#[from] ProviderError),
+    /// The session already has a live stream (one at a time).
+    #[error("session {0} busy")]
+    SessionBusy(String),
+    /// No such session for this user (another user's reads as this).
+    #[error("unknown session {0}")]
+    UnknownSession(String),
+    /// Another user's session, written to.
+    #[error("session {0} belongs to another user")]
+    Forbidden(String),
     /// Another connection resumed this client.
     #[error("taken over by another connection")]
     TakenOver,
@@ -120,6 +129,9 @@ impl GatewayError {
             Self::DuplicateStreamId(_) => "duplicate_stream_id",
             Self::UnknownStream(_) => "unknown_stream",
             Self::ModelNotAllowed { .. } => "model_not_allowed",
+            Self::SessionBusy(_) => "session_busy",
+            Self::UnknownSession(_) => "unknown_session",
+            Self::Forbidden(_) => "forbidden",
             Self::Provider(ProviderError::Unavailable { .. }) => "upstream_unavailable",
             Self::Provider(ProviderError::Upstream { .. }) => "upstream_error",
             Self::Provider(ProviderError::FirstTokenTimeout { .. }) => "timeout",
@@ -132,6 +144,7 @@ impl GatewayError {
             self,
             Self::RateLimited { .. }
                 | Self::TooManyStreams { .. }
+                | Self::SessionBusy(_)
                 | Self::Provider(_)
                 | Self::Internal(_)
         )
@@ -166,6 +179,11 @@ impl GatewayError {
                 format!("streamId {id:?} is already a live stream of this client")
             }
             Self::UnknownStream(id) => format!("no live stream {id:?} on this client"),
+            Self::SessionBusy(id) => {
+                format!("session {id:?} already has a live stream; retry when it has ended")
+            }
+            Self::UnknownSession(id) => format!("no session {id:?} for this user"),
+            Self::Forbidden(id) => format!("session {id:?} belongs to another user"),
             Self::ModelNotAllowed { model, allowed } => {
                 format!(
                     "model {model:?} is not allowed; allowed: {}",
@@ -228,6 +246,9 @@ impl GatewayError {
             Self::UnknownProvider { known, .. } => json!({ "field": "provider", "allowed": known }),
             Self::DuplicateStreamId(id) | Self::UnknownStream(id) => {
                 json!({ "field": "streamId", "streamId": id })
+            }
+            Self::SessionBusy(id) | Self::UnknownSession(id) | Self::Forbidden(id) => {
+                json!({ "field": "sessionId", "sessionId": id })
             }
             Self::TakenOver => json!({ "reason": "taken_over" }),
             _ => json!({}),

@@ -1,7 +1,7 @@
 //! The server: every door on one port, and the orderly stop.
 //!
-//! [`router`] stacks the doors (the `/ai` Socket.IO layer, the ops
-//! routes) under the layers every request passes (the request-head copy,
+//! [`router`] stacks the doors (the `/ai` Socket.IO layer, the HTTP API,
+//! the ops routes) under the layers every request passes (the request-head copy,
 //! CORS, tracing). [`start`] binds, sets TCP_NODELAY on each accepted
 //! socket and serves until [`Running::shutdown`], whose grace period bounds
 //! the whole stop: the engine's [`Shutdown`](crate::shutdown::Shutdown)
@@ -9,7 +9,7 @@
 
 use crate::app::{App, StartError};
 use crate::config::Config;
-use crate::{http, ops, socket};
+use crate::{api, http, ops, socket};
 use axum::serve::ListenerExt;
 use socketioxide::SocketIo;
 use std::net::SocketAddr;
@@ -36,6 +36,7 @@ pub fn router(app: Arc<App>) -> (axum::Router, SocketIo) {
         .build_layer();
     socket::register(&io);
     let router = ops::routes(app.clone())
+        .merge(api::routes(app.clone()))
         .merge(crate::pages::routes())
         .layer(layer)
         // Outside socketioxide's layer, so the head it keeps is a copy.

@@ -1,14 +1,20 @@
 //! Wire types: what each door reads from and writes to its clients.
 //!
 //! [`ai`] is the `/ai` Socket.IO contract (PROTOCOL.md part 1, restated in
-//! docs/protocol.md); [`validate`] turns loose JSON into typed requests and
+//! docs/protocol.md); [`session`] the shapes of a conversation the gateway
+//! keeps (part 2, "Sessions": stored messages, the HTTP bodies); [`validate`] turns loose JSON into typed requests and
 //! names every broken field. Types here are plain data: they know no
 //! socket, no queue and no upstream.
 
 pub mod ai;
+pub mod session;
 pub mod validate;
 
 pub use ai::*;
+pub use session::{
+    HttpError, HttpErrorBody, SessionDetail, SessionList, SessionMessage, SessionSummary,
+    TurnStatus,
+};
 pub use validate::{FieldError, Invalid, camel, parse_payload, serialized_size_within};
 
 /// Milliseconds since the Unix epoch, the protocol's one clock.

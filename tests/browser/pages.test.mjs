@@ -36,21 +36,15 @@ before(async () => {
 after(() => browser?.close());
 
 /** A new page that records every console error, page error, failed
- * request and error response. The only answer allowed to be an error is
- * the sessions list's 404 while the gateway has no sessions endpoints
- * (the page shows "no sessions" for it); Chromium logs that 404 itself. */
+ * request and error response: none is allowed. */
 async function newPage() {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   const problems = [];
-  const allowed404 = new Set();
   page.on("response", (r) => {
-    const url = new URL(r.url());
-    if (r.status() === 404 && url.pathname === "/api/chat/sessions") allowed404.add(r.url());
-    else if (r.status() >= 400) problems.push(`HTTP ${r.status()} ${r.url()}`);
+    if (r.status() >= 400) problems.push(`HTTP ${r.status()} ${r.url()}`);
   });
   page.on("console", (m) => {
     if (m.type() !== "error") return;
-    if (allowed404.has(m.location().url) && /status of 404/.test(m.text())) return;
     problems.push(`console error: ${m.text()} (${m.location().url})`);
   });
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));

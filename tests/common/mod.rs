@@ -111,3 +111,10 @@ pub async fn get_json(addr: std::net::SocketAddr, path: &str) -> (u16, Value) {
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
+
+pub async fn get_text(addr: std::net::SocketAddr, path: &str) -> String {
+    let r = reqwest::get(format!("http://{addr}{path}"))
+        .await
+        .expect("GET");
+    r.text().await.expect("body")
+}
