@@ -1,8 +1,10 @@
 //! The [`App`]: every engine part, built once from a [`Config`].
 //!
 //! This is the one place where the engine's parts are made and given to
-//! each other: providers, orchestrator, clients, the relay, rate limits,
-//! authentication, counters and the shutdown tree. Doors (the `/ai`
+//! each other: providers, orchestrator, clients, the relay, the session
+//! store, rate limits, authentication, counters and the shutdown tree, and
+//! where the engine's periodic sweeps (rate-limit keys, idle sessions) are
+//! started. Doors (the `/ai`
 //! socket, ops endpoints, HTTP) receive an `Arc<App>` and call into its
 //! parts; the app names no door, so nothing here depends on a transport.
 
@@ -16,6 +18,7 @@ use crate::outbox::OutboxSettings;
 use crate::protocol::{BackpressurePolicy, RequestBounds};
 use crate::rate_limit::RateLimits;
 use crate::relay::{Relay, StreamSettings};
+use crate::sessions::{MemoryStore, SessionStore};
 use crate::shutdown::Shutdown;
 use crate::telemetry::Stats;
 use crate::upstream::ProviderSet;
@@ -28,6 +31,9 @@ pub struct App {
     pub orchestrator: Arc<Orchestrator>,
     pub clients: Clients,
     pub relay: Relay,
+    /// Conversations kept for `sessionId` (in memory by default; the same
+    /// store the relay holds).
+    pub sessions: Arc<dyn SessionStore>,
     /// Rate limits shared by all connections (per IP, per user).
     pub rate_limits: Arc<RateLimits>,
     /// Handshake token check; `None` when auth is off.
@@ -69,9 +75,11 @@ impl App {
             shutdown.clone(),
             stats.clone(),
         );
+        let sessions: Arc<dyn SessionStore> = Arc::new(MemoryStore::new(&config.sessions));
         let relay = Relay {
             orchestrator: orchestrator.clone(),
             rate_limits: rate_limits.clone(),
+            sessions: sessions.clone(),
             settings: stream_settings(&config),
             stats: stats.clone(),
             shutdown: shutdown.clone(),
@@ -82,6 +90,7 @@ impl App {
             orchestrator,
             clients,
             relay,
+            sessions,
             rate_limits,
             auth,
             stats,
@@ -89,6 +98,7 @@ impl App {
             started: Instant::now(),
         });
         app.spawn_rate_limit_sweeper();
+        app.spawn_session_sweeper();
         Ok(app)
     }
 
@@ -116,6 +126,25 @@ impl App {
                 tokio::select! {
                     _ = root.cancelled() => return,
                     _ = every.tick() => limits.sweep(),
+                }
+            }
+        });
+    }
+
+    /// Free idle sessions (`sessions.ttl_ms`) every quarter TTL (within
+    /// 250 ms..=60 s), until shutdown; lookups expire the ones they touch
+    /// in between.
+    fn spawn_session_sweeper(&self) {
+        let (sessions, root) = (self.sessions.clone(), self.shutdown.root.clone());
+        let every = MemoryStore::sweep_every(&self.config.sessions);
+        self.shutdown.spawn(async move {
+            let mut every = tokio::time::interval(every);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            every.tick().await;
+            loop {
+                tokio::select! {
+                    _ = root.cancelled() => return,
+                    _ = every.tick() => sessions.sweep().await,
                 }
             }
         });

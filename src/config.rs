@@ -33,6 +33,8 @@ pub struct Config {
     #[validate(nested)]
     pub session: SessionConfig,
     #[validate(nested)]
+    pub sessions: SessionsConfig,
+    #[validate(nested)]
     pub backpressure: BackpressureConfig,
     #[validate(nested)]
     pub routing: RoutingConfig,
@@ -135,6 +137,36 @@ pub struct SessionConfig {
     /// resume can send again what a dropped connection swallowed.
     pub replay_buffer_tokens: usize,
     pub replay_buffer_bytes: usize,
+}
+
+/// Conversations the gateway keeps (`sessionId` on `ai:stream`): the
+/// bounds that keep their memory finite. Per session: `max_messages` and
+/// `max_bytes` (message text), the oldest turns dropped first; idle for
+/// `ttl_ms` and it is gone. Per user: `max_per_user` sessions, the least
+/// recently used evicted first. For the process: `max_total` sessions and
+/// `max_total_bytes` of text, least recently used (of any user) evicted
+/// first, because `max_per_user` × users is bounded by nothing. (`session`
+/// above is the connection's life: heartbeat, reconnect window.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// Messages per session (a turn is one or two: prompt and reply).
+    #[validate(range(min = 2, message = "must be at least 2 (one turn)"))]
+    pub max_messages: usize,
+    /// Bytes of message text per session.
+    #[validate(range(min = 1, message = "must be at least 1"))]
+    pub max_bytes: usize,
+    /// Idle time after which a session is gone.
+    #[validate(range(min = 1, message = "must be at least 1"))]
+    pub ttl_ms: u64,
+    #[validate(range(min = 1, message = "must be at least 1"))]
+    pub max_per_user: usize,
+    /// Sessions in the whole process, every user together.
+    #[validate(range(min = 1, message = "must be at least 1"))]
+    pub max_total: usize,
+    /// Bytes of message text in the whole process.
+    #[validate(range(min = 1, message = "must be at least 1"))]
+    pub max_total_bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
@@ -271,6 +303,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             streams: StreamsConfig::default(),
             session: SessionConfig::default(),
+            sessions: SessionsConfig::default(),
             backpressure: BackpressureConfig::default(),
             routing: RoutingConfig::default(),
             http: HttpConfig::default(),
@@ -319,6 +352,19 @@ impl Default for SessionConfig {
             reconnect_window_ms: 30_000,
             replay_buffer_tokens: 1_024,
             replay_buffer_bytes: 262_144,
+        }
+    }
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        Self {
+            max_messages: 200,
+            max_bytes: 524_288,
+            ttl_ms: 86_400_000,
+            max_per_user: 100,
+            max_total: 10_000,
+            max_total_bytes: 268_435_456,
         }
     }
 }
@@ -548,6 +594,12 @@ impl Config {
                 "auth.jwt_secret",
                 "and auth.jwt_public_key must not both be set (one key type pins the algorithm)"
                     .into(),
+            );
+        }
+        if self.sessions.max_bytes > self.sessions.max_total_bytes {
+            return bad(
+                "sessions.max_bytes",
+                "must be at most sessions.max_total_bytes (one session must fit)".into(),
             );
         }
         let l = &self.limits;

@@ -37,12 +37,18 @@ pub enum GatewayError {
     UnknownAgent { name: String, known: Vec<String> },
     #[error(transparent)]
     Provider(#[from] ProviderError),
+    /// The session already has a live stream (one at a time).
+    #[error("session {0} busy")]
+    SessionBusy(String),
+    /// No such session for this user (another user's reads as this).
+    #[error("unknown session {0}")]
+    UnknownSession(String),
+    /// Another user's session or stream, written to.
+    #[error("{kind:?} {id} belongs to another user")]
+    Forbidden { kind: Owned, id: String },
     /// Another connection resumed this client.
     #[error("taken over by another connection")]
     TakenOver,
-    /// Another user's stream, session or client, for writing.
-    #[error("forbidden: {0}")]
-    Forbidden(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -69,6 +75,13 @@ impl WireError {
             format!("{}: {}", self.code, self.message)
         }
     }
+}
+
+/// What a [`GatewayError::Forbidden`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owned {
+    Session,
+    Stream,
 }
 
 /// Which abuse limit refused a request (see `config::RateLimitConfig`).
@@ -135,12 +148,14 @@ impl GatewayError {
                 "invalid_request"
             }
             Self::Unauthorized(_) | Self::TakenOver => "unauthorized",
-            Self::Forbidden(_) => "forbidden",
+            Self::Forbidden { .. } => "forbidden",
             Self::RateLimited { .. } => "rate_limited",
             Self::TooManyStreams { .. } => "too_many_streams",
             Self::DuplicateStreamId(_) => "duplicate_stream_id",
             Self::UnknownStream(_) => "unknown_stream",
             Self::ModelNotAllowed { .. } => "model_not_allowed",
+            Self::SessionBusy(_) => "session_busy",
+            Self::UnknownSession(_) => "unknown_session",
             Self::Provider(ProviderError::Unavailable { .. }) => "upstream_unavailable",
             Self::Provider(ProviderError::Upstream { .. } | ProviderError::Rejected { .. }) => {
                 "upstream_error"
@@ -155,6 +170,7 @@ impl GatewayError {
             self,
             Self::RateLimited { .. }
                 | Self::TooManyStreams { .. }
+                | Self::SessionBusy(_)
                 | Self::Provider(_)
                 | Self::Internal(_)
         )
@@ -189,6 +205,17 @@ impl GatewayError {
                 format!("streamId {id:?} is already a live stream of this client")
             }
             Self::UnknownStream(id) => format!("no live stream {id:?} on this client"),
+            Self::SessionBusy(id) => {
+                format!("session {id:?} already has a live stream; retry when it has ended")
+            }
+            Self::UnknownSession(id) => format!("no session {id:?} for this user"),
+            Self::Forbidden { kind, id } => {
+                let what = match kind {
+                    Owned::Session => "session",
+                    Owned::Stream => "stream",
+                };
+                format!("{what} {id:?} belongs to another user")
+            }
             Self::ModelNotAllowed { model, allowed } => {
                 format!(
                     "model {model:?} is not allowed; allowed: {}",
@@ -202,7 +229,10 @@ impl GatewayError {
                 )
             }
             Self::UnknownAgent { name, known } => {
-                format!("agent {name:?} is not configured; configured: {}", known.join(", "))
+                format!(
+                    "agent {name:?} is not configured; configured: {}",
+                    known.join(", ")
+                )
             }
             Self::Provider(ProviderError::Unavailable { provider, .. }) => {
                 format!("provider {provider} could not be reached")
@@ -225,7 +255,6 @@ impl GatewayError {
             Self::TakenOver => {
                 "this client was taken over by another connection (ai:reconnect)".to_string()
             }
-            Self::Forbidden(what) => format!("{what} belongs to another user"),
             Self::Internal(_) => "internal error".to_string(),
         }
     }
@@ -275,6 +304,16 @@ impl GatewayError {
             Self::DuplicateStreamId(id) | Self::UnknownStream(id) => {
                 json!({ "field": "streamId", "streamId": id })
             }
+            Self::SessionBusy(id)
+            | Self::UnknownSession(id)
+            | Self::Forbidden {
+                kind: Owned::Session,
+                id,
+            } => json!({ "field": "sessionId", "sessionId": id }),
+            Self::Forbidden {
+                kind: Owned::Stream,
+                id,
+            } => json!({ "field": "streamId", "streamId": id }),
             Self::TakenOver => json!({ "reason": "taken_over" }),
             _ => json!({}),
         }

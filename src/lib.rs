@@ -4,11 +4,14 @@
 //! One engine behind several doors. The engine: [`clients`] (who is
 //! connected, attach / detach / resume), [`outbox`] (each client's bounded
 //! queue, credits, backpressure and replay log; no transport),
-//! [`relay`] (one task per stream, upstream to outbox), [`orchestrator`]
-//! (which agent and provider), [`upstream`] (the providers' wire formats).
-//! The doors: [`socket`] (the `/ai` Socket.IO namespace) and [`ops`]
-//! (health, stats, metrics). [`app`] builds the engine from a [`Config`];
-//! [`server`] puts the doors on one port. Dependencies run one way: doors
+//! [`relay`] (one task per stream, upstream to outbox), [`sessions`]
+//! (conversations kept by the gateway), [`orchestrator`] (which agent and
+//! provider), [`upstream`] (the providers' wire formats). The doors:
+//! [`socket`] (the `/ai` Socket.IO namespace), [`http`] (SSE streams, the
+//! session endpoints, the OpenAI-compatible `/v1`), [`pages`] (the
+//! playground and ops page) and [`ops`] (health, stats, metrics). [`app`]
+//! builds the engine from a [`Config`]; [`server`] puts the doors on one
+//! port. Dependencies run one way: doors
 //! → app → clients / relay → outbox / orchestrator → upstream. See
 //! ARCHITECTURE.md for the path of a token.
 
@@ -22,10 +25,12 @@ pub mod http;
 pub mod ops;
 pub mod orchestrator;
 pub mod outbox;
+pub mod pages;
 pub mod protocol;
 pub mod rate_limit;
 pub mod relay;
 pub mod server;
+pub mod sessions;
 pub mod shutdown;
 pub mod socket;
 pub mod telemetry;

@@ -1,7 +1,7 @@
 //! The server: every door on one port, and the orderly stop.
 //!
-//! [`router`] stacks the doors (the `/ai` Socket.IO layer, the ops
-//! routes) under the layers every request passes (the request-head copy,
+//! [`router`] stacks the doors (the `/ai` Socket.IO layer, the HTTP API,
+//! the ops routes) under the layers every request passes (the request-head copy,
 //! CORS, tracing). [`start`] binds, sets TCP_NODELAY on each accepted
 //! socket and serves until [`Running::shutdown`], whose grace period bounds
 //! the whole stop: the engine's [`Shutdown`](crate::shutdown::Shutdown)
@@ -37,6 +37,7 @@ pub fn router(app: Arc<App>) -> (axum::Router, SocketIo) {
     socket::register(&io);
     let router = ops::routes(app.clone())
         .merge(http::routes(app.clone()))
+        .merge(crate::pages::routes())
         .layer(layer)
         // Outside socketioxide's layer, so the head it keeps is a copy.
         .layer(axum::middleware::map_request(

@@ -90,7 +90,11 @@ async fn a_cut_stream_resumes_after_last_event_id_exactly_once() {
     let mut all = seen.clone();
     all.extend(rest.iter().cloned());
     let positions = counts(&all);
-    assert_eq!(positions, (1..=60).collect::<Vec<u64>>(), "every position once");
+    assert_eq!(
+        positions,
+        (1..=60).collect::<Vec<u64>>(),
+        "every position once"
+    );
     assert_eq!(text(&all), Script::tokens(60, 10).text());
     assert_eq!(rest.last().unwrap().json["done"], true);
     gw.shutdown().await.unwrap();
@@ -105,7 +109,10 @@ async fn refusals_another_user_unknown_stream_and_after_the_window() {
     drop(reader);
     let status = |r: reqwest::Response| r.status().as_u16();
     assert_eq!(status(resume(gw.addr, "mallory", &id, Some(0)).await), 404);
-    assert_eq!(status(resume(gw.addr, "alice", "s_nosuch", Some(0)).await), 404);
+    assert_eq!(
+        status(resume(gw.addr, "alice", "s_nosuch", Some(0)).await),
+        404
+    );
     tokio::time::sleep(Duration::from_millis(800)).await;
     let late = resume(gw.addr, "alice", &id, Some(0)).await;
     assert_eq!(late.status(), 404);

@@ -41,7 +41,11 @@ fn tokens(events: &[common::sse::SseEvent]) -> (String, Vec<u64>) {
     for e in events.iter().filter(|e| e.id.is_some()) {
         text.push_str(e.json["token"].as_str().expect("token"));
         let count = e.json["count"].as_u64().expect("count");
-        assert_eq!(e.id.as_deref(), Some(count.to_string().as_str()), "id is the count");
+        assert_eq!(
+            e.id.as_deref(),
+            Some(count.to_string().as_str()),
+            "id is the count"
+        );
         ids.push(count);
     }
     (text, ids)
@@ -51,10 +55,19 @@ fn tokens(events: &[common::sse::SseEvent]) -> (String, Vec<u64>) {
 async fn events_come_in_order_with_their_fields_and_headers() {
     let fake = FakeOllama::start(scripted).await;
     let gw = start(config_for(&fake.base_url())).await;
-    let r = post(gw.addr, json!({"message": "hello", "use_orchestrator": false})).await;
+    let r = post(
+        gw.addr,
+        json!({"message": "hello", "use_orchestrator": false}),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let h = r.headers().clone();
-    assert!(h["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(
+        h["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
     assert_eq!(h["cache-control"], "no-cache");
     assert_eq!(h["x-accel-buffering"], "no");
     let stream_id = h["x-stream-id"].to_str().unwrap().to_string();
@@ -67,7 +80,10 @@ async fn events_come_in_order_with_their_fields_and_headers() {
     let (text, ids) = tokens(&events);
     assert_eq!(text, Script::tokens(8, 5).text());
     assert_eq!(ids, (1..=8).collect::<Vec<u64>>());
-    assert!(events.iter().all(|e| e.json.get("partial").is_none()), "partial is opt-in");
+    assert!(
+        events.iter().all(|e| e.json.get("partial").is_none()),
+        "partial is opt-in"
+    );
     let done = &events.last().unwrap().json;
     assert_eq!(done["done"], true);
     assert_eq!(done["tokens"], 8);
@@ -103,8 +119,16 @@ async fn keep_alive_comments_flow_while_the_first_token_is_slow() {
     let start = reader.next().await.expect("start");
     assert_eq!(start.event.as_deref(), Some("start"));
     let before = reader.comments.len();
-    assert!(before >= 3, "keep-alives before the first token: {:?}", reader.comments);
-    assert!(reader.comments.iter().all(|c| c == " keep-alive"), "{:?}", reader.comments);
+    assert!(
+        before >= 3,
+        "keep-alives before the first token: {:?}",
+        reader.comments
+    );
+    assert!(
+        reader.comments.iter().all(|c| c == " keep-alive"),
+        "{:?}",
+        reader.comments
+    );
     let rest = reader.all().await;
     assert_eq!(tokens(&rest).0, Script::tokens(3, 5).text());
     gw.shutdown().await.unwrap();
@@ -134,13 +158,33 @@ async fn bad_requests_are_json_errors_naming_the_field() {
         http.post(&url).header("content-type", ct).body(body).send()
     };
     let cases: Vec<(reqwest::Response, u16, &str)> = vec![
-        (raw("not json", "application/json").await.unwrap(), 400, "body"),
-        (raw("{\"message\":\"x\"}", "text/plain").await.unwrap(), 400, "content-type"),
+        (
+            raw("not json", "application/json").await.unwrap(),
+            400,
+            "body",
+        ),
+        (
+            raw("{\"message\":\"x\"}", "text/plain").await.unwrap(),
+            400,
+            "content-type",
+        ),
         (post(gw.addr, json!({})).await, 400, "message"),
         (post(gw.addr, json!({"message": ""})).await, 400, "message"),
-        (post(gw.addr, json!({"message": "x", "temperature": 9})).await, 400, "temperature"),
-        (post(gw.addr, json!({"message": "x", "max_tokens": 0})).await, 400, "max_tokens"),
-        (post(gw.addr, json!({"message": "x".repeat(5_000)})).await, 413, "body"),
+        (
+            post(gw.addr, json!({"message": "x", "temperature": 9})).await,
+            400,
+            "temperature",
+        ),
+        (
+            post(gw.addr, json!({"message": "x", "max_tokens": 0})).await,
+            400,
+            "max_tokens",
+        ),
+        (
+            post(gw.addr, json!({"message": "x".repeat(5_000)})).await,
+            413,
+            "body",
+        ),
     ];
     for (r, status, field) in cases {
         let (got, body) = refused(r).await;
@@ -173,7 +217,10 @@ async fn rate_limits_answer_429_with_retry_after() {
     let second = send().await.unwrap();
     assert!(second.headers().get("retry-after").is_some(), "Retry-After");
     let (status, body) = refused(second).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (429, Some("rate_limited")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (429, Some("rate_limited"))
+    );
     gw.shutdown().await.unwrap();
 }
 
@@ -184,7 +231,10 @@ async fn a_bearer_token_is_required_when_auth_is_on() {
     config.auth.jwt_secret = "an-HS256-secret-of-at-least-32-bytes!".into();
     let gw = start(config).await;
     let (status, body) = refused(post(gw.addr, json!({"message": "hello"})).await).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthorized")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
     let bad = reqwest::Client::new()
         .post(format!("http://{}/api/chat/stream", gw.addr))
         .bearer_auth("not.a.jwt")
@@ -202,7 +252,10 @@ async fn a_bearer_token_is_required_when_auth_is_on() {
         .await
         .unwrap();
     assert_eq!(good.status(), 200);
-    assert_eq!(tokens(&SseReader::new(good).all().await).0, Script::tokens(8, 5).text());
+    assert_eq!(
+        tokens(&SseReader::new(good).all().await).0,
+        Script::tokens(8, 5).text()
+    );
     gw.shutdown().await.unwrap();
 }
 
@@ -217,7 +270,12 @@ async fn a_failure_after_the_start_is_an_error_event_then_the_end() {
     let last = &events.last().unwrap().json;
     assert_eq!(last["error"]["code"], "upstream_error", "{last}");
     assert_eq!(last["error"]["retryable"], true);
-    assert!(last["error"]["message"].as_str().unwrap().contains("ollama"));
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ollama")
+    );
     gw.shutdown().await.unwrap();
 }
 
@@ -235,12 +293,18 @@ async fn closing_the_connection_cancels_and_closes_the_upstream_at_once() {
     let served = fake.wait_for("long", |s| s.closed_early).await;
     let took = closed_at.elapsed();
     assert!(served.tokens_written < 2_000);
-    assert!(took < Duration::from_secs(1), "upstream closed {took:?} after the client");
+    assert!(
+        took < Duration::from_secs(1),
+        "upstream closed {took:?} after the client"
+    );
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let (_, stats) = get_json(gw.addr, "/stats").await;
         if stats["streams"]["cancelled"] == 1 && stats["streams"]["active"] == 0 {
-            assert_eq!(stats["clients"]["connected"], 0, "the HTTP client is forgotten");
+            assert_eq!(
+                stats["clients"]["connected"], 0,
+                "the HTTP client is forgotten"
+            );
             break;
         }
         assert!(Instant::now() < deadline, "{stats}");
@@ -272,11 +336,52 @@ async fn a_slow_reader_stays_under_the_caps_and_gets_the_exact_text() {
     events.extend(reader.all().await);
     let (_, stats) = get_json(gw.addr, "/stats").await;
     // The cap is checked before each push: at most one token past it.
-    assert!(largest > 0 && largest <= 64 * 1024 + 8_200, "queue bytes {largest}");
-    assert!(stats["tokens"]["coalesced"].as_u64().unwrap() > 0, "the policy engaged: {stats}");
+    assert!(
+        largest > 0 && largest <= 64 * 1024 + 8_200,
+        "queue bytes {largest}"
+    );
+    assert!(
+        stats["tokens"]["coalesced"].as_u64().unwrap() > 0,
+        "the policy engaged: {stats}"
+    );
     let (text, ids) = tokens(&events);
-    assert_eq!(text, Script::sized(2_000, 8_000, 0).text(), "nothing lost (coalesced)");
+    assert_eq!(
+        text,
+        Script::sized(2_000, 8_000, 0).text(),
+        "nothing lost (coalesced)"
+    );
     assert!(ids.windows(2).all(|w| w[0] < w[1]) && ids.last() == Some(&2_000));
     assert!(ids.len() < 2_000, "fewer events than tokens: merged");
+    gw.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn session_id_keeps_the_conversation_and_a_busy_session_is_409() {
+    let fake = FakeOllama::start(scripted).await;
+    let gw = start(config_for(&fake.base_url())).await;
+    let turn = |message: &'static str| {
+        post(
+            gw.addr,
+            json!({"message": message, "session_id": "chat-1", "use_orchestrator": false}),
+        )
+    };
+    let first = SseReader::new(turn("hello").await).all().await;
+    assert_eq!(first[0].json["session_id"], "chat-1");
+    assert_eq!(first.last().unwrap().json["session_id"], "chat-1");
+    let mut live = SseReader::new(turn("long").await);
+    live.next().await.expect("start");
+    let busy = turn("again").await;
+    let (status, body) = refused(busy).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("session_busy"))
+    );
+    drop(live);
+    fake.wait_for("long", |s| s.closed_early).await;
+    let (_, session) = get_json(gw.addr, "/api/chat/sessions/chat-1").await;
+    let messages = session["messages"].as_array().expect("messages");
+    assert_eq!(messages[0]["content"], "hello");
+    assert_eq!(messages[1]["content"], Script::tokens(8, 5).text());
+    assert_eq!(messages[2]["content"], "long");
     gw.shutdown().await.unwrap();
 }

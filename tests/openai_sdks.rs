@@ -2,7 +2,7 @@
 //! Python SDK (tests/py/openai_sdk.py: streaming and whole completions,
 //! usage, `NotFoundError` for an unknown model, `AuthenticationError` for a
 //! bad JWT) and the npm package (tests/js/openai.test.mjs: one streamed
-//! completion). Both installed on demand (tests/common/tools.rs).
+//! completion). Both installed on demand (tests/common/python.rs, node.rs).
 
 mod common;
 
@@ -15,8 +15,8 @@ const SECRET: &str = "an-HS256-secret-of-at-least-32-bytes!";
 #[tokio::test]
 async fn the_official_openai_sdks_work_by_base_url() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let python = common::tools::python_venv();
-    common::tools::ensure_npm(&root.join("tests/js"));
+    let python = common::python::python_venv();
+    common::node::ensure_npm_packages(&root.join("tests/js"), "openai");
     let fake = FakeOllama::start(|_| Script::tokens(12, 2)).await;
     let expected = Script::tokens(12, 2).text();
     let open = start(config_for(&fake.base_url())).await;
@@ -35,7 +35,10 @@ async fn the_official_openai_sdks_work_by_base_url() {
     let out = py.output().await.expect("python runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && stdout.contains("all passed"), "python SDK checks");
+    assert!(
+        out.status.success() && stdout.contains("all passed"),
+        "python SDK checks"
+    );
     let mut node = tokio::process::Command::new("node");
     node.args(["--test", "--test-reporter=spec"])
         .arg(root.join("tests/js/openai.test.mjs"));
@@ -43,7 +46,10 @@ async fn the_official_openai_sdks_work_by_base_url() {
     let out = node.output().await.expect("node runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && stdout.contains("pass 1"), "npm SDK check");
+    assert!(
+        out.status.success() && stdout.contains("pass 1"),
+        "npm SDK check"
+    );
     open.shutdown().await.unwrap();
     authed.shutdown().await.unwrap();
 }

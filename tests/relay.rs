@@ -357,12 +357,7 @@ async fn ops_endpoints_count_truly() {
     let (status, ready) = get_json(gw.addr, "/readyz").await;
     assert_eq!(status, 200);
     assert_eq!(ready["providers"]["ollama"]["reachable"], true);
-    let metrics = reqwest::get(format!("http://{}/metrics", gw.addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(gw.addr, "/metrics").await;
     assert!(
         metrics.contains("streamgate_tokens_relayed_total 24"),
         "{metrics}"

@@ -3,7 +3,8 @@
 //! was wrong, never as a plain-text rejection.
 //!
 //! The token is checked by the same [`Authenticator`](crate::auth) as the
-//! `/ai` handshake, so the keys, algorithm and claims are the same. The body
+//! `/ai` handshake, so a token means the same user on every door; with auth
+//! off there is no caller in particular (`Caller(None)`). The body
 //! must be `application/json`, valid JSON, and an object that passes the
 //! door's typed validation; every broken field is named (snake_case, as
 //! these doors' clients spell them).
@@ -15,31 +16,51 @@ use crate::error::GatewayError;
 use crate::protocol::FieldError;
 use crate::protocol::validate::{FieldNames, parse_payload_as};
 use axum::body::Bytes;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use std::sync::Arc;
 use validator::Validate;
 
-/// Who is calling.
+/// Who is calling: the JWT `sub` (`None` with auth off).
 #[derive(Debug, Clone)]
-pub struct Caller {
-    /// The JWT `sub`, when auth is on.
-    pub owner: Option<UserId>,
-}
+pub struct Caller(pub Option<UserId>);
 
-/// The caller of a request, from its `Authorization: Bearer` header.
+/// The caller of a request, from its `Authorization: Bearer` header; a
+/// missing or bad token (auth on) is a 401 in `shape`.
 pub fn caller(app: &App, headers: &HeaderMap, shape: Shape) -> Result<Caller, ApiError> {
     let Some(auth) = &app.auth else {
-        return Ok(Caller { owner: None });
+        return Ok(Caller(None));
     };
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim);
-    auth.verify(token)
-        .map(|user| Caller { owner: Some(user) })
-        .map_err(|e| ApiError::new(&e, shape))
+    let refuse = |e: GatewayError| ApiError::new(&e, shape);
+    let token = match headers.get(header::AUTHORIZATION) {
+        None => None,
+        Some(value) => Some(bearer(value.to_str().ok()).ok_or_else(|| {
+            refuse(GatewayError::Unauthorized(
+                "Authorization must be `Bearer <JWT>`".into(),
+            ))
+        })?),
+    };
+    auth.verify(token).map(|u| Caller(Some(u))).map_err(refuse)
+}
+
+/// `/api/…` handlers take the caller as an extractor.
+impl FromRequestParts<Arc<App>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        caller(app, &parts.headers, Shape::Plain)
+    }
+}
+
+/// The token of a `Bearer` credential (the scheme is case-insensitive).
+fn bearer(value: Option<&str>) -> Option<&str> {
+    let (scheme, token) = value?.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 /// The body as a typed, validated `T`.
@@ -64,4 +85,18 @@ pub fn json_body<T: DeserializeOwned + Validate>(
         .map_err(|e| invalid("body", &format!("must be valid JSON ({e})")))?;
     parse_payload_as(value, FieldNames::AsIs)
         .map_err(|e| ApiError::new(&GatewayError::InvalidRequest(e), shape))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer;
+
+    #[test]
+    fn reads_a_bearer_token_only() {
+        assert_eq!(bearer(Some("Bearer abc")), Some("abc"));
+        assert_eq!(bearer(Some("bearer  abc ")), Some("abc"));
+        assert_eq!(bearer(Some("Basic abc")), None);
+        assert_eq!(bearer(Some("abc")), None);
+        assert_eq!(bearer(None), None);
+    }
 }

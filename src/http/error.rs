@@ -79,6 +79,13 @@ fn openai_type(status: u16) -> &'static str {
     }
 }
 
+/// `?` on a gateway error in an `/api/…` handler.
+impl From<GatewayError> for ApiError {
+    fn from(e: GatewayError) -> Self {
+        Self::new(&e, Shape::Plain)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let w = self.wire;
@@ -102,6 +109,11 @@ impl IntoResponse for ApiError {
                 (status, Json(body)).into_response()
             }
         };
+        if w.status == 401 {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if let Some(wait) = w.retry_after {
             // Whole seconds, rounded up, never 0.
             let secs = wait.as_millis().div_ceil(1000).max(1);

@@ -1,7 +1,8 @@
 //! The HTTP doors, on the same port as `/ai`: server-sent events
-//! (`/api/chat/stream`, [`sse`]) and the OpenAI-compatible API (`/v1`,
-//! [`openai`]), over the same validation, limits, JWT, orchestrator,
-//! providers, cancellation and metrics as `/ai`.
+//! (`/api/chat/stream`, [`sse`]), the session endpoints
+//! (`/api/chat/sessions`, [`sessions`]) and the OpenAI-compatible API
+//! (`/v1`, [`openai`]), over the same validation, limits, JWT,
+//! orchestrator, providers, sessions, cancellation and metrics as `/ai`.
 //!
 //! Each streaming request is a client of its own whose writer is the
 //! response body ([`stream`]); what the doors read first (the caller, the
@@ -14,6 +15,7 @@ pub mod caller;
 pub mod error;
 pub mod head;
 pub mod openai;
+pub mod sessions;
 pub mod sse;
 pub mod stream;
 
@@ -32,6 +34,7 @@ pub fn routes(app: Arc<App>) -> Router {
     let limit = usize::try_from(app.config.server.max_payload_bytes).unwrap_or(usize::MAX);
     Router::new()
         .merge(sse::routes())
+        .merge(sessions::routes())
         .merge(openai::routes())
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(limit))
@@ -55,7 +58,8 @@ async fn json_refusals(req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/event-stream"));
     if response.status() == StatusCode::PAYLOAD_TOO_LARGE && plain {
-        let err = crate::protocol::FieldError::new("body", "is larger than server.max_payload_bytes");
+        let err =
+            crate::protocol::FieldError::new("body", "is larger than server.max_payload_bytes");
         let mut e = ApiError::new(&err.into(), shape);
         e.wire.status = 413;
         return e.into_response();

@@ -25,13 +25,13 @@ use crate::protocol::openai::{
     CompletionChunk, CompletionUsage, Content, Delta, Message, Model, ModelList,
 };
 use crate::protocol::{ChatMessage, FieldError, Invalid, Role, StreamRequest, Usage, now_ms};
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -66,7 +66,7 @@ async fn completions(State(app): State<Arc<App>>, headers: HeaderMap, body: Byte
             req.stream_options.as_ref().is_some_and(|o| o.include_usage),
         );
         let sreq = stream_request(&app, req)?;
-        let (id, mut feed) = stream::open(&app, who.owner, sreq, OnClose::Cancel)
+        let (id, mut feed) = stream::open(&app, who.0, sreq, OnClose::Cancel)
             .await
             .map_err(|e| api_error(&e))?;
         let served = first_events(&mut feed).await?;
@@ -140,7 +140,10 @@ fn conversation(messages: Vec<Message>) -> Result<(String, Vec<ChatMessage>), Fi
     match history.pop() {
         Some(last) if last.role == Role::User => Ok((last.content, history)),
         Some(_) => Err(FieldError::new("messages", "must end with a user message")),
-        None => Err(FieldError::new("messages", "must hold at least one message")),
+        None => Err(FieldError::new(
+            "messages",
+            "must hold at least one message",
+        )),
     }
 }
 
@@ -179,7 +182,11 @@ struct Served {
 /// Wait for the start and the event after it; a failure before any text
 /// is an HTTP error.
 async fn first_events(feed: &mut EventFeed) -> Result<Served, ApiError> {
-    let gone = || api_error(&GatewayError::Internal("stream ended before it started".into()));
+    let gone = || {
+        api_error(&GatewayError::Internal(
+            "stream ended before it started".into(),
+        ))
+    };
     let (provider, model, id) = loop {
         let start = feed.next(|item| match item {
             Outbound::Stream(StreamEvent::Start(s)) => {
@@ -230,17 +237,18 @@ fn stream_response(app: &App, feed: EventFeed, served: Served, include_usage: bo
     let first = Event::default().json_data(render.chunk(role, None));
     render.pending.extend(first.ok());
     render.render(&served.first);
-    let events = futures_util::stream::unfold((feed, render), |(mut feed, mut render)| async move {
-        loop {
-            if let Some(event) = render.pending.pop_front() {
-                return Some((Ok::<_, Infallible>(event), (feed, render)));
+    let events =
+        futures_util::stream::unfold((feed, render), |(mut feed, mut render)| async move {
+            loop {
+                if let Some(event) = render.pending.pop_front() {
+                    return Some((Ok::<_, Infallible>(event), (feed, render)));
+                }
+                if render.finished {
+                    return None;
+                }
+                feed.next(|item| render.render(item)).await?;
             }
-            if render.finished {
-                return None;
-            }
-            feed.next(|item| render.render(item)).await?;
-        }
-    });
+        });
     let every = Duration::from_millis(app.config.http.sse_keepalive_ms);
     Sse::new(events)
         .keep_alive(KeepAlive::new().interval(every).text("keep-alive"))
@@ -281,7 +289,13 @@ impl ChunkRender {
         match e {
             StreamEvent::Token(t) => {
                 let content = Some(t.data.as_str());
-                let chunk = self.chunk(Delta { role: None, content }, None);
+                let chunk = self.chunk(
+                    Delta {
+                        role: None,
+                        content,
+                    },
+                    None,
+                );
                 let event = Event::default().json_data(&chunk);
                 match event {
                     Ok(e) => self.pending.push_back(e),
@@ -391,7 +405,10 @@ async fn whole_response(mut feed: EventFeed, served: Served) -> Result<Response,
                 } else {
                     "cancelled"
                 };
-                return Err(failure(code, &format!("stream cancelled ({})", c.reason.as_str())));
+                return Err(failure(
+                    code,
+                    &format!("stream cancelled ({})", c.reason.as_str()),
+                ));
             }
             _ => {}
         }

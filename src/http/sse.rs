@@ -15,7 +15,7 @@ use super::error::{ApiError, Shape};
 use super::stream::{self, EventFeed, OnClose, client_name};
 use crate::app::App;
 use crate::clients::Liveness;
-use crate::error::GatewayError;
+use crate::error::{GatewayError, Owned};
 use crate::outbox::{Outbound, StreamEvent};
 use crate::protocol::sse::{
     ChatStreamRequest, SseDone, SseError, SseErrorBody, SseStart, SseToken,
@@ -33,12 +33,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub fn routes() -> Router<Arc<App>> {
-    Router::new()
-        .route("/api/chat/stream", post(start))
-        .route(
-            "/api/chat/stream/{stream_id}",
-            axum::routing::get(resume).delete(cancel),
-        )
+    Router::new().route("/api/chat/stream", post(start)).route(
+        "/api/chat/stream/{stream_id}",
+        axum::routing::get(resume).delete(cancel),
+    )
 }
 
 async fn start(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -46,11 +44,10 @@ async fn start(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> 
         let who = caller(&app, &headers, Shape::Plain)?;
         let req: ChatStreamRequest = json_body(&headers, &body, Shape::Plain)?;
         let (partial, on_close) = (req.partial, close_policy(req.resumable));
-        let session = req.session_id.as_deref().map(Arc::from);
-        let (id, feed) = stream::open(&app, who.owner, req.into_stream_request(), on_close)
+        let (id, feed) = stream::open(&app, who.0, req.into_stream_request(), on_close)
             .await
             .map_err(|e| ApiError::new(&e, Shape::Plain))?;
-        Ok::<_, ApiError>(respond(&app, id, feed, SseRender::new(partial, session)))
+        Ok::<_, ApiError>(respond(&app, id, feed, SseRender::new(partial)))
     };
     opened.await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -76,16 +73,19 @@ async fn resume(
             .clients
             .registry
             .get(&client_name(&id, OnClose::Detach))
-            .filter(|c| c.owner == who.owner)
+            .filter(|c| c.owner == who.0)
             .ok_or_else(unknown)?;
         let wanted = Some(vec![(id.clone(), last)]);
-        let r = app.clients.reattach(client, wanted, Liveness::Connection).await;
+        let r = app
+            .clients
+            .reattach(client, wanted, Liveness::Connection)
+            .await;
         if !r.unknown.is_empty() {
             return Err(unknown());
         }
         let feed = EventFeed::new(&app, r.client, r.attachment, r.reader, OnClose::Detach);
         // The client has the text up to `last`: `partial` is not repeated.
-        Ok(respond(&app, id.into(), feed, SseRender::new(false, None)))
+        Ok(respond(&app, id.into(), feed, SseRender::new(false)))
     };
     resumed.await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -100,7 +100,10 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
         .and_then(|s| s.trim().parse().ok())
         .map(Some)
         .ok_or_else(|| {
-            let e = FieldError::new("Last-Event-ID", "must be the id of a token event (a number)");
+            let e = FieldError::new(
+                "Last-Event-ID",
+                "must be the id of a token event (a number)",
+            );
             ApiError::new(&e.into(), Shape::Plain)
         })
 }
@@ -117,8 +120,11 @@ async fn cancel(
             .find_map(|p| app.clients.registry.get(&client_name(&id, p)));
         let err = |e: GatewayError| ApiError::new(&e, Shape::Plain);
         let client = found.ok_or_else(|| err(GatewayError::UnknownStream(id.clone())))?;
-        if client.owner != who.owner {
-            return Err(err(GatewayError::Forbidden(format!("stream {id:?}"))));
+        if client.owner != who.0 {
+            return Err(err(GatewayError::Forbidden {
+                kind: Owned::Stream,
+                id: id.clone(),
+            }));
         }
         client
             .cancel_stream(&id, CancelReason::Client)
@@ -130,16 +136,17 @@ async fn cancel(
 
 /// The event-stream response for stream `id`.
 fn respond(app: &App, id: Arc<str>, feed: EventFeed, render: SseRender) -> Response {
-    let events = futures_util::stream::unfold((feed, render), |(mut feed, mut render)| async move {
-        loop {
-            if render.finished {
-                return None;
+    let events =
+        futures_util::stream::unfold((feed, render), |(mut feed, mut render)| async move {
+            loop {
+                if render.finished {
+                    return None;
+                }
+                if let Some(event) = feed.next(|item| render.event(item)).await? {
+                    return Some((Ok::<_, Infallible>(event), (feed, render)));
+                }
             }
-            if let Some(event) = feed.next(|item| render.event(item)).await? {
-                return Some((Ok::<_, Infallible>(event), (feed, render)));
-            }
-        }
-    });
+        });
     let every = Duration::from_millis(app.config.http.sse_keepalive_ms);
     let mut response = Sse::new(events)
         .keep_alive(KeepAlive::new().interval(every).text("keep-alive"))
@@ -157,16 +164,14 @@ fn respond(app: &App, id: Arc<str>, feed: EventFeed, render: SseRender) -> Respo
 struct SseRender {
     /// The text so far, kept only when the request asked for `partial`.
     partial: Option<String>,
-    session_id: Option<Arc<str>>,
     /// The last event went out: the body ends.
     finished: bool,
 }
 
 impl SseRender {
-    fn new(partial: bool, session_id: Option<Arc<str>>) -> Self {
+    fn new(partial: bool) -> Self {
         Self {
             partial: partial.then(String::new),
-            session_id,
             finished: false,
         }
     }
@@ -179,7 +184,7 @@ impl SseRender {
         let event = match e {
             StreamEvent::Start(s) => Event::default().event("start").json_data(SseStart {
                 stream_id: s.stream_id.clone(),
-                session_id: self.session_id.clone(),
+                session_id: s.session_id.clone(),
                 provider: s.provider.clone(),
                 model: s.model.clone(),
                 agent: s.agent.clone(),
@@ -194,7 +199,9 @@ impl SseRender {
                     count: t.token_count,
                     partial: self.partial.as_deref(),
                 };
-                Event::default().id(t.token_count.to_string()).json_data(token)
+                Event::default()
+                    .id(t.token_count.to_string())
+                    .json_data(token)
             }
             StreamEvent::Complete(_) => return None,
             StreamEvent::Done(d) => {
@@ -207,7 +214,7 @@ impl SseRender {
                     tokens_per_second: ((d.total_tokens as f64 / secs) * 100.0).round() / 100.0,
                     finish_reason: d.finish_reason.clone(),
                     usage: d.usage.clone(),
-                    session_id: self.session_id.clone(),
+                    session_id: d.session_id.clone(),
                 })
             }
             StreamEvent::Cancelled(c) => {

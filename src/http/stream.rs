@@ -56,12 +56,15 @@ pub async fn open(
         app.outbox_settings(policy),
     );
     let attachment = app.clients.attach_new(&client, Liveness::Connection);
-    if let Err(e) = app.relay.start(&client, req) {
+    if let Err(e) = app.relay.start(&client, req).await {
         forget(app, &client);
         return Err(e);
     }
     let reader = client.outbox.reader().await;
-    Ok((id, EventFeed::new(app, client, attachment, reader, on_close)))
+    Ok((
+        id,
+        EventFeed::new(app, client, attachment, reader, on_close),
+    ))
 }
 
 /// Finish a client at once: its streams, its attachment, its queue.

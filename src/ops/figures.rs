@@ -3,12 +3,14 @@
 //!
 //! [`Sample`] is taken once per request: the process counters (atomics the
 //! hot path bumps without a lock) plus the few figures that are computed
-//! (largest queue, replay bytes, tokens per second). `/stats` nests the
+//! (largest queue, replay bytes, tokens per second) and the session
+//! store's own figures. `/stats` nests the
 //! figures by path; `/metrics` sets each into a Prometheus recorder. So the
 //! two endpoints show the same numbers from the same list. Per-provider and
 //! per-route figures are labelled series and follow the same table.
 
 use crate::app::App;
+use crate::sessions::SessionFigures;
 use crate::telemetry::Stats;
 use serde_json::{Map, Value, json};
 use std::sync::atomic::Ordering::Relaxed;
@@ -21,6 +23,7 @@ pub struct Sample<'a> {
     pub replay_bytes: usize,
     pub tokens_per_second: f64,
     pub uptime_seconds: u64,
+    pub sessions: SessionFigures,
 }
 
 impl<'a> Sample<'a> {
@@ -39,6 +42,7 @@ impl<'a> Sample<'a> {
             replay_bytes: replay,
             tokens_per_second,
             uptime_seconds: app.started.elapsed().as_secs(),
+            sessions: app.sessions.figures(),
         }
     }
 }
@@ -199,6 +203,22 @@ pub const FIGURES: &[Figure] = &[
     gauge("queues.replayBytes", "streamgate_replay_bytes", |s| {
         json!(s.replay_bytes)
     }),
+    gauge("sessions.held", "streamgate_sessions_held", |s| {
+        json!(s.sessions.held)
+    }),
+    gauge("sessions.bytes", "streamgate_sessions_bytes", |s| {
+        json!(s.sessions.bytes)
+    }),
+    counter(
+        "sessions.evictions",
+        "streamgate_session_evictions_total",
+        |s| json!(s.sessions.evictions),
+    ),
+    counter(
+        "sessions.expired",
+        "streamgate_sessions_expired_total",
+        |s| json!(s.sessions.expired),
+    ),
 ];
 
 /// Labelled series: per provider and per routing decision.

@@ -132,6 +132,7 @@ mod tests {
             model: "m".into(),
             agent: None,
             intent: None,
+            session_id: None,
             timestamp: 0,
         })
     }
@@ -145,6 +146,8 @@ mod tests {
             usage: None,
             dropped_tokens: 0,
             full_response: None,
+            session_id: None,
+            turn: None,
         })
     }
 

@@ -30,6 +30,7 @@ pub fn start(id: &str) -> StreamEvent {
         model: "m".into(),
         agent: None,
         intent: None,
+        session_id: None,
         timestamp: 0,
     })
 }
@@ -53,6 +54,8 @@ pub fn done(id: &str, n: u64) -> StreamEvent {
         usage: None,
         dropped_tokens: 0,
         full_response: None,
+        session_id: None,
+        turn: None,
     })
 }
 

@@ -8,6 +8,7 @@
 //! camelCase keys; handlers never build JSON by hand. docs/protocol.md
 //! restates the contract; this file is its code.
 
+use super::session::is_valid_id;
 use super::validate::{FieldError, serialized_size_within};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -107,8 +108,13 @@ pub struct StreamRequest {
     pub max_tokens: Option<u32>,
     pub use_orchestrator: Option<bool>,
     pub agent_context: Option<AgentContext>,
-    #[validate(custom(function = "validate_id"))]
+    #[validate(custom(function = "validate_stream_id"))]
     pub stream_id: Option<String>,
+    /// The conversation this stream is a turn of (PROTOCOL.md part 2,
+    /// "Sessions"): the gateway keeps its history, so `messages` must be
+    /// empty with it.
+    #[validate(custom(function = "validate_session_id"))]
+    pub session_id: Option<String>,
     /// The agent to serve, by name: set by doors whose clients pick one
     /// (`agent:<name>` on `/v1`); never read from an `/ai` payload.
     #[serde(skip)]
@@ -209,10 +215,19 @@ fn check_agent_context(ctx: &impl Serialize, max_bytes: usize) -> Result<(), Fie
         })
 }
 
+/// What `messages` is told when it comes with a `sessionId`.
+pub const MESSAGES_WITH_SESSION: &str =
+    "not allowed with sessionId (the session holds the history)";
+
 impl StreamRequest {
-    /// Rules that depend on config. Returns the first broken one; the
-    /// payload-shape rules have already passed by then.
+    /// Rules beyond each field's own shape: the one that relates two
+    /// fields (`messages` with `sessionId`), then those that depend on
+    /// config. Returns the first broken one; the payload-shape rules have
+    /// already passed by then.
     pub fn check_bounds(&self, bounds: &RequestBounds) -> Result<(), FieldError> {
+        if self.session_id.is_some() && !self.messages.is_empty() {
+            return Err(FieldError::new("messages", MESSAGES_WITH_SESSION));
+        }
         check_prompt(&self.prompt, bounds.max_prompt_chars)?;
         if let Some(n) = self.max_tokens
             && n > bounds.max_tokens_limit
@@ -234,16 +249,19 @@ impl StreamRequest {
     }
 }
 
-/// Stream and session ids: 1..=64 of `[A-Za-z0-9_.:-]`.
-pub fn validate_id(id: &str) -> Result<(), validator::ValidationError> {
-    let ok = (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
-    if ok {
+fn validate_stream_id(id: &str) -> Result<(), validator::ValidationError> {
+    validate_id("stream_id", id)
+}
+
+pub fn validate_session_id(id: &str) -> Result<(), validator::ValidationError> {
+    validate_id("session_id", id)
+}
+
+fn validate_id(code: &'static str, id: &str) -> Result<(), validator::ValidationError> {
+    if is_valid_id(id) {
         Ok(())
     } else {
-        Err(validator::ValidationError::new("id")
+        Err(validator::ValidationError::new(code)
             .with_message("must be 1..=64 characters of [A-Za-z0-9_.:-]".into()))
     }
 }
@@ -333,6 +351,8 @@ pub struct StreamStart {
     pub model: Arc<str>,
     pub agent: Option<Arc<str>>,
     pub intent: Option<Arc<str>>,
+    /// The session this stream is a turn of (null without one).
+    pub session_id: Option<Arc<str>>,
     pub timestamp: u64,
 }
 
@@ -380,6 +400,10 @@ pub struct Done {
     pub dropped_tokens: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub full_response: Option<String>,
+    /// The session this stream was a turn of (null without one) and the
+    /// turn's number in it (1 for the first; null without a session).
+    pub session_id: Option<Arc<str>>,
+    pub turn: Option<u64>,
 }
 
 /// Why a stream ended before its upstream finished.

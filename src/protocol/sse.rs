@@ -7,7 +7,7 @@
 //! plain `Serialize` structs that the HTTP door's SSE writer fills from the
 //! stream's events.
 
-use super::ai::{AgentContext, CancelReason, StreamRequest, Usage, validate_id};
+use super::ai::{AgentContext, CancelReason, StreamRequest, Usage, validate_session_id};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use validator::Validate;
@@ -17,7 +17,7 @@ use validator::Validate;
 pub struct ChatStreamRequest {
     #[validate(length(min = 1, message = "must be a non-empty string"))]
     pub message: String,
-    #[validate(custom(function = "validate_id"))]
+    #[validate(custom(function = "validate_session_id"))]
     pub session_id: Option<String>,
     #[validate(length(min = 1, max = 128, message = "must be 1..=128 characters"))]
     pub model: Option<String>,
@@ -42,6 +42,7 @@ impl ChatStreamRequest {
     pub fn into_stream_request(self) -> StreamRequest {
         StreamRequest {
             prompt: self.message,
+            session_id: self.session_id,
             use_orchestrator: Some(self.use_orchestrator.unwrap_or(true)),
             model: self.model,
             provider: self.provider,

@@ -7,14 +7,20 @@
 //! events and counts how the stream ended; its `Drop` (which also runs when
 //! the task panics or is dropped unfinished) queues `ai:stream:error`
 //! `internal` if no terminal event was queued, then lowers the active
-//! gauge and removes the stream's entry. So every exit path is right by
-//! construction, and nothing of a stream can follow its terminal event
-//! (the entry goes only after it is queued).
+//! gauge and removes the stream's entry. A stream that is a turn of a
+//! session also holds the session's [`SessionLease`]: the finish ends it
+//! with the turn ([`StreamGuard::end_turn`], before the terminal events
+//! are queued, so the next turn finds the session free and up to date),
+//! and an unfinished drop appends the prompt as an errored turn and
+//! releases it. So every exit path is right by construction, no session
+//! stays busy after its stream, and nothing of a stream can follow its
+//! terminal event (the entry goes only after it is queued).
 
 use crate::clients::Client;
 use crate::error::GatewayError;
 use crate::outbox::StreamEvent;
-use crate::protocol::StreamError;
+use crate::protocol::{StreamError, TurnStatus};
+use crate::sessions::SessionLease;
 use crate::telemetry::Stats;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -32,6 +38,10 @@ pub struct StreamGuard {
     id: Arc<str>,
     client: Arc<Client>,
     stats: Arc<Stats>,
+    /// The session this stream is a turn of, until the turn is ended.
+    session: Option<SessionLease>,
+    /// Kept after the lease is ended, for `ai:done`.
+    session_turn: Option<(Arc<str>, u64)>,
     finished: bool,
 }
 
@@ -44,7 +54,33 @@ impl StreamGuard {
             id,
             client,
             stats,
+            session: None,
+            session_turn: None,
             finished: false,
+        }
+    }
+
+    /// Hold `session`'s lease for this stream (a turn of that session).
+    pub fn with_session(mut self, session: Option<SessionLease>) -> Self {
+        self.session_turn = session.as_ref().map(|s| (s.id().clone(), s.turn()));
+        self.session = session;
+        self
+    }
+
+    /// The session's id and this turn's number, when the stream is a turn.
+    pub fn session_turn(&self) -> Option<(&Arc<str>, u64)> {
+        self.session_turn.as_ref().map(|(id, turn)| (id, *turn))
+    }
+
+    /// Is this stream a turn of a session (so its reply text is kept)?
+    pub fn has_session(&self) -> bool {
+        self.session_turn.is_some()
+    }
+
+    /// Append the turn to the session and release it; a no-op without one.
+    pub async fn end_turn(&mut self, reply: Option<String>, status: TurnStatus) {
+        if let Some(lease) = self.session.take() {
+            lease.end(reply, status).await;
         }
     }
 
@@ -81,6 +117,10 @@ impl Drop for StreamGuard {
                 panicking = std::thread::panicking(),
                 "stream task ended without a terminal event"
             );
+            // The session first, so it is free when the client hears.
+            if let Some(lease) = self.session.take() {
+                lease.fail_now();
+            }
             let err = GatewayError::Internal("stream task ended unfinished".into());
             let wire = err.wire();
             self.client
@@ -102,15 +142,16 @@ impl Drop for StreamGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::SessionsConfig;
     use crate::outbox::{ClientOutbox, OutboxSettings};
     use crate::protocol::BackpressurePolicy;
+    use crate::protocol::Role;
     use crate::rate_limit::ClientBudget;
+    use crate::sessions::{MemoryStore, SessionStore};
     use tokio_util::sync::CancellationToken;
     use tokio_util::task::TaskTracker;
 
-    #[tokio::test]
-    async fn a_panicking_stream_task_ends_only_its_stream() {
-        let stats = Arc::new(Stats::default());
+    fn client(stats: &Arc<Stats>) -> Arc<Client> {
         let limits = OutboxSettings {
             threshold: 100,
             max_bytes: 1 << 20,
@@ -122,7 +163,19 @@ mod tests {
         };
         let outbox = Arc::new(ClientOutbox::new(limits, stats.clone()));
         let root = CancellationToken::new();
-        let client = Arc::new(Client::new(None, None, ClientBudget::unlimited(), &root, outbox));
+        Arc::new(Client::new(
+            None,
+            None,
+            ClientBudget::unlimited(),
+            &root,
+            outbox,
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_panicking_stream_task_ends_only_its_stream() {
+        let stats = Arc::new(Stats::default());
+        let client = client(&stats);
         let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
         client.add_stream(a.clone(), 10).unwrap();
         client.add_stream(b.clone(), 10).unwrap();
@@ -140,5 +193,28 @@ mod tests {
         assert_eq!(client.outbox.len(), 1, "one terminal event queued");
         assert_eq!(stats.streams_failed.load(Relaxed), 1);
         assert_eq!(stats.streams_active.load(Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn a_dead_stream_task_frees_its_session_and_keeps_the_prompt() {
+        let stats = Arc::new(Stats::default());
+        let client = client(&stats);
+        let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new(&SessionsConfig::default()));
+        let (lease, _) = SessionLease::begin(&store, None, "chat", "why?")
+            .await
+            .unwrap();
+        client.add_stream("a".into(), 10).unwrap();
+        let guard = StreamGuard::new("a".into(), client.clone(), stats).with_session(Some(lease));
+        let task = tokio::spawn(async move {
+            let _guard = guard;
+            panic!("boom");
+        });
+        assert!(task.await.is_err());
+        let detail = store.get(None, "chat").await.unwrap();
+        assert_eq!(detail.messages.len(), 1);
+        let m = &detail.messages[0];
+        assert_eq!((m.role, m.content.as_str()), (Role::User, "why?"));
+        assert_eq!(m.status, Some(TurnStatus::Error));
+        assert!(store.begin(None, "chat").await.is_ok(), "not busy any more");
     }
 }

@@ -2,13 +2,15 @@
 //! client's outbox.
 //!
 //! [`Relay::start`] is what every door calls with a validated
-//! [`StreamRequest`]: the config-dependent limits, the orchestrator's
-//! [`Route`](crate::orchestrator::Route), the per-user stream budget and the
-//! client's stream table decide whether it may run; then a [`StreamTask`]
-//! is spawned on the shutdown tracker with a [`StreamGuard`] that keeps the
-//! counters and the stream table right however it ends. The relay pushes
-//! into the client's outbox and never touches a transport: whichever door
-//! attached a writer carries the events on.
+//! [`StreamRequest`]: the config-dependent limits, the session (when the
+//! request names one: its owner, its one live stream, its history), the
+//! orchestrator's [`Route`](crate::orchestrator::Route), the per-user
+//! stream budget and the client's stream table decide whether it may run;
+//! then a [`StreamTask`] is spawned on the shutdown tracker with a
+//! [`StreamGuard`] that keeps the counters, the stream table and the
+//! session's busy mark right however it ends. The relay pushes into the
+//! client's outbox and never touches a transport: whichever door attached
+//! a writer carries the events on.
 
 mod guard;
 mod open;
@@ -22,6 +24,7 @@ use crate::error::GatewayError;
 use crate::orchestrator::Orchestrator;
 use crate::protocol::{RequestBounds, StreamRequest};
 use crate::rate_limit::RateLimits;
+use crate::sessions::{SessionLease, SessionStore};
 use crate::shutdown::Shutdown;
 use crate::telemetry::Stats;
 use std::sync::Arc;
@@ -41,19 +44,37 @@ pub struct StreamSettings {
 pub struct Relay {
     pub orchestrator: Arc<Orchestrator>,
     pub rate_limits: Arc<RateLimits>,
+    /// Where conversations (`sessionId`) are kept.
+    pub sessions: Arc<dyn SessionStore>,
     pub settings: StreamSettings,
     pub stats: Arc<Stats>,
     pub shutdown: Shutdown,
 }
 
 impl Relay {
-    /// Admit `req` for `client` and start it; returns the stream id.
-    pub fn start(
+    /// Admit `req` for `client` and start it; returns the stream id. Only
+    /// the session store is awaited (the in-memory one answers at once), so
+    /// a door can acknowledge the request promptly.
+    pub async fn start(
         &self,
         client: &Arc<Client>,
-        req: StreamRequest,
+        mut req: StreamRequest,
     ) -> Result<Arc<str>, GatewayError> {
         req.check_bounds(&self.settings.request_bounds)?;
+        let session = match req.session_id.as_deref() {
+            Some(id) => {
+                let owner = client.owner.as_ref();
+                let (lease, history) =
+                    SessionLease::begin(&self.sessions, owner, id, &req.prompt).await?;
+                // A session request carries no `messages` (checked above):
+                // the stored history takes their place, so the route sends
+                // the agent's system prompt, the history, then the prompt.
+                req.messages = history;
+                Some(lease)
+            }
+            None => None,
+        };
+        // From here on, a refusal drops `session`, which releases it.
         let route = self.orchestrator.route(&req)?;
         self.rate_limits.stream_start(&client.rate_key())?;
         let id: Arc<str> = match &req.stream_id {
@@ -61,7 +82,8 @@ impl Relay {
             None => format!("s_{}", random_hex(8)).into(),
         };
         let control = client.add_stream(id.clone(), self.settings.max_concurrent_streams)?;
-        let guard = StreamGuard::new(id.clone(), client.clone(), self.stats.clone());
+        let guard =
+            StreamGuard::new(id.clone(), client.clone(), self.stats.clone()).with_session(session);
         let task = StreamTask {
             control,
             route,
@@ -70,7 +92,12 @@ impl Relay {
             stream_timeout: self.settings.stream_timeout,
             first_token_timeout: self.settings.first_token_timeout,
         };
-        let span = tracing::info_span!("stream", client = %client.id(), stream = %id);
+        let span = tracing::info_span!(
+            "stream",
+            client = %client.id(),
+            stream = %id,
+            session = req.session_id.as_deref(),
+        );
         self.shutdown.spawn_stream(task.run(guard).instrument(span));
         Ok(id)
     }

@@ -9,9 +9,12 @@
 //!    relay, not per token). The upstream response is dropped explicitly
 //!    when the loop ends, so its connection is closed (and the upstream
 //!    stops generating) before the terminal event is queued.
-//! 3. **finish**: turn how it ended into terminal events and hand them to
-//!    the [`StreamGuard`], which also keeps the counters and the client's
-//!    stream table right on every exit path, panics included.
+//! 3. **finish**: append the turn to the stream's session, if it is one
+//!    (the reply as the client received it, and how it ended), then turn
+//!    how it ended into terminal events and hand them to the
+//!    [`StreamGuard`], which also keeps the counters, the client's stream
+//!    table and the session's busy mark right on every exit path, panics
+//!    included.
 
 use super::guard::{EndedAs, StreamGuard};
 use super::open::{Opened, open};
@@ -21,7 +24,7 @@ use crate::orchestrator::Route;
 use crate::outbox::{Pushed, StreamEvent, TooSlow};
 use crate::protocol::{
     BackpressurePolicy, CancelReason, Done, StreamCancelled, StreamComplete, StreamError,
-    StreamStart, Token, Usage, now_ms,
+    StreamStart, Token, TurnStatus, Usage, now_ms,
 };
 use crate::telemetry::Stats;
 use crate::upstream::Chunk;
@@ -64,6 +67,12 @@ struct Progress {
     /// The whole text, kept only under `drop` so that `ai:done` can carry
     /// `fullResponse` when something was dropped.
     full: Option<String>,
+    /// The text the outbox took (what the client receives, up to the
+    /// terminal event), kept only when the stream is a session's turn.
+    reply: Option<String>,
+    /// `reply`'s length before the last piece, to take that piece back if
+    /// the outbox did not deliver it.
+    reply_mark: usize,
 }
 
 impl StreamTask {
@@ -72,6 +81,7 @@ impl StreamTask {
         let deadline = started + self.stream_timeout;
         let mut progress = Progress {
             full: (guard.client().outbox.policy() == BackpressurePolicy::Drop).then(String::new),
+            reply: guard.has_session().then(String::new),
             ..Progress::default()
         };
         let ending = match self.open_step(&guard, deadline, started).await {
@@ -81,7 +91,7 @@ impl StreamTask {
             }
             Err(ending) => ending,
         };
-        self.finish_step(guard, ending, progress, started);
+        self.finish_step(guard, ending, progress, started).await;
     }
 
     /// Run `fut` unless the stream is cancelled or its deadline passes.
@@ -141,6 +151,7 @@ impl StreamTask {
                 model,
                 agent: self.route.agent.clone(),
                 intent: self.route.intent.clone(),
+                session_id: guard.session_turn().map(|(id, _)| id.clone()),
                 timestamp: now_ms(),
             }));
     }
@@ -224,6 +235,10 @@ impl StreamTask {
         if let Some(full) = progress.full.as_mut() {
             full.push_str(&data);
         }
+        if let Some(reply) = progress.reply.as_mut() {
+            progress.reply_mark = reply.len();
+            reply.push_str(&data);
+        }
         progress.position += 1;
         let token = Token {
             stream_id: guard.id().clone(),
@@ -241,14 +256,24 @@ impl StreamTask {
         progress: &mut Progress,
         pushed: Result<Pushed, TooSlow>,
     ) -> Result<(), Ending> {
+        let undelivered = |progress: &mut Progress| {
+            let mark = progress.reply_mark;
+            if let Some(reply) = progress.reply.as_mut() {
+                reply.truncate(mark);
+            }
+        };
         match pushed {
-            Ok(Pushed::Dropped) => progress.dropped += 1,
+            Ok(Pushed::Dropped) => {
+                progress.dropped += 1;
+                undelivered(progress);
+            }
             Ok(Pushed::Queued | Pushed::Coalesced) => {
                 self.stats.tokens_relayed.fetch_add(1, Relaxed);
             }
             Err(TooSlow) => {
                 // This piece was not delivered.
                 progress.position -= 1;
+                undelivered(progress);
                 return Err(Ending::Cancelled(CancelReason::ClientTooSlow));
             }
         }
@@ -265,14 +290,18 @@ impl StreamTask {
             })
     }
 
-    /// The terminal events for `ending`, handed to the guard.
-    fn finish_step(
+    /// The session's turn, then the terminal events for `ending`, handed
+    /// to the guard.
+    async fn finish_step(
         &self,
-        guard: StreamGuard,
+        mut guard: StreamGuard,
         ending: Ending,
-        progress: Progress,
+        mut progress: Progress,
         started: Instant,
     ) {
+        let (reply, status) = turn_of(&ending, &mut progress);
+        guard.end_turn(reply, status).await;
+        let session = guard.session_turn().map(|(id, turn)| (id.clone(), turn));
         let id = guard.id().clone();
         let tokens = progress.position;
         let (events, ended) = match ending {
@@ -295,6 +324,8 @@ impl StreamTask {
                     usage,
                     dropped_tokens: progress.dropped,
                     full_response: progress.full.filter(|_| progress.dropped > 0),
+                    session_id: session.as_ref().map(|(id, _)| id.clone()),
+                    turn: session.map(|(_, turn)| turn),
                 });
                 (vec![complete, done], EndedAs::Completed)
             }
@@ -322,4 +353,21 @@ impl StreamTask {
         };
         guard.finish(events, ended);
     }
+}
+
+/// The reply a session keeps for this stream, and the turn's status: the
+/// text the client received; on a completion with drops, the whole text,
+/// which `ai:done.fullResponse` gave the client.
+fn turn_of(ending: &Ending, progress: &mut Progress) -> (Option<String>, TurnStatus) {
+    let status = match ending {
+        Ending::Completed { .. } => TurnStatus::Complete,
+        Ending::Cancelled(_) => TurnStatus::Cancelled,
+        Ending::Failed(_) => TurnStatus::Error,
+    };
+    let repaired = matches!(ending, Ending::Completed { .. }) && progress.dropped > 0;
+    let reply = match (progress.reply.take(), &progress.full) {
+        (Some(_), Some(full)) if repaired => Some(full.clone()),
+        (reply, _) => reply,
+    };
+    (reply, status)
 }

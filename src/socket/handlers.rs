@@ -72,7 +72,11 @@ async fn on_stream(
         .and_then(|v| v.get("streamId"))
         .and_then(Value::as_str)
         .map(str::to_owned);
-    match guard::catch(event::STREAM, || start_stream(&app, &client, raw?)) {
+    let started = guard::catch_async(event::STREAM, async {
+        start_stream(&app, &client, raw?).await
+    })
+    .await;
+    match started {
         Ok(id) => reply::ack_ok(ack, id),
         Err(err) => {
             reply::error(&client, &err, stream_id.as_deref());
@@ -81,10 +85,14 @@ async fn on_stream(
     }
 }
 
-fn start_stream(app: &App, client: &Arc<Client>, data: Value) -> Result<Arc<str>, GatewayError> {
+async fn start_stream(
+    app: &App,
+    client: &Arc<Client>,
+    data: Value,
+) -> Result<Arc<str>, GatewayError> {
     check_stream_sizes(&data, &app.relay.settings.request_bounds)?;
     let req: StreamRequest = parse_payload(data)?;
-    app.relay.start(client, req)
+    app.relay.start(client, req).await
 }
 
 async fn on_cancel(socket: SocketRef, TryData(arg): TryData<EventArg>) {

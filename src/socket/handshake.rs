@@ -45,9 +45,12 @@ pub async fn handshake(
     let policy = auth
         .backpressure_policy
         .unwrap_or(app.config.backpressure.policy);
-    let client = app
-        .clients
-        .open(None, owner, app.rate_limits.budget(), app.outbox_settings(policy));
+    let client = app.clients.open(
+        None,
+        owner,
+        app.rate_limits.budget(),
+        app.outbox_settings(policy),
+    );
     greet(&app, &client, policy);
     let attachment = app.clients.attach_new(&client, Liveness::Heartbeat);
     let binding = Binding {

@@ -2,9 +2,9 @@
 //! `POST /api/chat` with Ollama's NDJSON, written chunk by chunk with the
 //! pauses, splits and endings a test scripts per prompt.
 //!
-//! Every request is logged with how it ended, in particular whether the
-//! gateway closed the connection before the script finished (what a
-//! cancelled stream must do). `GET /_log` returns that log as JSON so the
+//! Every request is logged with its JSON body and how it ended, in
+//! particular whether the gateway closed the connection before the script
+//! finished (what a cancelled stream must do). `GET /_log` returns that log as JSON so the
 //! Node tests can check it too, and `GET /api/tags` answers like Ollama's.
 
 use serde_json::{Value, json};
@@ -77,6 +77,8 @@ impl Script {
 pub struct Served {
     pub prompt: String,
     pub model: String,
+    /// The request body as the gateway sent it.
+    pub body: Value,
     /// The gateway closed the connection before the script ended.
     pub closed_early: bool,
     pub finished: bool,
@@ -85,7 +87,7 @@ pub struct Served {
     pub write_span_ms: u64,
 }
 
-type Scripter = dyn Fn(&str) -> Script + Send + Sync;
+type Scripter = dyn Fn(&Value) -> Script + Send + Sync;
 
 pub struct FakeOllama {
     pub addr: SocketAddr,
@@ -96,6 +98,11 @@ pub struct FakeOllama {
 impl FakeOllama {
     /// Serve; `script` picks the reply from the request's last message.
     pub async fn start(script: impl Fn(&str) -> Script + Send + Sync + 'static) -> Self {
+        Self::start_with(move |body| script(&last_content(body))).await
+    }
+
+    /// Serve; `script` picks the reply from the whole request body.
+    pub async fn start_with(script: impl Fn(&Value) -> Script + Send + Sync + 'static) -> Self {
         // A small send buffer (inherited by accepted sockets), so that a
         // gateway that stops reading holds this server's writes back soon.
         let socket = tokio::net::TcpSocket::new_v4().expect("socket");
@@ -200,19 +207,15 @@ async fn serve_conn(
         return;
     }
     let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let prompt = req["messages"]
-        .as_array()
-        .and_then(|m| m.last())
-        .and_then(|m| m["content"].as_str())
-        .unwrap_or("")
-        .to_string();
+    let prompt = last_content(&req);
     let model = req["model"].as_str().unwrap_or("").to_string();
-    let s = script(&prompt);
+    let s = script(&req);
     let idx = {
         let mut l = log.lock().expect("log");
         l.push(Served {
             prompt,
             model: model.clone(),
+            body: req,
             closed_early: false,
             finished: false,
             tokens_written: 0,
@@ -245,6 +248,16 @@ async fn serve_conn(
         Ok(()) => update(&|e| e.finished = true),
         Err(()) => update(&|e| e.closed_early = true),
     }
+}
+
+/// The content of a chat request's last message (the prompt).
+fn last_content(req: &Value) -> String {
+    req["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("")
+        .to_string()
 }
 
 async fn write_json(conn: &mut TcpStream, status: u16, v: &Value) -> std::io::Result<()> {

@@ -9,6 +9,10 @@ pub fn hs256(secret: &str, sub: &str) -> String {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let claims = json!({ "sub": sub, "exp": now + 600, "iat": now });
-    encode(&Header::default(), &claims, &EncodingKey::from_secret(secret.as_bytes()))
-        .expect("sign")
+    encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("sign")
 }

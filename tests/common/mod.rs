@@ -4,9 +4,10 @@
 
 pub mod fake_ollama;
 pub mod jwt;
-pub mod sse;
-pub mod tools;
+pub mod node;
+pub mod python;
 pub mod sio;
+pub mod sse;
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -112,4 +113,11 @@ pub async fn get_json(addr: std::net::SocketAddr, path: &str) -> (u16, Value) {
         .expect("GET");
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
+}
+
+pub async fn get_text(addr: std::net::SocketAddr, path: &str) -> String {
+    let r = reqwest::get(format!("http://{addr}{path}"))
+        .await
+        .expect("GET");
+    r.text().await.expect("body")
 }

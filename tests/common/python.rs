@@ -1,23 +1,10 @@
-//! The official clients the end-to-end tests drive, installed on demand,
-//! so that `cargo test` passes on a fresh machine with only the toolchain
-//! (and network access to the registries): npm packages from a test
-//! folder's lockfile, and a Python venv for the openai SDK.
+//! The Python the end-to-end tests drive (the official openai SDK),
+//! installed on demand in a venv, so that `cargo test` passes on a fresh
+//! machine with only the toolchain and Python (and the registry). The npm
+//! side is `node.rs`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// `npm ci` in `dir` unless its `node_modules` is there already.
-pub fn ensure_npm(dir: &Path) {
-    if dir.join("node_modules").exists() {
-        return;
-    }
-    let status = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error", "--prefix"])
-        .arg(dir)
-        .status()
-        .expect("npm runs (install Node.js and npm)");
-    assert!(status.success(), "`npm ci --prefix {}` failed", dir.display());
-}
 
 /// A venv under the target dir with tests/py/requirements.txt installed;
 /// returns its python. Reinstalls when the requirements changed.
@@ -41,7 +28,14 @@ pub fn python_venv() -> PathBuf {
     );
     run(
         Command::new(&python)
-            .args(["-m", "pip", "install", "-q", "--disable-pip-version-check", "-r"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "-r",
+            ])
             .arg(&requirements),
         "pip install -r tests/py/requirements.txt",
     );
