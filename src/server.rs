@@ -134,7 +134,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 /// The engine's stop sequence, then every client finished and every
 /// socket closed, within what is left of the grace period.
 async fn stop_doors(app: &App, io: SocketIo) {
-    let deadline = app.shutdown.run().await;
+    let deadline = app.shutdown.run(|| app.clients.flush_all()).await;
     // io.close() runs no disconnect handler: finish the clients here.
     app.clients.close_all();
     // A writer stuck on a peer that stopped reading never lets its socket

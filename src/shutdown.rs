@@ -3,12 +3,11 @@
 //!
 //! [`Shutdown`] holds the root token (every client's token is its child,
 //! every stream's a grandchild), the tracker every task is spawned on, a
-//! second tracker for stream tasks alone, and the `flush` token that tells
-//! writers to stop once their outbox is empty. [`Shutdown::run`] is the
+//! and a second tracker for stream tasks alone. [`Shutdown::run`] is the
 //! whole sequence, bounded as a whole by the grace period: cancel the root
 //! (streams end with `shutdown` and queue their terminal events), wait for
-//! the stream tasks, let the writers deliver what is queued, then wait for
-//! every task. What is still running at the deadline is left to the caller
+//! the stream tasks, let the writers deliver what is queued (the caller
+//! says how: it owns the clients), then wait for every task. What is still running at the deadline is left to the caller
 //! to cut off.
 
 use std::future::Future;
@@ -21,8 +20,6 @@ use tokio_util::task::TaskTracker;
 pub struct Shutdown {
     /// Parent of every client's token: cancelled first.
     pub root: CancellationToken,
-    /// Cancelled once the streams are over: writers stop when empty.
-    pub flush: CancellationToken,
     tasks: TaskTracker,
     streams: TaskTracker,
     grace: Duration,
@@ -32,7 +29,6 @@ impl Shutdown {
     pub fn new(grace: Duration) -> Self {
         Self {
             root: CancellationToken::new(),
-            flush: CancellationToken::new(),
             tasks: TaskTracker::new(),
             streams: TaskTracker::new(),
             grace,
@@ -57,14 +53,15 @@ impl Shutdown {
         self.root.is_cancelled()
     }
 
-    /// Stop everything, within the grace period from now. Returns the
-    /// deadline, so the caller can bound what it still does.
-    pub async fn run(&self) -> Instant {
+    /// Stop everything, within the grace period from now; `flush` is
+    /// called once the streams are over, to make the writers finish.
+    /// Returns the deadline, so the caller can bound what it still does.
+    pub async fn run(&self, flush: impl FnOnce()) -> Instant {
         let deadline = Instant::now() + self.grace;
         self.root.cancel();
         self.streams.close();
         let _ = tokio::time::timeout_at(deadline, self.streams.wait()).await;
-        self.flush.cancel();
+        flush();
         self.tasks.close();
         if tokio::time::timeout_at(deadline, self.tasks.wait())
             .await

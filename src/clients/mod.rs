@@ -199,6 +199,14 @@ impl Clients {
         }
     }
 
+    /// Shutdown, the streams over: every writer delivers what it may, then
+    /// stops.
+    pub fn flush_all(&self) {
+        for client in self.registry.all() {
+            client.outbox.flush();
+        }
+    }
+
     /// Finish every client now (shutdown, after the grace period).
     pub fn close_all(&self) {
         for client in self.registry.all() {

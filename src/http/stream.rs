@@ -79,7 +79,6 @@ fn forget(app: &App, client: &Arc<Client>) {
 pub struct EventFeed {
     reader: OutboxReader,
     stop: CancellationToken,
-    flush: CancellationToken,
     _guard: CloseGuard,
 }
 
@@ -94,7 +93,6 @@ impl EventFeed {
         Self {
             reader,
             stop: attachment.token().clone(),
-            flush: app.shutdown.flush.clone(),
             _guard: CloseGuard {
                 app: app.clone(),
                 client,
@@ -108,7 +106,7 @@ impl EventFeed {
     /// body counts as sent: what hyper had not written when the connection
     /// died is what a resume sends again, from the replay log.
     pub async fn next<R>(&mut self, render: impl FnOnce(&Outbound) -> R) -> Option<R> {
-        let item = self.reader.next(&self.stop, Some(&self.flush)).await?;
+        let item = self.reader.next(&self.stop).await?;
         let rendered = render(&item);
         self.reader.sent(item);
         Some(rendered)

@@ -57,6 +57,8 @@ pub(super) struct State {
     pub(super) detached: bool,
     /// The client is gone for good: pushes are discarded.
     pub(super) closed: bool,
+    /// Shutdown: the reader stops once nothing more may go.
+    pub(super) flushing: bool,
 }
 
 impl State {
@@ -73,6 +75,7 @@ impl State {
             )),
             detached: false,
             closed: false,
+            flushing: false,
         }
     }
 }
@@ -261,6 +264,12 @@ impl ClientOutbox {
     pub fn set_detached(&self, detached: bool) {
         self.lock().detached = detached;
         self.has_room.notify_waiters();
+    }
+
+    /// Shutdown: let the reader deliver what may go now, then stop.
+    pub fn flush(&self) {
+        self.lock().flushing = true;
+        self.wake_reader.notify_one();
     }
 
     /// Forget everything queued (the client is gone for good).

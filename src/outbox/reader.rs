@@ -102,20 +102,9 @@ impl OutboxReader {
     }
 
     /// The next event to send, waiting until one may go; `None` once
-    /// `stop` is cancelled, or once `flush` is and nothing may go now
-    /// (shutdown: deliver what can be delivered, then stop).
-    pub async fn next(
-        &mut self,
-        stop: &CancellationToken,
-        flush: Option<&CancellationToken>,
-    ) -> Option<Outbound> {
-        let flushed = async {
-            match flush {
-                Some(f) => f.cancelled().await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::pin!(flushed);
+    /// `stop` is cancelled, or once the outbox is flushing (shutdown) and
+    /// nothing may go now: deliver what can be delivered, then stop.
+    pub async fn next(&mut self, stop: &CancellationToken) -> Option<Outbound> {
         loop {
             if stop.is_cancelled() {
                 return None;
@@ -125,17 +114,21 @@ impl OutboxReader {
                 Ok(item) => return Some(item),
                 Err(due) => due,
             };
-            if flush.is_some_and(CancellationToken::is_cancelled) {
+            if self.outbox.lock().flushing {
                 return None;
             }
             // A timer only when a notice falls due: this wait happens once
             // per event when the client keeps up.
-            let at = due.unwrap_or_else(far_future);
-            tokio::select! {
-                _ = wake => {}
-                _ = tokio::time::sleep_until(at), if due.is_some() => {}
-                _ = stop.cancelled() => return None,
-                _ = &mut flushed => {}
+            match due {
+                Some(at) => tokio::select! {
+                    _ = wake => {}
+                    _ = tokio::time::sleep_until(at) => {}
+                    _ = stop.cancelled() => return None,
+                },
+                None => tokio::select! {
+                    _ = wake => {}
+                    _ = stop.cancelled() => return None,
+                },
             }
         }
     }
@@ -168,10 +161,6 @@ impl OutboxReader {
             self.outbox.lock().replay.record(event);
         }
     }
-}
-
-fn far_future() -> Instant {
-    Instant::now() + std::time::Duration::from_secs(86_400)
 }
 
 impl Drop for OutboxReader {

@@ -82,7 +82,7 @@ async fn streams_are_served_in_turn_and_a_refused_event_keeps_its_place() {
     let mut seen = Vec::new();
     let mut refused = false;
     while !o.is_empty() {
-        let item = r.next(&stop, None).await.unwrap();
+        let item = r.next(&stop).await.unwrap();
         if !refused && text(&item) == Some("a1") {
             // The transport refused it once: it stays first in its stream.
             refused = true;
@@ -107,7 +107,7 @@ async fn a_rewind_sends_again_what_the_client_lacks_exactly_once() {
     {
         let mut r = o.reader().await;
         for _ in 0..4 {
-            let item = r.next(&stop, None).await.unwrap();
+            let item = r.next(&stop).await.unwrap();
             r.sent(item);
         }
         // The connection dies here: start and tokens 1..=3 were sent, the
@@ -122,7 +122,7 @@ async fn a_rewind_sends_again_what_the_client_lacks_exactly_once() {
     assert_eq!(resumed[0].replayed, 1);
     let mut got = String::new();
     while !o.is_empty() {
-        let item = r.next(&stop, None).await.unwrap();
+        let item = r.next(&stop).await.unwrap();
         got.push_str(text(&item).unwrap_or("?"));
         r.sent(item);
     }
@@ -140,12 +140,12 @@ async fn credits_hold_deltas_until_acked() {
     }
     let mut r = o.reader().await;
     for _ in 0..3 {
-        let item = r.next(&stop, None).await.unwrap();
+        let item = r.next(&stop).await.unwrap();
         r.sent(item);
     }
-    let held = tokio::time::timeout(Duration::from_millis(50), r.next(&stop, None)).await;
+    let held = tokio::time::timeout(Duration::from_millis(50), r.next(&stop)).await;
     assert!(held.is_err(), "the third token waits for credits");
     o.ack("s", 2);
-    let item = r.next(&stop, None).await.unwrap();
+    let item = r.next(&stop).await.unwrap();
     assert_eq!(text(&item), Some("x"));
 }

@@ -53,7 +53,7 @@ pub fn spawn(app: &Arc<App>, socket: SocketRef, binding: Binding, reader: Option
         tokio::select! {
             _ = connected.cancelled() => {}
             _ = attachment.token().cancelled() => return,
-            _ = app2.shutdown.flush.cancelled() => return,
+            _ = app2.shutdown.root.cancelled() => return,
         }
         let mut reader = match reader {
             Some(r) => r,
@@ -74,10 +74,10 @@ async fn write(
 ) -> WriterEnd {
     let c = &app.config.server;
     let liveness = Duration::from_millis(c.ping_interval_ms + c.ping_timeout_ms);
-    let (stop, flush) = (attachment.token(), &app.shutdown.flush);
+    let stop = attachment.token();
     let mut pace = Pace::default();
     loop {
-        let Some(item) = reader.next(stop, Some(flush)).await else {
+        let Some(item) = reader.next(stop).await else {
             return if stop.is_cancelled() {
                 WriterEnd::Detached
             } else {
