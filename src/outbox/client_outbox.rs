@@ -159,11 +159,16 @@ impl ClientOutbox {
         self.lock().replay.bytes()
     }
 
-    /// Queue a delta under the client's policy; under `slow` (and
-    /// `coalesce` past its byte cap) this waits for room, which is what
-    /// holds the stream's upstream back.
+    /// Queue a text delta (see [`ClientOutbox::push_delta`]).
     pub async fn push_token(&self, token: Token) -> Result<Pushed, TooSlow> {
-        let mut pending = token;
+        self.push_delta(StreamEvent::Token(token)).await
+    }
+
+    /// Queue a delta (text, reasoning, a tool call's arguments) under the
+    /// client's policy; under `slow` (and `coalesce` past its byte cap)
+    /// this waits for room, which is what holds the stream's upstream back.
+    pub async fn push_delta(&self, delta: StreamEvent) -> Result<Pushed, TooSlow> {
+        let mut pending = delta;
         let mut stalled_since: Option<Instant> = None;
         loop {
             let room = self.has_room.notified();
@@ -192,7 +197,7 @@ impl ClientOutbox {
 
     /// One attempt to place `t`, or `t` handed back (with whether the
     /// client is detached) to wait for room.
-    fn admit_token(&self, s: &mut State, t: Token) -> Result<Pushed, (Token, bool)> {
+    fn admit_token(&self, s: &mut State, t: StreamEvent) -> Result<Pushed, (StreamEvent, bool)> {
         if s.closed {
             return Ok(Pushed::Queued);
         }
@@ -204,7 +209,7 @@ impl ClientOutbox {
             detached: s.detached,
         };
         match admit(self.settings.policy, load) {
-            Admit::Queue => s.queues.push_stream(StreamEvent::Token(t)),
+            Admit::Queue => s.queues.push_stream(t),
             Admit::Drop => {
                 s.dropped += 1;
                 self.stats.tokens_dropped.fetch_add(1, Relaxed);
@@ -215,7 +220,7 @@ impl ClientOutbox {
                     self.stats.tokens_coalesced.fetch_add(1, Relaxed);
                     return Ok(Pushed::Coalesced);
                 }
-                Err(t) => s.queues.push_stream(StreamEvent::Token(t)),
+                Err(t) => s.queues.push_stream(t),
             },
             Admit::Wait => return Err((t, s.detached)),
         }

@@ -148,6 +148,8 @@ mod tests {
             full_response: None,
             session_id: None,
             turn: None,
+            tool_calls: Vec::new(),
+            reasoning: None,
         })
     }
 

@@ -11,7 +11,8 @@
 //! backpressure. Nothing here knows how any of it goes on the wire.
 
 use crate::protocol::{
-    Backpressure, Done, StreamCancelled, StreamComplete, StreamError, StreamStart, Token,
+    Backpressure, Done, ReasoningDelta, StreamCancelled, StreamComplete, StreamError,
+    StreamStart, Token, TokenMetadata, ToolCallDelta,
 };
 use serde_json::value::RawValue;
 use std::sync::Arc;
@@ -20,7 +21,12 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub enum StreamEvent {
     Start(StreamStart),
+    /// A piece of the answer's text.
     Token(Token),
+    /// A piece of the model's thinking.
+    Reasoning(ReasoningDelta),
+    /// A piece of a tool call's arguments.
+    ToolCall(ToolCallDelta),
     /// Routing facts of a completed stream; the `Done` follows at once.
     Complete(StreamComplete),
     Done(Done),
@@ -51,6 +57,8 @@ impl StreamEvent {
         match self {
             Self::Start(p) => &p.stream_id,
             Self::Token(p) => &p.stream_id,
+            Self::Reasoning(p) => &p.stream_id,
+            Self::ToolCall(p) => &p.stream_id,
             Self::Complete(p) => &p.stream_id,
             Self::Done(p) => &p.stream_id,
             Self::Cancelled(p) => &p.stream_id,
@@ -62,21 +70,63 @@ impl StreamEvent {
     pub fn position(&self) -> Option<u64> {
         match self {
             Self::Token(t) => Some(t.token_count),
+            Self::Reasoning(r) => Some(r.token_count),
+            Self::ToolCall(c) => Some(c.token_count),
             _ => None,
         }
     }
 
-    /// Upstream pieces carried (a coalesced token carries several): what
+    /// Upstream pieces carried (a coalesced delta carries several): what
     /// credits count.
     pub fn pieces(&self) -> u64 {
+        let merged = |m: &Option<TokenMetadata>| m.as_ref().map_or(1, |m| m.coalesced);
         match self {
-            Self::Token(t) => t.metadata.as_ref().map_or(1, |m| m.coalesced),
+            Self::Token(t) => merged(&t.metadata),
+            Self::Reasoning(r) => merged(&r.metadata),
+            Self::ToolCall(c) => merged(&c.metadata),
             _ => 0,
         }
     }
 
     pub fn is_delta(&self) -> bool {
-        matches!(self, Self::Token(_))
+        matches!(self, Self::Token(_) | Self::Reasoning(_) | Self::ToolCall(_))
+    }
+
+    /// A delta's text (the token, the thinking, the argument piece).
+    pub fn delta_text(&self) -> Option<&str> {
+        match self {
+            Self::Token(t) => Some(&t.data),
+            Self::Reasoning(r) => Some(&r.data),
+            Self::ToolCall(c) => Some(&c.arguments_delta),
+            _ => None,
+        }
+    }
+
+    /// Merge `next` into this delta if it is the same kind of piece (the
+    /// same tool call, for arguments) and follows it: lossless, the
+    /// protocol's coalesced form. Otherwise `next` is handed back.
+    pub fn absorb(&mut self, next: StreamEvent) -> Result<(), StreamEvent> {
+        let (data, count, metadata, add, at) = match (self, &next) {
+            (Self::Token(a), Self::Token(b)) => {
+                (&mut a.data, &mut a.token_count, &mut a.metadata, &b.data, b.token_count)
+            }
+            (Self::Reasoning(a), Self::Reasoning(b)) => {
+                (&mut a.data, &mut a.token_count, &mut a.metadata, &b.data, b.token_count)
+            }
+            (Self::ToolCall(a), Self::ToolCall(b)) if a.index == b.index => (
+                &mut a.arguments_delta,
+                &mut a.token_count,
+                &mut a.metadata,
+                &b.arguments_delta,
+                b.token_count,
+            ),
+            _ => return Err(next),
+        };
+        let pieces = metadata.as_ref().map_or(1, |m| m.coalesced) + next.pieces();
+        data.push_str(add);
+        *count = at;
+        *metadata = Some(TokenMetadata { coalesced: pieces });
+        Ok(())
     }
 
     /// The stream's last event: nothing of it follows.
@@ -96,9 +146,11 @@ impl StreamEvent {
     /// Rough bytes held, for the byte caps (text plus framing).
     pub fn weight(&self) -> usize {
         match self {
-            Self::Token(t) => t.data.len() + 96,
-            Self::Done(d) => d.full_response.as_ref().map_or(0, String::len) + 192,
-            _ => 192,
+            Self::Done(d) => {
+                let calls: usize = d.tool_calls.iter().map(|c| c.arguments.len() + 64).sum();
+                d.full_response.as_ref().map_or(0, String::len) + calls + 192
+            }
+            e => e.delta_text().map_or(192, |t| t.len() + 96),
         }
     }
 }

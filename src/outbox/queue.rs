@@ -11,7 +11,6 @@
 
 use super::credits::StreamCredits;
 use super::event::{Control, Outcome, StreamEvent};
-use crate::protocol::{Token, TokenMetadata};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -106,23 +105,22 @@ impl Queues {
         }
     }
 
-    /// Merge `token` into its stream's last queued event, if that is a
-    /// token; otherwise hand it back.
-    pub fn merge_into_last(&mut self, token: Token) -> Result<(), Token> {
-        let Some(StreamEvent::Token(last)) = self
-            .streams
-            .get_mut(&token.stream_id)
-            .and_then(|q| q.items.back_mut())
-        else {
-            return Err(token);
+    /// Merge the delta `event` into its stream's last queued event, if
+    /// that is a delta it may join ([`StreamEvent::absorb`]); otherwise
+    /// hand it back.
+    pub fn merge_into_last(&mut self, event: StreamEvent) -> Result<(), StreamEvent> {
+        let Some(q) = self.streams.get_mut(event.stream_id()) else {
+            return Err(event);
         };
-        let pieces = last.metadata.as_ref().map_or(1, |m| m.coalesced) + 1;
-        last.data.push_str(&token.data);
-        last.token_count = token.token_count;
-        last.metadata = Some(TokenMetadata { coalesced: pieces });
-        self.bytes += token.data.len();
-        if let Some(q) = self.streams.get_mut(&token.stream_id) {
-            q.position = token.token_count;
+        let Some(last) = q.items.back_mut() else {
+            return Err(event);
+        };
+        let added = event.delta_text().map_or(0, str::len);
+        let position = event.position();
+        last.absorb(event)?;
+        self.bytes += added;
+        if let Some(p) = position {
+            q.position = p;
         }
         Ok(())
     }

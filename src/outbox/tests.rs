@@ -56,6 +56,8 @@ pub fn done(id: &str, n: u64) -> StreamEvent {
         full_response: None,
         session_id: None,
         turn: None,
+        tool_calls: Vec::new(),
+        reasoning: None,
     })
 }
 

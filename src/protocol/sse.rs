@@ -7,6 +7,7 @@
 //! plain `Serialize` structs that the HTTP door's SSE writer fills from the
 //! stream's events.
 
+use super::agent::{ReasoningData, ToolCall};
 use super::ai::{AgentContext, CancelReason, StreamRequest, Usage, validate_session_id};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -41,7 +42,7 @@ impl ChatStreamRequest {
     /// The engine's request (the orchestrator routes it unless told not to).
     pub fn into_stream_request(self) -> StreamRequest {
         StreamRequest {
-            prompt: self.message,
+            prompt: Some(self.message),
             session_id: self.session_id,
             use_orchestrator: Some(self.use_orchestrator.unwrap_or(true)),
             model: self.model,
@@ -74,6 +75,26 @@ pub struct SseToken<'a> {
     pub partial: Option<&'a str>,
 }
 
+/// `event: reasoning`: a piece of the model's thinking (the `/ai` event's
+/// fields, in snake_case; its `id:` is `token_count`).
+#[derive(Debug, Clone, Serialize)]
+pub struct SseReasoning<'a> {
+    pub stream_id: &'a str,
+    pub data: &'a str,
+    pub token_count: u64,
+}
+
+/// `event: tool_call`: a piece of a tool call's arguments.
+#[derive(Debug, Clone, Serialize)]
+pub struct SseToolCall<'a> {
+    pub stream_id: &'a str,
+    pub index: u32,
+    pub id: &'a str,
+    pub name: &'a str,
+    pub arguments_delta: &'a str,
+    pub token_count: u64,
+}
+
 /// The last event of a stream that completed.
 #[derive(Debug, Clone, Serialize)]
 pub struct SseDone {
@@ -85,6 +106,10 @@ pub struct SseDone {
     pub finish_reason: String,
     pub usage: Option<Usage>,
     pub session_id: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<ReasoningData>,
 }
 
 /// The last event of a stream that failed or was cancelled.
