@@ -268,7 +268,6 @@ pub struct ProviderConfig {
     pub accepts_images: Option<bool>,
 }
 
-
 impl Default for ProviderConfig {
     fn default() -> Self {
         Self {

@@ -47,7 +47,10 @@ async fn start(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> 
         let who = caller(&app, &headers, Shape::Plain)?;
         let req: ChatStreamRequest = json_body(&headers, &body, Shape::Plain)?;
         let (partial, on_close) = (req.partial, close_policy(req.resumable));
-        let (id, feed) = stream::open(&app, who.0, req.into_stream_request(), on_close)
+        let req = req
+            .into_stream_request()
+            .map_err(|e| ApiError::new(&e.into(), Shape::Plain))?;
+        let (id, feed) = stream::open(&app, who.0, req, on_close)
             .await
             .map_err(|e| ApiError::new(&e, Shape::Plain))?;
         Ok::<_, ApiError>(respond(&app, id, feed, SseRender::new(partial)))

@@ -227,6 +227,16 @@ impl ClientOutbox {
         Ok(Pushed::Queued)
     }
 
+    /// A stream was admitted: know it (live, nothing queued yet) before
+    /// its first event, for a resume that comes before the start.
+    pub fn open_stream(&self, id: &Arc<str>) {
+        self.change(|s| {
+            if !s.closed && s.queues.open(id) {
+                s.replay.forget(id);
+            }
+        });
+    }
+
     /// Queue a stream's start, completion or terminal event: never refused,
     /// and a few per stream, so they cannot grow the queue without bound.
     pub fn push_stream_event(&self, event: StreamEvent) {

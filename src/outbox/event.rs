@@ -11,8 +11,8 @@
 //! backpressure. Nothing here knows how any of it goes on the wire.
 
 use crate::protocol::{
-    Backpressure, Done, ReasoningDelta, StreamCancelled, StreamComplete, StreamError,
-    StreamStart, Token, TokenMetadata, ToolCallDelta,
+    Backpressure, Done, ReasoningDelta, StreamCancelled, StreamComplete, StreamError, StreamStart,
+    Token, TokenMetadata, ToolCallDelta,
 };
 use serde_json::value::RawValue;
 use std::sync::Arc;
@@ -89,7 +89,10 @@ impl StreamEvent {
     }
 
     pub fn is_delta(&self) -> bool {
-        matches!(self, Self::Token(_) | Self::Reasoning(_) | Self::ToolCall(_))
+        matches!(
+            self,
+            Self::Token(_) | Self::Reasoning(_) | Self::ToolCall(_)
+        )
     }
 
     /// A delta's text (the token, the thinking, the argument piece).
@@ -107,12 +110,20 @@ impl StreamEvent {
     /// protocol's coalesced form. Otherwise `next` is handed back.
     pub fn absorb(&mut self, next: StreamEvent) -> Result<(), StreamEvent> {
         let (data, count, metadata, add, at) = match (self, &next) {
-            (Self::Token(a), Self::Token(b)) => {
-                (&mut a.data, &mut a.token_count, &mut a.metadata, &b.data, b.token_count)
-            }
-            (Self::Reasoning(a), Self::Reasoning(b)) => {
-                (&mut a.data, &mut a.token_count, &mut a.metadata, &b.data, b.token_count)
-            }
+            (Self::Token(a), Self::Token(b)) => (
+                &mut a.data,
+                &mut a.token_count,
+                &mut a.metadata,
+                &b.data,
+                b.token_count,
+            ),
+            (Self::Reasoning(a), Self::Reasoning(b)) => (
+                &mut a.data,
+                &mut a.token_count,
+                &mut a.metadata,
+                &b.data,
+                b.token_count,
+            ),
             (Self::ToolCall(a), Self::ToolCall(b)) if a.index == b.index => (
                 &mut a.arguments_delta,
                 &mut a.token_count,

@@ -204,6 +204,24 @@ impl Queues {
         Some(old)
     }
 
+    /// Know stream `id` before its first event. An ended stream's queue
+    /// under that id, drained, gives way to the new stream; true then (its
+    /// replay record is not the new stream's either).
+    pub fn open(&mut self, id: &Arc<str>) -> bool {
+        match self.streams.get_mut(id) {
+            None => {
+                self.streams.insert(id.clone(), StreamQueue::default());
+                false
+            }
+            Some(q) if q.outcome.is_some() && q.items.is_empty() => {
+                *q = StreamQueue::default();
+                self.revived(id);
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
     /// `id` started again (a new stream under an ended one's id).
     pub fn revived(&mut self, id: &Arc<str>) {
         self.ended.retain(|e| e != id);

@@ -80,7 +80,9 @@ impl<'de> Deserialize<'de> for ToolChoice {
             v @ Value::Object(_) => serde_json::from_value::<Named>(v)
                 .map(|n| ToolChoice::Named { name: n.name })
                 .map_err(|_| serde::de::Error::custom("must be auto, none, required or { name }")),
-            _ => Err(serde::de::Error::custom("must be auto, none, required or { name }")),
+            _ => Err(serde::de::Error::custom(
+                "must be auto, none, required or { name }",
+            )),
         }
     }
 }
@@ -92,6 +94,7 @@ pub struct ReasoningRequest {
     pub effort: Option<Effort>,
     /// A budget of thinking tokens (Anthropic takes at least 1024).
     #[validate(range(min = 1024, max = 131072, message = "must be between 1024 and 131072"))]
+    #[serde(alias = "budget_tokens")]
     pub budget_tokens: Option<u32>,
 }
 
@@ -177,18 +180,17 @@ impl From<&str> for Content {
 
 impl<'de> Deserialize<'de> for Content {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Wire {
-            Text(String),
-            Parts(Vec<Part>),
-            Null(()),
+        use serde::de::Error;
+        match Value::deserialize(d)? {
+            Value::String(s) => Ok(Self::Text(s)),
+            Value::Null => Ok(Self::Text(String::new())),
+            parts @ Value::Array(_) => serde_json::from_value(parts)
+                .map(Self::Parts)
+                .map_err(|e| D::Error::custom(format!("must be an array of parts: {e}"))),
+            _ => Err(D::Error::custom(
+                "must be a string or an array of parts (text, image)",
+            )),
         }
-        Ok(match Wire::deserialize(d)? {
-            Wire::Text(s) => Self::Text(s),
-            Wire::Parts(p) => Self::Parts(p),
-            Wire::Null(()) => Self::Text(String::new()),
-        })
     }
 }
 
@@ -237,7 +239,7 @@ pub enum Part {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Image {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", alias = "media_type")]
     pub media_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<String>,
@@ -281,8 +283,14 @@ fn check_image(image: &Image, field: &str) -> Result<(), FieldError> {
             Ok(())
         }
         (None, Some(url)) if url.starts_with("https://") || url.starts_with("http://") => Ok(()),
-        (None, Some(_)) => Err(FieldError::new(format!("{field}.url"), "must be an http(s) URL")),
-        _ => Err(FieldError::new(field, "must have either data (with mediaType) or url")),
+        (None, Some(_)) => Err(FieldError::new(
+            format!("{field}.url"),
+            "must be an http(s) URL",
+        )),
+        _ => Err(FieldError::new(
+            field,
+            "must have either data (with mediaType) or url",
+        )),
     }
 }
 
@@ -307,7 +315,10 @@ pub fn check_tools(tools: &[ToolSpec], choice: Option<&ToolChoice>) -> Result<()
     for (i, t) in tools.iter().enumerate() {
         if let Some(p) = &t.parameters {
             if !p.is_object() {
-                return Err(FieldError::new(format!("tools[{i}].parameters"), "must be a JSON Schema object"));
+                return Err(FieldError::new(
+                    format!("tools[{i}].parameters"),
+                    "must be a JSON Schema object",
+                ));
             }
             if serialized_size_within(p, MAX_TOOL_PARAMETERS_BYTES).is_none() {
                 let rule = format!("must be at most {MAX_TOOL_PARAMETERS_BYTES} bytes serialized");
@@ -315,13 +326,16 @@ pub fn check_tools(tools: &[ToolSpec], choice: Option<&ToolChoice>) -> Result<()
             }
         }
         if tools[..i].iter().any(|other| other.name == t.name) {
-            return Err(FieldError::new(format!("tools[{i}].name"), "must be unique among tools"));
+            return Err(FieldError::new(
+                format!("tools[{i}].name"),
+                "must be unique among tools",
+            ));
         }
     }
     match choice {
-        Some(ToolChoice::Named { name }) if !tools.iter().any(|t| &t.name == name) => Err(
-            FieldError::new("toolChoice.name", "must name one of tools"),
-        ),
+        Some(ToolChoice::Named { name }) if !tools.iter().any(|t| &t.name == name) => {
+            Err(FieldError::new("toolChoice.name", "must name one of tools"))
+        }
         Some(ToolChoice::Mode(ToolMode::Required)) if tools.is_empty() => {
             Err(FieldError::new("toolChoice", "required needs tools"))
         }

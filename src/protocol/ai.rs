@@ -93,10 +93,15 @@ pub enum Role {
 pub struct ChatMessage {
     pub role: Role,
     pub content: Content,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// (`tool_calls` too, for the snake_case HTTP frontends.)
+    #[serde(default, skip_serializing_if = "Vec::is_empty", alias = "tool_calls")]
     #[validate(nested)]
     pub tool_calls: Vec<ToolCall>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "tool_call_id"
+    )]
     #[validate(length(min = 1, max = 256, message = "must be 1..=256 characters"))]
     pub tool_call_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,9 +123,10 @@ impl ChatMessage {
         check_content(&self.content, &format!("{field}.content"))?;
         let name = |f: &str| format!("{field}.{f}");
         match self.role {
-            Role::Tool if self.tool_call_id.is_none() => {
-                Err(FieldError::new(name("toolCallId"), "is required for a tool message"))
-            }
+            Role::Tool if self.tool_call_id.is_none() => Err(FieldError::new(
+                name("toolCallId"),
+                "is required for a tool message",
+            )),
             Role::Assistant | Role::Tool => Ok(()),
             _ if !self.tool_calls.is_empty() => Err(FieldError::new(
                 name("toolCalls"),
@@ -227,7 +233,10 @@ pub fn check_stream_sizes(payload: &Value, bounds: &RequestBounds) -> Result<(),
                 .sum(),
             _ => 0,
         };
-        let lengths = messages.iter().filter_map(|m| m.get("content")).map(text_len);
+        let lengths = messages
+            .iter()
+            .filter_map(|m| m.get("content"))
+            .map(text_len);
         check_messages(messages.len(), lengths, bounds)?;
     }
     if let Some(Value::Array(tools)) = payload.get("tools")

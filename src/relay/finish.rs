@@ -12,11 +12,9 @@ use super::guard::{EndedAs, StreamGuard};
 use super::progress::Progress;
 use super::task::Ending;
 use crate::orchestrator::Route;
-use crate::sessions::TurnReply;
 use crate::outbox::StreamEvent;
-use crate::protocol::{
-    Done, StreamCancelled, StreamComplete, StreamError, TurnStatus, Usage,
-};
+use crate::protocol::{Done, StreamCancelled, StreamComplete, StreamError, TurnStatus, Usage};
+use crate::sessions::TurnReply;
 use tokio::time::Instant;
 
 /// Append the turn (if a session's) and queue the terminal events.

@@ -200,9 +200,14 @@ mod tests {
         let stats = Arc::new(Stats::default());
         let client = client(&stats);
         let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new(&SessionsConfig::default()));
-        let (lease, _) = SessionLease::begin(&store, None, "chat", vec![ChatMessage::text(Role::User, "why?")])
-            .await
-            .unwrap();
+        let (lease, _) = SessionLease::begin(
+            &store,
+            None,
+            "chat",
+            vec![ChatMessage::text(Role::User, "why?")],
+        )
+        .await
+        .unwrap();
         client.add_stream("a".into(), 10).unwrap();
         let guard = StreamGuard::new("a".into(), client.clone(), stats).with_session(Some(lease));
         let task = tokio::spawn(async move {

@@ -25,11 +25,11 @@ use crate::clients::{Client, random_hex};
 use crate::error::GatewayError;
 use crate::orchestrator::{Orchestrator, Route};
 use crate::protocol::{ChatMessage, FieldError, RequestBounds, Role, StreamRequest};
-use crate::upstream::Provider;
 use crate::rate_limit::RateLimits;
 use crate::sessions::{SessionLease, SessionStore};
 use crate::shutdown::Shutdown;
 use crate::telemetry::Stats;
+use crate::upstream::Provider;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
@@ -137,7 +137,10 @@ fn keep_capable(route: &mut Route, req: &StreamRequest) -> Result<(), GatewayErr
         } else {
             ("messages", "images")
         };
-        let rule = format!("cannot be sent to provider {} (it does not take {what})", first.name());
+        let rule = format!(
+            "cannot be sent to provider {} (it does not take {what})",
+            first.name()
+        );
         return Err(FieldError::new(field, rule).into());
     }
     route.chain.retain(can);

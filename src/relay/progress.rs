@@ -49,7 +49,12 @@ impl Progress {
 
     /// The event for a delta chunk at the next position, or `None` for a
     /// chunk that is not a delta (kept for the end instead).
-    pub fn delta(&mut self, chunk: Chunk, stream: &Arc<str>, agent: &Option<Arc<str>>) -> Option<StreamEvent> {
+    pub fn delta(
+        &mut self,
+        chunk: Chunk,
+        stream: &Arc<str>,
+        agent: &Option<Arc<str>>,
+    ) -> Option<StreamEvent> {
         let next = self.position + 1;
         let event = match chunk {
             Chunk::Token(data) => {
@@ -128,7 +133,9 @@ impl Progress {
             full.push_str(data);
         }
         if let Some(reply) = self.reply.as_mut() {
-            let thinking = reply.reasoning.get_or_insert_with(MessageReasoning::default);
+            let thinking = reply
+                .reasoning
+                .get_or_insert_with(MessageReasoning::default);
             let thought = thinking.text.get_or_insert_with(String::new);
             self.marks = (reply.text.len(), thought.len());
             if reasoning {
@@ -183,7 +190,11 @@ impl Progress {
             }
             None => {}
         }
-        if reply.reasoning.as_ref().is_some_and(|r| *r == MessageReasoning::default()) {
+        if reply
+            .reasoning
+            .as_ref()
+            .is_some_and(|r| *r == MessageReasoning::default())
+        {
             reply.reasoning = None;
         }
         Some(reply)

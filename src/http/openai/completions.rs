@@ -82,7 +82,11 @@ pub struct Served {
 /// Wait for the start and the event after it; a failure before any text
 /// is an HTTP error.
 async fn first_events(feed: &mut EventFeed) -> Result<Served, ApiError> {
-    let gone = || api_error(&GatewayError::Internal("stream ended before it started".into()));
+    let gone = || {
+        api_error(&GatewayError::Internal(
+            "stream ended before it started".into(),
+        ))
+    };
     let (provider, model, id) = loop {
         let start = feed.next(|item| match item {
             Outbound::Stream(StreamEvent::Start(s)) => {

@@ -27,7 +27,12 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 /// `stream: true`: chunks as OpenAI sends them, then `[DONE]`.
-pub fn stream_response(app: &App, feed: EventFeed, served: Served, include_usage: bool) -> Response {
+pub fn stream_response(
+    app: &App,
+    feed: EventFeed,
+    served: Served,
+    include_usage: bool,
+) -> Response {
     let mut render = ChunkRender {
         id: served.id,
         model: served.model,
@@ -44,17 +49,18 @@ pub fn stream_response(app: &App, feed: EventFeed, served: Served, include_usage
     };
     render.push(render.chunk(role, None));
     render.render(&served.first);
-    let events = futures_util::stream::unfold((feed, render), |(mut feed, mut render)| async move {
-        loop {
-            if let Some(event) = render.pending.pop_front() {
-                return Some((Ok::<_, Infallible>(event), (feed, render)));
+    let events =
+        futures_util::stream::unfold((feed, render), |(mut feed, mut render)| async move {
+            loop {
+                if let Some(event) = render.pending.pop_front() {
+                    return Some((Ok::<_, Infallible>(event), (feed, render)));
+                }
+                if render.finished {
+                    return None;
+                }
+                feed.next(|item| render.render(item)).await?;
             }
-            if render.finished {
-                return None;
-            }
-            feed.next(|item| render.render(item)).await?;
-        }
-    });
+        });
     let every = Duration::from_millis(app.config.http.sse_keepalive_ms);
     Sse::new(events)
         .keep_alive(KeepAlive::new().interval(every).text("keep-alive"))
@@ -74,7 +80,11 @@ struct ChunkRender {
 }
 
 impl ChunkRender {
-    fn chunk<'a>(&'a self, delta: Delta<'a>, finish: Option<&'a str>) -> Result<Event, axum::Error> {
+    fn chunk<'a>(
+        &'a self,
+        delta: Delta<'a>,
+        finish: Option<&'a str>,
+    ) -> Result<Event, axum::Error> {
         Event::default().json_data(CompletionChunk {
             id: &self.id,
             object: "chat.completion.chunk",
@@ -132,7 +142,11 @@ impl ChunkRender {
             }
             StreamEvent::Done(d) => self.done(d),
             StreamEvent::Cancelled(c) => {
-                let code = if c.reason == CancelReason::Timeout { "timeout" } else { "cancelled" };
+                let code = if c.reason == CancelReason::Timeout {
+                    "timeout"
+                } else {
+                    "cancelled"
+                };
                 self.error(code, &format!("stream cancelled ({})", c.reason.as_str()));
             }
             StreamEvent::Failed(f) => self.error(f.code, &f.error),
@@ -221,8 +235,15 @@ pub async fn whole_response(mut feed: EventFeed, served: Served) -> Result<Respo
             }
             Outbound::Stream(StreamEvent::Failed(f)) => return Err(failure(f.code, &f.error)),
             Outbound::Stream(StreamEvent::Cancelled(c)) => {
-                let code = if c.reason == CancelReason::Timeout { "timeout" } else { "cancelled" };
-                return Err(failure(code, &format!("stream cancelled ({})", c.reason.as_str())));
+                let code = if c.reason == CancelReason::Timeout {
+                    "timeout"
+                } else {
+                    "cancelled"
+                };
+                return Err(failure(
+                    code,
+                    &format!("stream cancelled ({})", c.reason.as_str()),
+                ));
             }
             _ => {}
         }

@@ -17,8 +17,8 @@ use crate::http::error::ApiError;
 use crate::protocol::openai::{ChatCompletionRequest, Content as OaContent, Message};
 use crate::protocol::validate::{FieldNames, validation_errors};
 use crate::protocol::{
-    ChatMessage, Content, FieldError, Image, Invalid, Part, ReasoningRequest, Role,
-    StreamRequest, ToolCall, ToolChoice, ToolMode, ToolSpec,
+    ChatMessage, Content, FieldError, Image, Invalid, Part, ReasoningRequest, Role, StreamRequest,
+    ToolCall, ToolChoice, ToolMode, ToolSpec,
 };
 use serde_json::Value;
 use validator::Validate;
@@ -91,13 +91,19 @@ fn route(app: &App, model: String, out: &mut StreamRequest) {
 /// images (which then stays among the messages).
 fn prompt_of(messages: &mut Vec<ChatMessage>) -> Result<Option<String>, FieldError> {
     match messages.last() {
-        None => Err(FieldError::new("messages", "must hold at least one message")),
+        None => Err(FieldError::new(
+            "messages",
+            "must hold at least one message",
+        )),
         Some(m) if m.role == Role::Tool => Ok(None),
         Some(m) if m.role == Role::User && m.content.has_images() => Ok(None),
         Some(m) if m.role == Role::User => {
             Ok(messages.pop().map(|m| m.content.text().into_owned()))
         }
-        Some(_) => Err(FieldError::new("messages", "must end with a user message or tool results")),
+        Some(_) => Err(FieldError::new(
+            "messages",
+            "must end with a user message or tool results",
+        )),
     }
 }
 
@@ -108,7 +114,8 @@ fn message(m: Message, i: usize) -> Result<ChatMessage, FieldError> {
         "assistant" => Role::Assistant,
         "tool" => Role::Tool,
         other => {
-            let rule = format!("must be system, developer, user, assistant or tool (got {other:?})");
+            let rule =
+                format!("must be system, developer, user, assistant or tool (got {other:?})");
             return Err(FieldError::new(format!("messages[{i}].role"), rule));
         }
     };
@@ -143,7 +150,8 @@ fn content(content: Option<OaContent>, i: usize) -> Result<Content, FieldError> 
             ("image_url", _, Some(image)) => out.push(Part::Image(image_of(image.url))),
             (kind, _, _) => {
                 let field = format!("messages[{i}].content[{j}]");
-                let rule = format!("must be a text part with text or an image_url part (got {kind:?})");
+                let rule =
+                    format!("must be a text part with text or an image_url part (got {kind:?})");
                 return Err(FieldError::new(field, rule));
             }
         }
@@ -182,7 +190,9 @@ fn tool_choice(v: Value) -> Result<ToolChoice, FieldError> {
         },
         v => v["function"]["name"]
             .as_str()
-            .map(|name| ToolChoice::Named { name: name.to_string() })
+            .map(|name| ToolChoice::Named {
+                name: name.to_string(),
+            })
             .ok_or_else(bad),
     }
 }

@@ -140,7 +140,15 @@ impl AnthropicEventDecoder {
                 let call = self.calls;
                 self.calls += 1;
                 let (id, name) = (block.id.unwrap_or_default(), block.name.unwrap_or_default());
-                self.tools.insert(index, ToolBlock { call, id, name, any_input: false });
+                self.tools.insert(
+                    index,
+                    ToolBlock {
+                        call,
+                        id,
+                        name,
+                        any_input: false,
+                    },
+                );
             }
             "redacted_thinking" => out.push_back(Chunk::ReasoningData(ReasoningData {
                 signature: None,
@@ -156,10 +164,15 @@ impl AnthropicEventDecoder {
             Some("text_delta") => out.extend(some(delta.text).map(Chunk::Token)),
             Some("thinking_delta") => out.extend(some(delta.thinking).map(Chunk::Reasoning)),
             Some("signature_delta") => out.extend(some(delta.signature).map(|s| {
-                Chunk::ReasoningData(ReasoningData { signature: Some(s), redacted: None })
+                Chunk::ReasoningData(ReasoningData {
+                    signature: Some(s),
+                    redacted: None,
+                })
             })),
             Some("input_json_delta") => {
-                if let (Some(t), Some(json)) = (self.tools.get_mut(&index), some(delta.partial_json)) {
+                if let (Some(t), Some(json)) =
+                    (self.tools.get_mut(&index), some(delta.partial_json))
+                {
                     t.any_input = true;
                     out.push_back(tool_piece(t, json));
                 }
@@ -189,13 +202,15 @@ fn tool_piece(t: &ToolBlock, arguments: String) -> Chunk {
 
 impl EventDecoder for AnthropicEventDecoder {
     fn event(&mut self, event: &Event, out: &mut VecDeque<Chunk>) -> Result<(), DecodeError> {
-        let data = serde_json::from_str::<EventData>(&event.data).map_err(|e| {
-            DecodeError::Upstream(format!("undecodable {} event: {e}", event.event))
-        });
+        let data = serde_json::from_str::<EventData>(&event.data)
+            .map_err(|e| DecodeError::Upstream(format!("undecodable {} event: {e}", event.event)));
         // The SSE event name says the type; servers that omit it still
         // put it in the data.
         let kind = if event.event == "message" {
-            data.as_ref().ok().and_then(|d| d.kind.clone()).unwrap_or_default()
+            data.as_ref()
+                .ok()
+                .and_then(|d| d.kind.clone())
+                .unwrap_or_default()
         } else {
             event.event.clone()
         };
@@ -262,8 +277,8 @@ impl EventDecoder for AnthropicEventDecoder {
 
 #[cfg(test)]
 mod tests {
-    use crate::upstream::sse::decode_pieces;
     use super::*;
+    use crate::upstream::sse::decode_pieces;
 
     /// A byte-exact Messages stream as the API sends it.
     const BODY: &str = concat!(
@@ -437,7 +452,11 @@ mod tests {
     async fn tool_use_thinking_and_cache_usage_decode_the_same_at_every_split() {
         let bytes = TOOL_BODY.as_bytes();
         for cut in 0..=bytes.len() {
-            let got = decode_pieces(vec![&bytes[..cut], &bytes[cut..]], AnthropicEventDecoder::default()).await;
+            let got = decode_pieces(
+                vec![&bytes[..cut], &bytes[cut..]],
+                AnthropicEventDecoder::default(),
+            )
+            .await;
             assert_eq!(got, tool_want(), "split at byte {cut}");
         }
     }

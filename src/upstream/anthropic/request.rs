@@ -79,7 +79,10 @@ impl<'a> MessagesBody<'a> {
                 .tools
                 .iter()
                 .map(|t| {
-                    let schema = t.parameters.clone().unwrap_or_else(|| json!({"type": "object"}));
+                    let schema = t
+                        .parameters
+                        .clone()
+                        .unwrap_or_else(|| json!({"type": "object"}));
                     json!({ "name": t.name, "description": t.description, "input_schema": schema })
                 })
                 .collect(),
@@ -93,11 +96,18 @@ impl<'a> MessagesBody<'a> {
 fn messages(all: &[ChatMessage]) -> Vec<Message> {
     let mut out: Vec<Message> = Vec::new();
     for m in all.iter().filter(|m| m.role != Role::System) {
-        let role = if m.role == Role::Assistant { "assistant" } else { "user" };
+        let role = if m.role == Role::Assistant {
+            "assistant"
+        } else {
+            "user"
+        };
         let blocks = blocks(m);
         match out.last_mut() {
             Some(last) if last.role == role => last.content.extend(blocks),
-            _ => out.push(Message { role, content: blocks }),
+            _ => out.push(Message {
+                role,
+                content: blocks,
+            }),
         }
     }
     out
@@ -220,11 +230,18 @@ mod tests {
         assert_eq!(body["system"], "Be brief.");
         assert_eq!(body["max_tokens"], 3_072, "raised past the thinking budget");
         assert!(body.get("temperature").is_none(), "none with thinking");
-        assert_eq!(body["thinking"], json!({"type": "enabled", "budget_tokens": 2048}));
+        assert_eq!(
+            body["thinking"],
+            json!({"type": "enabled", "budget_tokens": 2048})
+        );
         assert_eq!(body["tool_choice"], json!({"type": "any"}));
         assert_eq!(body["tools"][0]["input_schema"], json!({"type": "object"}));
         let m = &body["messages"];
-        assert_eq!(m.as_array().unwrap().len(), 3, "the tool result and the prompt merge");
+        assert_eq!(
+            m.as_array().unwrap().len(),
+            3,
+            "the tool result and the prompt merge"
+        );
         assert_eq!(m[0]["content"][1]["source"]["media_type"], "image/jpeg");
         assert_eq!(
             m[1]["content"],
@@ -236,7 +253,10 @@ mod tests {
         );
         assert_eq!(m[2]["role"], "user");
         assert_eq!(m[2]["content"][0]["type"], "tool_result");
-        assert_eq!(m[2]["content"][1], json!({"type": "text", "text": "And now?"}));
+        assert_eq!(
+            m[2]["content"][1],
+            json!({"type": "text", "text": "And now?"})
+        );
         let plain = UpstreamRequest {
             messages: vec![text(Role::User, "hi")],
             tools: vec![],
@@ -245,6 +265,10 @@ mod tests {
             ..request
         };
         let body = serde_json::to_value(MessagesBody::of(&plain, 4_096)).unwrap();
-        assert_eq!(body["messages"], json!([{"role": "user", "content": "hi"}]), "text alone is a string");
+        assert_eq!(
+            body["messages"],
+            json!([{"role": "user", "content": "hi"}]),
+            "text alone is a string"
+        );
     }
 }

@@ -113,8 +113,8 @@ impl OllamaLines {
 
 #[cfg(test)]
 mod tests {
-    use crate::upstream::ndjson::{MAX_LINE_BYTES, decode_pieces};
     use super::*;
+    use crate::upstream::ndjson::{MAX_LINE_BYTES, decode_pieces};
 
     const BODY: &str = concat!(
         "{\"model\":\"m\",\"created_at\":\"2024-01-01T00:00:00Z\",\"message\":{\"role\":\"assistant\",\"content\":\"Hel\"},\"done\":false}\n",
@@ -147,7 +147,11 @@ mod tests {
 
     #[tokio::test]
     async fn error_line_is_an_error() {
-        let got = decode_pieces(vec![b"{\"error\":\"model 'x' not found\"}\n"], OllamaLines::default()).await;
+        let got = decode_pieces(
+            vec![b"{\"error\":\"model 'x' not found\"}\n"],
+            OllamaLines::default(),
+        )
+        .await;
         assert!(
             matches!(&got[..], [Err(e)] if e.contains("not found")),
             "{got:?}"

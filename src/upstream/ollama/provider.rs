@@ -58,7 +58,11 @@ impl Provider for OllamaProvider {
         let (name, key) = (self.profile.name.clone(), self.key.clone());
         Box::pin(async move {
             let response = http::check(&name, &key, send).await?;
-            Ok(ndjson_chunks(name, response.bytes_stream(), OllamaLines::default()))
+            Ok(ndjson_chunks(
+                name,
+                response.bytes_stream(),
+                OllamaLines::default(),
+            ))
         })
     }
 

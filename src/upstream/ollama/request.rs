@@ -90,7 +90,10 @@ impl<'a> ChatBody<'a> {
                 .tools
                 .iter()
                 .map(|t| {
-                    let parameters = t.parameters.clone().unwrap_or_else(|| json!({"type": "object"}));
+                    let parameters = t
+                        .parameters
+                        .clone()
+                        .unwrap_or_else(|| json!({"type": "object"}));
                     json!({ "type": "function", "function": {
                         "name": t.name, "description": t.description, "parameters": parameters } })
                 })
@@ -117,7 +120,11 @@ fn message<'a>(m: &'a ChatMessage, all: &'a [ChatMessage]) -> Result<Message<'a>
     for image in m.content.images() {
         match &image.data {
             Some(data) => images.push(data.as_str()),
-            None => return Err(Unsendable("Ollama takes inline images only (data, not url)".into())),
+            None => {
+                return Err(Unsendable(
+                    "Ollama takes inline images only (data, not url)".into(),
+                ));
+            }
         }
     }
     let tool_calls = m

@@ -200,11 +200,10 @@ impl EventDecoder for OpenAiEventDecoder {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
-    use crate::upstream::sse::decode_pieces;
     use super::*;
+    use crate::upstream::sse::decode_pieces;
 
     /// A byte-exact OpenAI stream: role chunk, two text chunks (one with a
     /// two-byte character, to split inside it), a keep-alive comment, the
@@ -335,7 +334,11 @@ mod tests {
     async fn tool_calls_and_reasoning_decode_the_same_at_every_split() {
         let bytes = TOOL_BODY.as_bytes();
         for cut in 0..=bytes.len() {
-            let got = decode_pieces(vec![&bytes[..cut], &bytes[cut..]], OpenAiEventDecoder::default()).await;
+            let got = decode_pieces(
+                vec![&bytes[..cut], &bytes[cut..]],
+                OpenAiEventDecoder::default(),
+            )
+            .await;
             assert_eq!(got, tool_want(), "split at byte {cut}");
         }
     }

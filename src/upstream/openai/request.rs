@@ -66,13 +66,20 @@ impl<'a> ChatBody<'a> {
                 .tools
                 .iter()
                 .map(|t| {
-                    let parameters = t.parameters.clone().unwrap_or_else(|| json!({"type": "object"}));
+                    let parameters = t
+                        .parameters
+                        .clone()
+                        .unwrap_or_else(|| json!({"type": "object"}));
                     json!({ "type": "function", "function": {
                         "name": t.name, "description": t.description, "parameters": parameters } })
                 })
                 .collect(),
             tool_choice: r.tool_choice.as_ref().map(tool_choice),
-            reasoning_effort: r.reasoning.as_ref().and_then(|x| x.effort).map(|e| e.as_str()),
+            reasoning_effort: r
+                .reasoning
+                .as_ref()
+                .and_then(|x| x.effort)
+                .map(|e| e.as_str()),
         }
     }
 }
@@ -93,7 +100,9 @@ fn message(m: &ChatMessage) -> Message<'_> {
                 .iter()
                 .map(|p| match p {
                     Part::Text { text } => json!({ "type": "text", "text": text }),
-                    Part::Image(i) => json!({ "type": "image_url", "image_url": { "url": i.as_url() } }),
+                    Part::Image(i) => {
+                        json!({ "type": "image_url", "image_url": { "url": i.as_url() } })
+                    }
                 })
                 .collect(),
         ),
@@ -112,8 +121,10 @@ fn message(m: &ChatMessage) -> Message<'_> {
         tool_calls: m
             .tool_calls
             .iter()
-            .map(|c| json!({ "id": c.id, "type": "function",
-                             "function": { "name": c.name, "arguments": c.arguments } }))
+            .map(|c| {
+                json!({ "id": c.id, "type": "function",
+                             "function": { "name": c.name, "arguments": c.arguments } })
+            })
             .collect(),
         tool_call_id: m.tool_call_id.as_deref(),
     }
@@ -141,7 +152,9 @@ mod tests {
                 ChatMessage {
                     role: Role::User,
                     content: Content::Parts(vec![
-                        Part::Text { text: "What is this?".into() },
+                        Part::Text {
+                            text: "What is this?".into(),
+                        },
                         Part::Image(Image {
                             media_type: Some("image/png".into()),
                             data: Some("iVBORw0KGgo=".into()),
@@ -172,9 +185,13 @@ mod tests {
             tools: vec![ToolSpec {
                 name: "read_file".into(),
                 description: Some("Read a file".into()),
-                parameters: Some(json!({"type": "object", "properties": {"path": {"type": "string"}}})),
+                parameters: Some(
+                    json!({"type": "object", "properties": {"path": {"type": "string"}}}),
+                ),
             }],
-            tool_choice: Some(ToolChoice::Named { name: "read_file".into() }),
+            tool_choice: Some(ToolChoice::Named {
+                name: "read_file".into(),
+            }),
             reasoning: Some(ReasoningRequest {
                 effort: Some(Effort::High),
                 budget_tokens: None,
@@ -191,9 +208,15 @@ mod tests {
             json!({"id": "call_1", "type": "function",
                    "function": {"name": "read_file", "arguments": "{\"path\":\"a.rs\"}"}})
         );
-        assert_eq!(body["messages"][2], json!({"role": "tool", "content": "fn main() {}", "tool_call_id": "call_1"}));
+        assert_eq!(
+            body["messages"][2],
+            json!({"role": "tool", "content": "fn main() {}", "tool_call_id": "call_1"})
+        );
         assert_eq!(body["tools"][0]["function"]["name"], "read_file");
-        assert_eq!(body["tool_choice"], json!({"type": "function", "function": {"name": "read_file"}}));
+        assert_eq!(
+            body["tool_choice"],
+            json!({"type": "function", "function": {"name": "read_file"}})
+        );
         assert_eq!(body["reasoning_effort"], "high");
     }
 }
