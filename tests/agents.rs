@@ -858,3 +858,137 @@ async fn the_openai_compatible_endpoint_streams_tool_calls_as_openai_does() {
     );
     gw.shutdown().await.unwrap();
 }
+
+/// The agent fake the official clients drive: the two tool calls (after
+/// reasoning) until the request ends with tool results, then an answer
+/// that quotes those results.
+fn agent_turns(body: &Value) -> Reply {
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    let results: Vec<String> = messages
+        .iter()
+        .rev()
+        .take_while(|m| m["role"] == "tool")
+        .map(|m| m["content"].as_str().unwrap_or("?").to_string())
+        .collect();
+    let parts = if results.is_empty() {
+        openai_tool_calls(
+            &["The user ", "wants main."],
+            &[
+                ("call_a", "read_file", READ_FILE_ARGS),
+                ("call_b", "grep", GREP_ARGS),
+            ],
+        )
+    } else {
+        let quoted: Vec<String> = results.into_iter().rev().collect();
+        openai_text(&["Tools said: ", &quoted.join(" | ")])
+    };
+    Reply::Sse {
+        parts: rechunk(&parts, 29),
+        hold: false,
+    }
+}
+
+#[tokio::test]
+async fn the_agent_loop_with_the_official_socket_io_client_and_openai_python_sdk() {
+    let root = common::node::repo();
+    common::node::ensure_npm_packages(&root.join("tests/js"), "socket.io-client");
+    let python = common::python::python_venv();
+    let fake = Fake::scripted(agent_turns).await;
+    let gw = gateway_on(ProviderKind::Openai, "openai", &fake).await;
+    let url = format!("http://{}", gw.addr);
+
+    let node = common::node::node_test(
+        &[root.join("tests/js/agent.test.mjs")],
+        &[("GATEWAY_URL", url.clone())],
+    )
+    .await;
+    assert!(node.success && node.failed == 0, "node agent test failed");
+    assert_eq!(node.passed, 1, "expected 1 passing node test");
+
+    let out = tokio::process::Command::new(&python)
+        .arg(root.join("tests/py/openai_tools.py"))
+        .env("GATEWAY_URL", &url)
+        .output()
+        .await
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && stdout.contains("all passed"),
+        "python SDK tool loop"
+    );
+    gw.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_agents_own_tools_are_merged_with_the_requests() {
+    let dir = std::env::temp_dir().join(format!("sg-agent-tools-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("agents.toml");
+    std::fs::write(
+        &file,
+        r#"default_agent = "tester"
+[[agents]]
+name = "tester"
+intents = ["test"]
+system_prompt = "You write tests."
+[[agents.tools]]
+name = "run_tests"
+description = "Run the test suite"
+parameters = { type = "object", properties = { filter = { type = "string" } } }
+[[agents.tools]]
+name = "read_file"
+description = "the agent's own read_file"
+[[intents]]
+name = "test"
+rules = [{ pattern = 'test', weight = 1.0 }]
+"#,
+    )
+    .unwrap();
+    let fake = Fake::scripted(|_| Reply::Sse {
+        parts: openai_text(&["ok"]),
+        hold: false,
+    })
+    .await;
+    init();
+    let mut config = config_for("http://127.0.0.1:9");
+    config.providers.insert(
+        "openai".into(),
+        provider_config(ProviderKind::Openai, &fake.base),
+    );
+    config.routing.default_provider = "openai".into();
+    config.routing.agents_file = file.to_string_lossy().into_owned();
+    let gw = start(config).await;
+    let mut c = SioClient::connect_ok(gw.addr).await;
+    let turn = run(&mut c, json!({"prompt": "write a test", "tools": tools()})).await;
+    assert_eq!(turn.text, "ok");
+    let names: Vec<(String, String)> = fake.bodies()[0]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let f = &t["function"];
+            (
+                f["name"].as_str().unwrap().into(),
+                f["description"].as_str().unwrap_or("").into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("run_tests".to_string(), "Run the test suite".to_string()),
+            ("read_file".into(), "Read a file of the workspace".into()),
+            ("grep".into(), String::new()),
+        ],
+        "the agent's tools first; the request's own read_file wins"
+    );
+    // Without tools of its own, a request to that agent still offers the agent's.
+    run(&mut c, json!({"prompt": "another test"})).await;
+    assert_eq!(
+        fake.bodies()[1]["tools"][0]["function"]["name"],
+        "run_tests"
+    );
+    gw.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -158,7 +158,7 @@ impl AgentsFile {
             if agent.intents.is_empty() {
                 return bad(key("intents"), "must list at least one intent".into());
             }
-            let names = agent.tools.iter().map(|t| validator::Validate::validate(t));
+            let names = agent.tools.iter().map(validator::Validate::validate);
             if let Some(Err(e)) = names.into_iter().find(Result::is_err) {
                 return bad(key("tools"), e.to_string());
             }

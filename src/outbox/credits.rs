@@ -126,7 +126,7 @@ mod tests {
     }
 
     fn start() -> StreamEvent {
-        StreamEvent::Start(StreamStart {
+        StreamEvent::Start(Box::new(StreamStart {
             stream_id: Arc::from("s"),
             provider: "p".into(),
             model: "m".into(),
@@ -134,11 +134,11 @@ mod tests {
             intent: None,
             session_id: None,
             timestamp: 0,
-        })
+        }))
     }
 
     fn done(n: u64) -> StreamEvent {
-        StreamEvent::Done(Done {
+        StreamEvent::Done(Box::new(Done {
             stream_id: "s".into(),
             total_tokens: n,
             duration: 0,
@@ -150,7 +150,7 @@ mod tests {
             turn: None,
             tool_calls: Vec::new(),
             reasoning: None,
-        })
+        }))
     }
 
     #[test]

@@ -17,20 +17,22 @@ use crate::protocol::{
 use serde_json::value::RawValue;
 use std::sync::Arc;
 
-/// One event of one stream.
+/// One event of one stream. Queues hold many of these, so the enum stays
+/// the size of a token: the events a stream has once (start, done,
+/// cancelled) and the larger tool-call pieces are boxed.
 #[derive(Debug, Clone)]
 pub enum StreamEvent {
-    Start(StreamStart),
+    Start(Box<StreamStart>),
     /// A piece of the answer's text.
     Token(Token),
     /// A piece of the model's thinking.
     Reasoning(ReasoningDelta),
     /// A piece of a tool call's arguments.
-    ToolCall(ToolCallDelta),
+    ToolCall(Box<ToolCallDelta>),
     /// Routing facts of a completed stream; the `Done` follows at once.
     Complete(StreamComplete),
-    Done(Done),
-    Cancelled(StreamCancelled),
+    Done(Box<Done>),
+    Cancelled(Box<StreamCancelled>),
     Failed(StreamError),
 }
 

@@ -24,7 +24,7 @@ pub fn outbox(ack_window: u64) -> Arc<ClientOutbox> {
 }
 
 pub fn start(id: &str) -> StreamEvent {
-    StreamEvent::Start(StreamStart {
+    StreamEvent::Start(Box::new(StreamStart {
         stream_id: id.into(),
         provider: "p".into(),
         model: "m".into(),
@@ -32,7 +32,7 @@ pub fn start(id: &str) -> StreamEvent {
         intent: None,
         session_id: None,
         timestamp: 0,
-    })
+    }))
 }
 
 pub fn token(id: &str, n: u64, data: &str) -> Token {
@@ -46,7 +46,7 @@ pub fn token(id: &str, n: u64, data: &str) -> Token {
 }
 
 pub fn done(id: &str, n: u64) -> StreamEvent {
-    StreamEvent::Done(Done {
+    StreamEvent::Done(Box::new(Done {
         stream_id: id.into(),
         total_tokens: n,
         duration: 0,
@@ -58,7 +58,7 @@ pub fn done(id: &str, n: u64) -> StreamEvent {
         turn: None,
         tool_calls: Vec::new(),
         reasoning: None,
-    })
+    }))
 }
 
 fn text(item: &Outbound) -> Option<&str> {
@@ -150,4 +150,16 @@ async fn credits_hold_deltas_until_acked() {
     o.ack("s", 2);
     let item = r.next(&stop).await.unwrap();
     assert_eq!(text(&item), Some("x"));
+}
+
+/// Queues hold many events: one must stay the size of a token event (the
+/// rare and large ones are boxed), or every queued token pays for them.
+#[test]
+fn a_queued_event_is_the_size_of_a_token() {
+    let token = std::mem::size_of::<crate::protocol::Token>();
+    assert!(
+        std::mem::size_of::<StreamEvent>() <= token + 8,
+        "{}",
+        std::mem::size_of::<StreamEvent>()
+    );
 }

@@ -54,7 +54,7 @@ fn terminal_events(
                 intent: route.intent.clone(),
                 confidence: route.confidence,
             });
-            let done = StreamEvent::Done(Done {
+            let done = StreamEvent::Done(Box::new(Done {
                 stream_id: id,
                 total_tokens: tokens,
                 duration: started.elapsed().as_millis() as u64,
@@ -66,18 +66,18 @@ fn terminal_events(
                 full_response: progress.full.filter(|_| progress.dropped > 0),
                 session_id: session.as_ref().map(|(id, _)| id.clone()),
                 turn: session.map(|(_, turn)| turn),
-            });
+            }));
             (vec![complete, done], EndedAs::Completed)
         }
         Ending::Cancelled(reason) => {
             tracing::info!(tokens, ?reason, "stream cancelled");
             let usage = estimated_usage(route, &progress);
-            let cancelled = StreamEvent::Cancelled(StreamCancelled {
+            let cancelled = StreamEvent::Cancelled(Box::new(StreamCancelled {
                 stream_id: id,
                 reason,
                 token_count: tokens,
                 usage: Some(usage),
-            });
+            }));
             (vec![cancelled], EndedAs::Cancelled)
         }
         Ending::Failed(err) => {

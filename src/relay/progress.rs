@@ -85,7 +85,7 @@ impl Progress {
                 let call = self.call(index, id, name);
                 call.arguments.push_str(&arguments);
                 let (id, name) = (call.id.as_str().into(), call.name.as_str().into());
-                StreamEvent::ToolCall(ToolCallDelta {
+                StreamEvent::ToolCall(Box::new(ToolCallDelta {
                     stream_id: stream.clone(),
                     index,
                     id,
@@ -93,7 +93,7 @@ impl Progress {
                     arguments_delta: arguments,
                     token_count: next,
                     metadata: None,
-                })
+                }))
             }
             Chunk::ReasoningData(data) => {
                 self.reasoning.signature = data.signature.or(self.reasoning.signature.take());

@@ -124,7 +124,7 @@ impl StreamTask {
         guard
             .client()
             .outbox
-            .push_stream_event(StreamEvent::Start(StreamStart {
+            .push_stream_event(StreamEvent::Start(Box::new(StreamStart {
                 stream_id: guard.id().clone(),
                 provider,
                 model,
@@ -132,7 +132,7 @@ impl StreamTask {
                 intent: self.route.intent.clone(),
                 session_id: guard.session_turn().map(|(id, _)| id.clone()),
                 timestamp: now_ms(),
-            }));
+            })));
     }
 
     /// Move chunks into the outbox until the upstream ends or the stream
