@@ -2,20 +2,23 @@
 //!
 //! This is the one place where the engine's parts are made and given to
 //! each other: providers, orchestrator, clients, the relay, rate limits,
-//! authentication, counters and the shutdown tree. Doors (the `/ai`
-//! socket, ops endpoints, HTTP) receive an `Arc<App>` and call into its
-//! parts; the app names no door, so nothing here depends on a transport.
+//! the connection table, authentication, counters and the shutdown tree.
+//! Doors (the `/ai` socket, ops endpoints, HTTP) receive an `Arc<App>` and
+//! call into its parts; the app names no door, so nothing here depends on
+//! a transport. At startup it asks every provider once whether it can be
+//! reached, so that a missing model server is said once, then.
 
 use crate::auth::{AuthSetupError, Authenticator};
 use crate::clients::Clients;
 use crate::config::Config;
+use crate::connections::Connections;
 use crate::error::ProviderError;
 use crate::orchestrator::Orchestrator;
 use crate::orchestrator::agents::AgentsError;
 use crate::outbox::OutboxSettings;
 use crate::protocol::{BackpressurePolicy, RequestBounds};
 use crate::rate_limit::RateLimits;
-use crate::relay::{Relay, StreamSettings};
+use crate::relay::{Relay, StreamSettings, StreamSlots};
 use crate::shutdown::Shutdown;
 use crate::telemetry::Stats;
 use crate::upstream::ProviderSet;
@@ -28,8 +31,10 @@ pub struct App {
     pub orchestrator: Arc<Orchestrator>,
     pub clients: Clients,
     pub relay: Relay,
-    /// Rate limits shared by all connections (per IP, per user).
+    /// Rate limits shared by all connections (per address, per user).
     pub rate_limits: Arc<RateLimits>,
+    /// Live connections per client address and in all, with their caps.
+    pub connections: Arc<Connections>,
     /// Handshake token check; `None` when auth is off.
     pub auth: Option<Authenticator>,
     pub stats: Arc<Stats>,
@@ -62,10 +67,12 @@ impl App {
         let auth = Authenticator::from_config(&config.auth)?;
         log_auth(auth.as_ref());
         let shutdown = Shutdown::new(Duration::from_millis(config.server.shutdown_grace_ms));
-        let rate_limits = Arc::new(RateLimits::new(&config.limits));
+        let rate_limits = Arc::new(RateLimits::new(&config.limits, stats.clone()));
+        let connections = Arc::new(Connections::new(&config.limits, stats.clone()));
         let clients = Clients::new(
             Duration::from_millis(config.session.reconnect_window_ms),
             config.heartbeat_interval(),
+            config.limits.max_clients,
             shutdown.clone(),
             stats.clone(),
         );
@@ -73,6 +80,7 @@ impl App {
             orchestrator: orchestrator.clone(),
             rate_limits: rate_limits.clone(),
             settings: stream_settings(&config),
+            slots: StreamSlots::new(config.limits.max_live_streams),
             stats: stats.clone(),
             shutdown: shutdown.clone(),
         };
@@ -83,12 +91,14 @@ impl App {
             clients,
             relay,
             rate_limits,
+            connections,
             auth,
             stats,
             shutdown,
             started: Instant::now(),
         });
         app.spawn_rate_limit_sweeper();
+        app.spawn_provider_probe();
         Ok(app)
     }
 
@@ -103,7 +113,31 @@ impl App {
             slow_timeout: Duration::from_millis(bp.slow_client_timeout_ms),
             replay_tokens: self.config.session.replay_buffer_tokens,
             replay_bytes: self.config.session.replay_buffer_bytes,
+            replay_bytes_per_client: self.config.session.replay_bytes_per_client,
+            max_replay_bytes: self.config.limits.max_replay_bytes,
         }
+    }
+
+    /// Ask every provider once whether it can be reached, and say so for
+    /// those that cannot (streams then say it at debug only).
+    fn spawn_provider_probe(&self) {
+        let providers = self.providers.clone();
+        let root = self.shutdown.root.clone();
+        self.shutdown.spawn(async move {
+            let probes = providers
+                .iter()
+                .map(|p| async move { (p, p.probe().await) });
+            tokio::select! {
+                _ = root.cancelled() => {}
+                results = futures_util::future::join_all(probes) => {
+                    for (p, result) in results {
+                        if let Err(e) = result {
+                            crate::relay::note_unreachable(p.as_ref(), &e);
+                        }
+                    }
+                }
+            }
+        });
     }
 
     /// Forget idle rate-limit keys every minute, until shutdown.
@@ -128,6 +162,9 @@ fn stream_settings(config: &Config) -> StreamSettings {
         max_concurrent_streams: s.max_concurrent_streams,
         stream_timeout: config.stream_timeout(),
         first_token_timeout: config.first_token_timeout(),
+        idle_timeout: Duration::from_millis(s.idle_timeout_ms),
+        token_leeway_secs: config.auth.leeway_secs,
+        max_replay_bytes: config.limits.max_replay_bytes,
         request_bounds: RequestBounds {
             max_prompt_chars: s.max_prompt_chars,
             max_tokens_limit: s.max_tokens_limit,

@@ -7,15 +7,17 @@
 //! [`relay`] (one task per stream, upstream to outbox), [`orchestrator`]
 //! (which agent and provider), [`upstream`] (the providers' wire formats).
 //! The doors: [`socket`] (the `/ai` Socket.IO namespace) and [`ops`]
-//! (health, stats, metrics). [`app`] builds the engine from a [`Config`];
-//! [`server`] puts the doors on one port. Dependencies run one way: doors
-//! → app → clients / relay → outbox / orchestrator → upstream. See
-//! ARCHITECTURE.md for the path of a token.
+//! (health, stats, metrics), behind [`http`] (the real client address and
+//! the connection gate, which [`connections`] counts for). [`app`] builds
+//! the engine from a [`Config`]; [`server`] puts the doors on one port.
+//! Dependencies run one way: doors → app → clients / relay → outbox /
+//! orchestrator → upstream. See ARCHITECTURE.md for the path of a token.
 
 pub mod app;
 pub mod auth;
 pub mod clients;
 pub mod config;
+pub mod connections;
 pub mod error;
 pub mod guard;
 pub mod http;

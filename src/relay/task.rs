@@ -5,14 +5,20 @@
 //!    open the route's providers until one yields a first chunk; announce
 //!    `ai:stream:start` naming the provider that serves.
 //! 2. **relay**: move chunks into the client's outbox, racing the stream's
-//!    cancellation and deadline (one waiter and one timer for the whole
-//!    relay, not per token). The upstream response is dropped explicitly
-//!    when the loop ends, so its connection is closed (and the upstream
-//!    stops generating) before the terminal event is queued.
-//! 3. **finish**: turn how it ended into terminal events and hand them to
-//!    the [`StreamGuard`], which also keeps the counters and the client's
-//!    stream table right on every exit path, panics included.
+//!    cancellation, its deadline and the idle timeout (one waiter and one
+//!    timer each for the whole relay, not per token: the idle timer is
+//!    re-armed lazily, only when it fires early). Idle time is time spent
+//!    waiting on the upstream; time the client holds the stream back (a
+//!    push waiting for room) is not counted. The upstream response is
+//!    dropped explicitly when the loop ends, so its connection is closed
+//!    (and the upstream stops generating) before the terminal event is
+//!    queued.
+//! 3. **finish**: give back the stream's live-stream slots, turn how it
+//!    ended into terminal events and hand them to the [`StreamGuard`],
+//!    which also keeps the counters and the client's stream table right on
+//!    every exit path, panics included.
 
+use super::admission::StreamSlot;
 use super::guard::{EndedAs, StreamGuard};
 use super::open::{Opened, open};
 use crate::clients::StreamControl;
@@ -30,18 +36,22 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
-use tokio::time::{Instant, sleep_until};
+use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 pub struct StreamTask {
     pub control: Arc<StreamControl>,
     pub route: Route,
+    /// Its place among the process's live streams.
+    pub slot: StreamSlot,
     pub stats: Arc<Stats>,
     /// The server's root token: a cancel with no reason during shutdown
     /// is reported as `shutdown`.
     pub root: CancellationToken,
     pub stream_timeout: Duration,
     pub first_token_timeout: Duration,
+    /// Once streaming, the longest wait for the next chunk.
+    pub idle_timeout: Duration,
 }
 
 /// How a stream ended, before it is turned into events.
@@ -158,12 +168,16 @@ impl StreamTask {
             provider,
             mut stream,
             first,
+            slot,
             ..
         } = opened;
         let cancelled = self.control.cancel.clone().cancelled_owned();
         let expired = sleep_until(deadline);
-        tokio::pin!(cancelled, expired);
+        let idle = sleep(self.idle_timeout);
+        tokio::pin!(cancelled, expired, idle);
         let mut next = Some(first);
+        // When the relay last started waiting on the upstream.
+        let mut waiting_since = Instant::now();
         let ending = loop {
             let item = match next.take() {
                 Some(item) => Some(item),
@@ -171,6 +185,14 @@ impl StreamTask {
                     biased;
                     _ = &mut cancelled => break Ending::Cancelled(self.cancel_reason()),
                     _ = &mut expired => break Ending::Cancelled(CancelReason::Timeout),
+                    _ = &mut idle => {
+                        let due = waiting_since + self.idle_timeout;
+                        if Instant::now() >= due {
+                            break self.idle_timed_out(provider.name());
+                        }
+                        idle.as_mut().reset(due);
+                        continue;
+                    }
                     item = stream.next() => item,
                 },
             };
@@ -206,12 +228,21 @@ impl StreamTask {
             if let Err(ending) = self.count_pushed(progress, pushed) {
                 break ending;
             }
+            waiting_since = Instant::now();
         };
         // Closing the upstream connection before the terminal event is
         // queued: by the time the client hears the stream ended, the
-        // upstream has stopped generating.
+        // upstream has stopped generating (and the provider has room).
         drop(stream);
+        drop(slot);
         ending
+    }
+
+    fn idle_timed_out(&self, provider: &Arc<str>) -> Ending {
+        Ending::Failed(GatewayError::Provider(ProviderError::IdleTimeout {
+            provider: provider.to_string(),
+            after: self.idle_timeout,
+        }))
     }
 
     /// Queue one piece of text at the next position.
@@ -265,14 +296,16 @@ impl StreamTask {
             })
     }
 
-    /// The terminal events for `ending`, handed to the guard.
+    /// The terminal events for `ending`, handed to the guard, once the
+    /// stream's process slot is given back.
     fn finish_step(
-        &self,
+        &mut self,
         guard: StreamGuard,
         ending: Ending,
         progress: Progress,
         started: Instant,
     ) {
+        self.slot.release();
         let id = guard.id().clone();
         let tokens = progress.position;
         let (events, ended) = match ending {

@@ -1,17 +1,19 @@
 //! The `/ai` handshake: refuse before the connect packet, or set the
 //! connection up completely before it (client, greeting, attachment,
 //! writer, handlers), so that no event can arrive before its handler.
+//! Refusals, in order: the per-address join rate (the real client address
+//! the connection gate found, `http::peer`), the token, the process's cap
+//! on clients.
 
 use super::binding::Binding;
 use super::{handlers, reply, writer};
 use crate::app::App;
-use crate::clients::Client;
+use crate::clients::{Client, Origin};
 use crate::error::GatewayError;
+use crate::http::peer::ClientAddr;
 use crate::protocol::{BackpressurePolicy, Connected, FieldError, HandshakeAuth, event, now_ms};
-use axum::extract::ConnectInfo;
 use serde_json::Value;
 use socketioxide::extract::{MaybeHttpExtension, SocketRef, State, TryData};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -21,20 +23,21 @@ use tokio_util::sync::CancellationToken;
 pub async fn handshake(
     socket: SocketRef,
     State(app): State<Arc<App>>,
-    MaybeHttpExtension(peer): MaybeHttpExtension<ConnectInfo<SocketAddr>>,
+    MaybeHttpExtension(address): MaybeHttpExtension<ClientAddr>,
     TryData(auth): TryData<Value>,
 ) -> Result<(), String> {
     let refuse = |e: GatewayError| e.wire().handshake_message();
-    if let Some(ConnectInfo(peer)) = peer
-        && let Err(e) = app.rate_limits.connection(peer.ip())
+    let address = address.map(|ClientAddr(ip)| ip);
+    if let Some(ip) = address
+        && let Err(e) = app.rate_limits.connection(ip)
     {
-        tracing::info!(ip = %peer.ip(), "connection refused: rate limited");
+        tracing::info!(%ip, "connection refused: rate limited");
         return Err(refuse(e));
     }
     let auth = read_auth(auth).map_err(refuse)?;
     let owner = match &app.auth {
-        Some(authenticator) => match authenticator.verify(auth.token.as_deref()) {
-            Ok(user) => Some(user),
+        Some(authenticator) => match authenticator.verify_token(auth.token.as_deref()) {
+            Ok(verified) => Some(verified),
             Err(e) => {
                 tracing::info!(sid = %socket.id, reason = %e, "handshake refused");
                 return Err(refuse(e));
@@ -45,9 +48,15 @@ pub async fn handshake(
     let policy = auth
         .backpressure_policy
         .unwrap_or(app.config.backpressure.policy);
-    let client = app
-        .clients
-        .open(owner, app.rate_limits.budget(), app.outbox_settings(policy));
+    let origin = Origin { owner, address };
+    let settings = app.outbox_settings(policy);
+    let client = match app.clients.open(origin, app.rate_limits.budget(), settings) {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::warn!(ip = ?address, error = %e, "connection refused: at capacity");
+            return Err(refuse(e));
+        }
+    };
     greet(&app, &client, policy);
     let attachment = app.clients.attach_new(&client);
     let binding = Binding {

@@ -31,10 +31,12 @@ pub enum Chunk {
 pub type ChunkStream = BoxStream<'static, Result<Chunk, ProviderError>>;
 
 /// What every provider is, whatever its wire format: its configured name
-/// (as events report it), its default model and its counters.
+/// (as events report it), its default model, how many streams it may
+/// serve at once (0: no cap of its own) and its counters.
 pub struct ProviderProfile {
     pub name: Arc<str>,
     pub default_model: Arc<str>,
+    pub max_streams: usize,
     pub stats: Arc<ProviderStats>,
 }
 
@@ -47,6 +49,7 @@ impl ProviderProfile {
         Self {
             name: name.into(),
             default_model: config.default_model.as_str().into(),
+            max_streams: config.max_streams,
             stats,
         }
     }
@@ -63,6 +66,10 @@ pub trait Provider: Send + Sync + 'static {
     }
     fn stats(&self) -> &Arc<ProviderStats> {
         &self.profile().stats
+    }
+    /// Live streams it may serve at once (0: no cap of its own).
+    fn max_streams(&self) -> usize {
+        self.profile().max_streams
     }
     /// Send the request; resolve when the upstream has answered with a
     /// success status (or failed to).

@@ -2,7 +2,9 @@
 //! on loopback, and a raw Socket.IO client.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod fake_ollama;
+pub mod npm;
 pub mod sio;
 
 use serde_json::Value;
@@ -31,7 +33,7 @@ pub fn config_for(ollama_base: &str) -> Config {
     c
 }
 
-/// Every rate limit off.
+/// Every rate limit and cap off.
 pub fn unlimited() -> streamgate::config::RateLimitConfig {
     streamgate::config::RateLimitConfig {
         events_per_minute: 0,
@@ -42,6 +44,11 @@ pub fn unlimited() -> streamgate::config::RateLimitConfig {
         streams_burst: 0,
         connections_per_minute: 0,
         connections_burst: 0,
+        max_connections_per_address: 0,
+        max_connections: 0,
+        max_clients: 0,
+        max_live_streams: 0,
+        max_replay_bytes: 0,
     }
 }
 
