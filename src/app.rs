@@ -99,6 +99,7 @@ impl App {
         });
         app.spawn_rate_limit_sweeper();
         app.spawn_provider_probe();
+        app.spawn_memory_trimmer();
         Ok(app)
     }
 
@@ -116,6 +117,22 @@ impl App {
             replay_bytes_per_client: self.config.session.replay_bytes_per_client,
             max_replay_bytes: self.config.limits.max_replay_bytes,
         }
+    }
+
+    /// Give freed memory back to the system after many clients left
+    /// (see `memory`), until shutdown.
+    fn spawn_memory_trimmer(&self) {
+        let (stats, root) = (self.stats.clone(), self.shutdown.root.clone());
+        self.shutdown.spawn(async move {
+            let mut trimmer = crate::memory::Trimmer::default();
+            let mut every = tokio::time::interval(crate::memory::Trimmer::EVERY);
+            loop {
+                tokio::select! {
+                    _ = root.cancelled() => return,
+                    _ = every.tick() => { trimmer.tick(&stats); }
+                }
+            }
+        });
     }
 
     /// Ask every provider once whether it can be reached, and say so for

@@ -437,7 +437,7 @@ pub const LEGACY_ENV: &[(&str, &str)] = &[
     ("OLLAMA_DEFAULT_MODEL", "providers.ollama.default_model"),
     ("OPENAI_BASE_URL", "providers.openai.base_url"),
     ("ANTHROPIC_BASE_URL", "providers.anthropic.base_url"),
-    // Named in PROTOCOL.md; without the mapping the `STREAMGATE_` prefix
+    // Named in docs/protocol.md; without the mapping the `STREAMGATE_` prefix
     // below would read them as top-level keys.
     ("STREAMGATE_JWT_SECRET", "auth.jwt_secret"),
     ("STREAMGATE_JWT_PUBLIC_KEY", "auth.jwt_public_key"),

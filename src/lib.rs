@@ -21,6 +21,7 @@ pub mod connections;
 pub mod error;
 pub mod guard;
 pub mod http;
+pub mod memory;
 pub mod ops;
 pub mod orchestrator;
 pub mod outbox;

@@ -25,11 +25,8 @@ fn scripted(prompt: &str) -> Script {
     }
 }
 
-/// Run `n` streams one after the other, reading everything, acking nothing.
-async fn run_streams(c: &mut SioClient, prefix: &str, n: usize) {
-    run_prompt(c, prefix, n, "big").await;
-}
-
+/// Run `n` streams of `prompt` one after the other, reading everything,
+/// acking nothing.
 async fn run_prompt(c: &mut SioClient, prefix: &str, n: usize, prompt: &str) {
     for i in 0..n {
         let id = format!("{prefix}{i}");
@@ -51,7 +48,7 @@ async fn a_client_that_never_acks_holds_a_bounded_replay_and_stats_show_it() {
     let mut c = SioClient::connect_ok(gw.addr).await;
     // 40 streams of ~20 KB of text each; the client never acks, so before
     // a resume everything sent might be asked for again.
-    run_streams(&mut c, "r", 40).await;
+    run_prompt(&mut c, "r", 40, "big").await;
     let (_, stats) = get_json(gw.addr, "/stats").await;
     let replay = stats["queues"]["replayBytes"]
         .as_u64()
@@ -64,12 +61,7 @@ async fn a_client_that_never_acks_holds_a_bounded_replay_and_stats_show_it() {
     // The cap, plus a start and a terminal event of each stream kept.
     assert!(replay <= 64 * 1024 + 33 * 2 * 512, "bounded: {replay}");
     assert_eq!(largest, replay, "one client holds it all");
-    let metrics = reqwest::get(format!("http://{}/metrics", gw.addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(gw.addr).await;
     assert!(
         metrics.contains(&format!("streamgate_replay_bytes_largest {largest}")),
         "{metrics}"

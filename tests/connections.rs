@@ -95,12 +95,7 @@ async fn bare_handshakes_are_capped_per_address_counted_and_freed() {
     assert_eq!(stats["connections"]["live"], 20, "{stats}");
     assert_eq!(stats["connections"]["largestPerAddress"], 20, "{stats}");
     assert_eq!(stats["refused"]["connections"], 80, "{stats}");
-    let metrics = reqwest::get(format!("http://{}/metrics", gw.addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(gw.addr).await;
     assert!(
         metrics.contains("streamgate_connections_live 20"),
         "{metrics}"

@@ -406,22 +406,11 @@ async fn a_flood_is_rate_limited_and_others_stay_responsive() {
         (1..=acks - 9).contains(&limited_errors),
         "one answer per run of refusals: {limited_errors}"
     );
-    let metrics = reqwest::get(format!("http://{}/metrics", gw.addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let counted = |name: &str| -> u64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("{name} in {metrics}"))
-    };
-    let refused = counted("streamgate_refused_events_total");
+    let metrics = metrics_text(gw.addr).await;
+    let refused = metric(&metrics, "streamgate_refused_events_total");
     assert_eq!(refused, (flood - acks) as u64, "every refusal is counted");
     assert_eq!(
-        counted("streamgate_refusals_unanswered_total"),
+        metric(&metrics, "streamgate_refusals_unanswered_total"),
         refused - limited_errors as u64
     );
     assert!(
