@@ -129,7 +129,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 tracing::debug!(error = %e, "TCP_NODELAY not set");
             }
         });
-        // The peer address reaches the handshake middleware (per-IP limit).
+        // The peer address reaches the connection gate (http/gate.rs), which
+        // finds the real client address for every per-address limit.
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(listener, service)
             .with_graceful_shutdown(async move {

@@ -395,7 +395,7 @@ async fn an_engaged_client_that_catches_up_hears_relieved_after_its_stream_ended
             break;
         }
     }
-    while let Some(ev) = c.next_event_within(Duration::from_millis(2_500)).await {
+    while let Some(ev) = c.next_event_within(Duration::from_millis(1_500)).await {
         events.push(ev);
     }
     let (text, end) = check_stream_order(&of_stream(&events, "e"));

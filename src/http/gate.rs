@@ -16,6 +16,7 @@
 //! join `/ai` are closed by socketioxide's connect timeout
 //! (`server.connect_timeout_ms`), abandoned polling sessions by the
 //! Engine.IO ping timeout, WebSocket sessions with their TCP connection.
+//! The gate knows nothing of `/ai`: no client, no stream, no outbox.
 
 use super::peer::{ClientAddr, TrustedProxies, is_forwarded};
 use crate::connections::Connections;

@@ -12,6 +12,7 @@
 //! guards: a slot is released when its guard drops, or earlier with
 //! `release`, which the stream task does before it queues its terminal
 //! events, so that a client that hears a stream ended may start the next.
+//! Nothing here spawns, queues an event or talks to an upstream.
 
 use crate::clients::{Client, StreamControl};
 use crate::error::GatewayError;

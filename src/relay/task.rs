@@ -196,27 +196,9 @@ impl StreamTask {
                     item = stream.next() => item,
                 },
             };
-            let data = match item {
-                Some(Ok(Chunk::Token(data))) => data,
-                Some(Ok(Chunk::Done {
-                    finish_reason,
-                    usage,
-                })) => {
-                    break Ending::Completed {
-                        finish_reason,
-                        usage,
-                    };
-                }
-                Some(Err(e)) => {
-                    provider.stats().errors.fetch_add(1, Relaxed);
-                    break Ending::Failed(e.into());
-                }
-                None => {
-                    break Ending::Failed(GatewayError::Provider(ProviderError::Upstream {
-                        provider: provider.name().to_string(),
-                        detail: "stream ended without a finish".into(),
-                    }));
-                }
+            let data = match text_of(provider.as_ref(), item) {
+                Ok(data) => data,
+                Err(ending) => break ending,
             };
             let push = self.push_token(guard, progress, data);
             let pushed = tokio::select! {
@@ -353,5 +335,32 @@ impl StreamTask {
             }
         };
         guard.finish(events, ended);
+    }
+}
+
+/// The text of an upstream chunk, or how its stream ended.
+fn text_of(
+    provider: &dyn crate::upstream::Provider,
+    item: Option<Result<Chunk, ProviderError>>,
+) -> Result<String, Ending> {
+    match item {
+        Some(Ok(Chunk::Token(data))) => Ok(data),
+        Some(Ok(Chunk::Done {
+            finish_reason,
+            usage,
+        })) => Err(Ending::Completed {
+            finish_reason,
+            usage,
+        }),
+        Some(Err(e)) => {
+            provider.stats().errors.fetch_add(1, Relaxed);
+            Err(Ending::Failed(e.into()))
+        }
+        None => Err(Ending::Failed(GatewayError::Provider(
+            ProviderError::Upstream {
+                provider: provider.name().to_string(),
+                detail: "stream ended without a finish".into(),
+            },
+        ))),
     }
 }
