@@ -131,6 +131,17 @@ impl RateLimits {
         }
     }
 
+    /// Keys (addresses and users) the limiters hold state for now, until
+    /// the next sweep forgets the idle ones (for `/stats`).
+    pub fn tracked_keys(&self) -> usize {
+        let keyed = self
+            .sessions
+            .iter()
+            .chain(self.joins.iter())
+            .map(|l| l.len());
+        keyed.chain(self.streams.iter().map(|l| l.len())).sum()
+    }
+
     /// How often [`RateLimits::sweep`] runs.
     pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 }

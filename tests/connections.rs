@@ -231,5 +231,9 @@ async fn per_address_limits_of_ai_use_the_forwarded_address() {
     );
     let ack = b.emit_ack("ai:stream", json!({"prompt": "x"})).await;
     assert_eq!(ack["ok"], true, "{ack}");
+    // The limiters' state is shown too: two addresses, each with a
+    // session, a join and a stream budget.
+    let (_, stats) = get_json(gw.addr, "/stats").await;
+    assert_eq!(stats["limits"]["trackedKeys"], 6, "{stats}");
     gw.shutdown().await.unwrap();
 }

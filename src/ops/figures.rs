@@ -23,6 +23,7 @@ pub struct Sample<'a> {
     pub largest_queue_bytes: usize,
     pub largest_replay_bytes: usize,
     pub largest_connections_per_address: usize,
+    pub limiter_keys: usize,
     pub tokens_per_second: f64,
     pub uptime_seconds: u64,
 }
@@ -42,6 +43,7 @@ impl<'a> Sample<'a> {
             largest_queue_bytes: largest_bytes,
             largest_replay_bytes: replay,
             largest_connections_per_address: app.connections.largest_per_address(),
+            limiter_keys: app.rate_limits.tracked_keys(),
             tokens_per_second,
             uptime_seconds: app.started.elapsed().as_secs(),
         }
@@ -237,6 +239,9 @@ pub const FIGURES: &[Figure] = &[
         "streamgate_connections_largest_per_address",
         |s| json!(s.largest_connections_per_address),
     ),
+    gauge("limits.trackedKeys", "streamgate_limiter_keys", |s| {
+        json!(s.limiter_keys)
+    }),
     counter(
         "refused.connections",
         "streamgate_refused_connections_total",

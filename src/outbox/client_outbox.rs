@@ -309,6 +309,17 @@ impl ClientOutbox {
     }
 }
 
+impl Drop for ClientOutbox {
+    /// Whatever path a client ends by, what its outbox still counts in the
+    /// process-wide gauges goes with it (after `clear` that is nothing).
+    fn drop(&mut self) {
+        let s = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        move_gauge(&self.stats.queued_events, s.queues.events(), 0);
+        move_gauge(&self.stats.replay_bytes, s.replay.bytes(), 0);
+        s.episode.end(&self.stats);
+    }
+}
+
 /// Move a process-wide gauge by what one client's figure did.
 fn move_gauge(gauge: &std::sync::atomic::AtomicU64, before: usize, after: usize) {
     if after > before {
