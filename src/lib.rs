@@ -8,20 +8,23 @@
 //! (conversations kept by the gateway), [`orchestrator`] (which agent and
 //! provider), [`upstream`] (the providers' wire formats). The doors:
 //! [`socket`] (the `/ai` Socket.IO namespace), [`http`] (SSE streams, the
-//! session endpoints, the OpenAI-compatible `/v1`), [`pages`] (the
-//! playground and ops page) and [`ops`] (health, stats, metrics). [`app`]
-//! builds the engine from a [`Config`]; [`server`] puts the doors on one
-//! port. Dependencies run one way: doors
-//! → app → clients / relay → outbox / orchestrator → upstream. See
-//! ARCHITECTURE.md for the path of a token.
+//! session endpoints, the OpenAI-compatible `/v1`, and in front of every
+//! door the real client address and the connection gate, which
+//! [`connections`] counts for), [`pages`] (the playground and ops page) and
+//! [`ops`] (health, stats, metrics). [`app`] builds the engine from a
+//! [`Config`]; [`server`] puts the doors on one port. Dependencies run one
+//! way: doors → app → clients / relay → outbox / orchestrator → upstream.
+//! See ARCHITECTURE.md for the path of a token.
 
 pub mod app;
 pub mod auth;
 pub mod clients;
 pub mod config;
+pub mod connections;
 pub mod error;
 pub mod guard;
 pub mod http;
+pub mod memory;
 pub mod ops;
 pub mod orchestrator;
 pub mod outbox;

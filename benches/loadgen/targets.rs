@@ -152,6 +152,14 @@ impl Target {
                     .env("STREAMGATE_LIMITS__ACKS_PER_MINUTE", "0")
                     .env("STREAMGATE_LIMITS__STREAMS_PER_MINUTE", "0")
                     .env("STREAMGATE_LIMITS__CONNECTIONS_PER_MINUTE", "0")
+                    // ... and the caps sized for one node's real traffic
+                    // (the idle scenario holds 10,000 clients from one
+                    // address).
+                    .env("STREAMGATE_LIMITS__MAX_CONNECTIONS_PER_ADDRESS", "0")
+                    .env("STREAMGATE_LIMITS__MAX_CONNECTIONS", "0")
+                    .env("STREAMGATE_LIMITS__MAX_CLIENTS", "0")
+                    .env("STREAMGATE_LIMITS__MAX_LIVE_STREAMS", "0")
+                    .env("STREAMGATE_LIMITS__MAX_REPLAY_BYTES", "0")
                     // Like the peers, log nothing per stream.
                     .env("RUST_LOG", "warn");
                 c

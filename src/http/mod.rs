@@ -8,13 +8,19 @@
 //! response body ([`stream`]); what the doors read first (the caller, the
 //! JSON body) is in [`caller`], how they answer errors in [`error`]. Bodies
 //! are bounded by `server.max_payload_bytes` (tower-http's limit, its
-//! refusal answered as JSON too). [`head`] is the layer in front of every
-//! door that copies each request head out of hyper's read buffer.
+//! refusal answered as JSON too). In front of every door (`/ai` included):
+//! [`peer`] finds a request's real client address (the TCP peer, or the
+//! client a trusted reverse proxy names); [`gate`] is the layer that sets
+//! it on every request and admits or refuses new Engine.IO sessions;
+//! [`head`] copies each request's head out of hyper's read buffer before
+//! socketioxide keeps it (see there why).
 
 pub mod caller;
 pub mod error;
+pub mod gate;
 pub mod head;
 pub mod openai;
+pub mod peer;
 pub mod sessions;
 pub mod sse;
 pub mod stream;

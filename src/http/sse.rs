@@ -12,8 +12,9 @@
 //! axum's keep-alive sends `: keep-alive` whenever nothing was sent for
 //! `http.sse_keepalive_ms`.
 
-use super::caller::{caller, json_body};
+use super::caller::{caller, json_body, origin};
 use super::error::{ApiError, Shape};
+use super::peer::ClientAddr;
 use super::stream::{self, EventFeed, OnClose, client_name};
 use crate::app::App;
 use crate::clients::Liveness;
@@ -26,7 +27,7 @@ use crate::protocol::sse::{
 use crate::protocol::{CancelReason, FieldError};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -42,15 +43,20 @@ pub fn routes() -> Router<Arc<App>> {
     )
 }
 
-async fn start(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn start(
+    State(app): State<Arc<App>>,
+    address: Option<Extension<ClientAddr>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let opened = async {
-        let who = caller(&app, &headers, Shape::Plain)?;
+        let from = origin(&app, &headers, address.map(|a| a.0), Shape::Plain)?;
         let req: ChatStreamRequest = json_body(&headers, &body, Shape::Plain)?;
         let (partial, on_close) = (req.partial, close_policy(req.resumable));
         let req = req
             .into_stream_request()
             .map_err(|e| ApiError::new(&e.into(), Shape::Plain))?;
-        let (id, feed) = stream::open(&app, who.0, req, on_close)
+        let (id, feed) = stream::open(&app, from, req, on_close)
             .await
             .map_err(|e| ApiError::new(&e, Shape::Plain))?;
         Ok::<_, ApiError>(respond(&app, id, feed, SseRender::new(partial)))

@@ -14,7 +14,7 @@
 //! went away.
 
 use crate::app::App;
-use crate::clients::{Attachment, Client, DetachReason, Liveness, random_hex};
+use crate::clients::{Attachment, Client, DetachReason, Liveness, Origin, random_hex};
 use crate::error::GatewayError;
 use crate::outbox::{Outbound, OutboxReader};
 use crate::protocol::{CancelReason, StreamRequest};
@@ -39,10 +39,10 @@ pub fn client_name(stream_id: &str, on_close: OnClose) -> Arc<str> {
     }
 }
 
-/// Admit `req` for `owner` as a new HTTP stream; returns its feed.
+/// Admit `req` from `origin` as a new HTTP stream; returns its feed.
 pub async fn open(
     app: &Arc<App>,
-    owner: Option<crate::auth::UserId>,
+    origin: Origin,
     mut req: StreamRequest,
     on_close: OnClose,
 ) -> Result<(Arc<str>, EventFeed), GatewayError> {
@@ -51,10 +51,10 @@ pub async fn open(
     let policy = app.config.backpressure.policy;
     let client = app.clients.open(
         Some(client_name(&id, on_close)),
-        owner,
+        origin,
         app.rate_limits.budget(),
         app.outbox_settings(policy),
-    );
+    )?;
     let attachment = app.clients.attach_new(&client, Liveness::Connection);
     if let Err(e) = app.relay.start(&client, req).await {
         forget(app, &client);

@@ -1,5 +1,6 @@
 //! [`ClientOutbox`] itself: its state, the one place that keeps the
-//! state's derived figures right ([`ClientOutbox::change`]), and the
+//! state's derived figures right ([`ClientOutbox::change`]: the queue and
+//! replay gauges, the replay caps, the episode, who is woken), and the
 //! producers' side (streams push deltas and their start and end, doors
 //! push control events, acks free credits).
 
@@ -39,6 +40,11 @@ pub struct OutboxSettings {
     /// Per stream: sent deltas kept for replay on resume.
     pub replay_tokens: usize,
     pub replay_bytes: usize,
+    /// Per client, all streams together (0: no cap).
+    pub replay_bytes_per_client: usize,
+    /// Every client's replay together (0: no cap); past it a recording
+    /// client gives up its own oldest entries.
+    pub max_replay_bytes: usize,
 }
 
 /// Control events past this many queued are dropped: a client flooding
@@ -115,12 +121,16 @@ impl ClientOutbox {
     }
 
     /// Run `f` on the state, then keep what follows from any change right
-    /// in one place: the process-wide queue gauge, the episode, and who is
-    /// woken (the reader when events came, pushers when they went).
+    /// in one place: the replay caps and gauge, the process-wide queue
+    /// gauge, the episode, and who is woken (the reader when events came,
+    /// pushers when they went).
     pub(super) fn change<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
         let mut s = self.lock();
         let before = s.queues.events();
+        let replay_before = s.replay.bytes();
         let r = f(&mut s);
+        self.bound_replay(&mut s, replay_before);
+        move_gauge(&self.stats.replay_bytes, replay_before, s.replay.bytes());
         let after = s.queues.events();
         let threshold = self.settings.threshold;
         s.episode
@@ -138,6 +148,25 @@ impl ClientOutbox {
             self.has_room.notify_waiters();
         }
         r
+    }
+
+    /// Keep the replay record under the client's cap and its share of the
+    /// process's (what other clients hold is read from the gauge, which
+    /// they move as this one does).
+    fn bound_replay(&self, s: &mut State, before: usize) {
+        let own = s.replay.bytes();
+        if own <= before {
+            return;
+        }
+        let cap = |c: usize| if c == 0 { usize::MAX } else { c };
+        let mut target = cap(self.settings.replay_bytes_per_client);
+        if self.settings.max_replay_bytes != 0 {
+            let others = (self.stats.replay_bytes.load(Relaxed) as usize).saturating_sub(before);
+            target = target.min(self.settings.max_replay_bytes.saturating_sub(others));
+        }
+        if own > target {
+            s.replay.shrink_to(target);
+        }
     }
 
     /// Queued events now.
@@ -293,6 +322,7 @@ impl ClientOutbox {
         self.stats
             .queued_events
             .fetch_sub(s.queues.events() as u64, Relaxed);
+        move_gauge(&self.stats.replay_bytes, s.replay.bytes(), 0);
         s.episode.end(&self.stats);
         *s = State::new(&self.settings);
         // Stream tasks still ending may push their terminal events; they
@@ -300,5 +330,25 @@ impl ClientOutbox {
         s.closed = true;
         drop(s);
         self.has_room.notify_waiters();
+    }
+}
+
+impl Drop for ClientOutbox {
+    /// Whatever path a client ends by, what its outbox still counts in the
+    /// process-wide gauges goes with it (after `clear` that is nothing).
+    fn drop(&mut self) {
+        let s = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        move_gauge(&self.stats.queued_events, s.queues.events(), 0);
+        move_gauge(&self.stats.replay_bytes, s.replay.bytes(), 0);
+        s.episode.end(&self.stats);
+    }
+}
+
+/// Move a process-wide gauge by what one client's figure did.
+fn move_gauge(gauge: &std::sync::atomic::AtomicU64, before: usize, after: usize) {
+    if after > before {
+        gauge.fetch_add((after - before) as u64, Relaxed);
+    } else if before > after {
+        gauge.fetch_sub((before - after) as u64, Relaxed);
     }
 }

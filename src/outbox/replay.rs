@@ -6,9 +6,15 @@
 //! stream's record up to the acknowledged position (with credits on, that
 //! bounds a record by the ack window). Without acks a record keeps the
 //! newest `max_tokens` deltas / `max_bytes` bytes; older ones are taken as
-//! delivered. Entries are stored exactly as sent (coalesced events
-//! included) and keyed by position, so a client's `lastTokenCount`, which is
-//! always the position of an event it received, falls on an entry boundary.
+//! delivered. Across a client's records (ended streams' included) the
+//! outbox bounds the bytes with [`ReplayLog::shrink_to`], which gives up
+//! the oldest deltas first, of ended streams before live ones; a stream's
+//! start and terminal event are never given up, so a resume still learns
+//! how every stream it asks about ended. Entries are stored exactly as
+//! sent (coalesced events included) and keyed by position, so a client's
+//! `lastTokenCount`, which is always the position of an event it received,
+//! falls on an entry boundary. Bytes are counted as held in memory: the
+//! event itself and the text it owns.
 //!
 //! [`ReplayLog`] is a trait, per client and per stream, whose reads are
 //! asynchronous, so that a shared store (Redis) can hold the records when a
@@ -16,6 +22,7 @@
 //! in-process store.
 
 use super::event::StreamEvent;
+use crate::protocol::{Done, StreamCancelled, StreamStart, ToolCallDelta};
 use futures_util::future::BoxFuture;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -37,7 +44,11 @@ pub trait ReplayLog: Send {
     ) -> BoxFuture<'static, Vec<StreamEvent>>;
     /// Drop the record of `stream`.
     fn forget(&mut self, stream: &str);
-    /// Bytes held, for `/stats`.
+    /// Give up the oldest deltas until at most `bytes` are held: those of
+    /// ended streams first, then of live ones; starts and terminal events
+    /// stay.
+    fn shrink_to(&mut self, bytes: usize);
+    /// Bytes held, for `/stats` and the caps.
     fn bytes(&self) -> usize;
 }
 
@@ -46,11 +57,27 @@ struct Record {
     items: VecDeque<StreamEvent>,
     deltas: usize,
     bytes: usize,
+    /// Its terminal event is recorded.
+    ended: bool,
+}
+
+impl Record {
+    /// Give up the oldest delta; its size, or `None` when there is none.
+    fn evict_oldest_delta(&mut self) -> Option<usize> {
+        let pos = self.items.iter().position(StreamEvent::is_delta)?;
+        let old = self.items.remove(pos)?;
+        let n = size(&old);
+        self.bytes -= n;
+        self.deltas -= 1;
+        Some(n)
+    }
 }
 
 /// The in-memory store of one client.
 pub struct MemoryReplay {
     records: HashMap<Arc<str>, Record>,
+    /// Stream ids in the order their records began (oldest first).
+    order: VecDeque<Arc<str>>,
     max_deltas: usize,
     max_bytes: usize,
     bytes: usize,
@@ -60,38 +87,86 @@ impl MemoryReplay {
     pub fn new(max_deltas: usize, max_bytes: usize) -> Self {
         Self {
             records: HashMap::new(),
+            order: VecDeque::new(),
             max_deltas,
             max_bytes,
             bytes: 0,
         }
     }
+
+    fn remove(&mut self, stream: &str) -> Option<Record> {
+        let r = self.records.remove(stream)?;
+        self.order.retain(|id| &**id != stream);
+        self.bytes -= r.bytes;
+        Some(r)
+    }
+
+    /// Evict the oldest deltas of records that are `ended` (or not) until
+    /// `target` bytes are held; whether it got there.
+    fn shrink_records(&mut self, ended: bool, target: usize) -> bool {
+        for id in &self.order {
+            let Some(r) = self.records.get_mut(id).filter(|r| r.ended == ended) else {
+                continue;
+            };
+            while self.bytes > target {
+                match r.evict_oldest_delta() {
+                    Some(n) => self.bytes -= n,
+                    None => break,
+                }
+            }
+            if self.bytes <= target {
+                return true;
+            }
+        }
+        false
+    }
 }
 
+/// Bytes an event holds in memory: itself and the text it owns.
 fn size(event: &StreamEvent) -> usize {
-    event.delta_text().map_or(128, |t| t.len() + 64)
+    use std::mem::size_of;
+    let owned = match event {
+        StreamEvent::Token(t) => t.data.capacity(),
+        StreamEvent::Reasoning(r) => r.data.capacity(),
+        StreamEvent::ToolCall(c) => size_of::<ToolCallDelta>() + c.arguments_delta.capacity(),
+        StreamEvent::Start(_) => size_of::<StreamStart>(),
+        StreamEvent::Done(d) => {
+            size_of::<Done>()
+                + d.finish_reason.capacity()
+                + d.full_response.as_ref().map_or(0, String::capacity)
+                + d.tool_calls
+                    .iter()
+                    .map(|c| c.arguments.capacity() + 64)
+                    .sum::<usize>()
+        }
+        StreamEvent::Cancelled(_) => size_of::<StreamCancelled>(),
+        StreamEvent::Failed(e) => e.error.capacity(),
+        StreamEvent::Complete(_) => 0,
+    };
+    size_of::<StreamEvent>() + owned
 }
 
 impl ReplayLog for MemoryReplay {
     fn record(&mut self, event: StreamEvent) {
-        let r = self.records.entry(event.stream_id().clone()).or_default();
+        let id = event.stream_id().clone();
+        if !self.records.contains_key(&id) {
+            self.order.push_back(id.clone());
+        }
+        let r = self.records.entry(id).or_default();
         let n = size(&event);
         r.bytes += n;
         self.bytes += n;
         if event.is_delta() {
             r.deltas += 1;
         }
+        r.ended |= event.is_terminal();
         r.items.push_back(event);
         // Keep the newest: evict the oldest deltas past the caps (a start
         // or terminal event is never evicted; there is one of each).
         while r.deltas > self.max_deltas || r.bytes > self.max_bytes {
-            let Some(pos) = r.items.iter().position(StreamEvent::is_delta) else {
-                break;
-            };
-            if let Some(old) = r.items.remove(pos) {
-                let n = size(&old);
-                r.bytes -= n;
-                self.bytes -= n;
-                r.deltas -= 1;
+            match r.evict_oldest_delta() {
+                Some(n) => self.bytes -= n,
+                None => break,
             }
         }
     }
@@ -123,10 +198,9 @@ impl ReplayLog for MemoryReplay {
         stream: &str,
         after: Option<u64>,
     ) -> BoxFuture<'static, Vec<StreamEvent>> {
-        let Some(r) = self.records.remove(stream) else {
+        let Some(r) = self.remove(stream) else {
             return Box::pin(std::future::ready(Vec::new()));
         };
-        self.bytes -= r.bytes;
         let lacking = r
             .items
             .into_iter()
@@ -140,8 +214,12 @@ impl ReplayLog for MemoryReplay {
     }
 
     fn forget(&mut self, stream: &str) {
-        if let Some(r) = self.records.remove(stream) {
-            self.bytes -= r.bytes;
+        self.remove(stream);
+    }
+
+    fn shrink_to(&mut self, bytes: usize) {
+        if self.bytes > bytes && !self.shrink_records(true, bytes) {
+            self.shrink_records(false, bytes);
         }
     }
 
@@ -177,6 +255,41 @@ mod tests {
         }
         r.trim("s", 2);
         assert_eq!(positions(&r.take_after("s", Some(3)).await), vec![4, 5]);
+        assert_eq!(r.bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn shrinking_gives_up_ended_streams_deltas_first_and_keeps_their_ends() {
+        use crate::protocol::StreamCancelled;
+        let ev = |id: &str, n: u64| {
+            StreamEvent::Token(Token {
+                stream_id: id.into(),
+                data: "x".repeat(100),
+                token_count: n,
+                agent: None,
+                metadata: None,
+            })
+        };
+        let mut r = MemoryReplay::new(1_000, 1 << 20);
+        for n in 1..=10 {
+            r.record(ev("old", n));
+        }
+        r.record(StreamEvent::Cancelled(Box::new(StreamCancelled {
+            stream_id: "old".into(),
+            reason: crate::protocol::CancelReason::Client,
+            token_count: 10,
+            usage: None,
+        })));
+        for n in 1..=10 {
+            r.record(ev("live", n));
+        }
+        let one = size(&ev("x", 1));
+        r.shrink_to(r.bytes() - 12 * one);
+        // All ten of the ended stream went first, then two of the live one.
+        assert_eq!(r.take_after("live", Some(0)).await.len(), 8);
+        let old = r.take_after("old", None).await;
+        assert_eq!(old.len(), 1, "its terminal event stays");
+        assert!(old[0].is_terminal());
         assert_eq!(r.bytes(), 0);
     }
 

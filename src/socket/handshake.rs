@@ -1,17 +1,20 @@
 //! The `/ai` handshake: refuse before the connect packet, or set the
 //! connection up completely before it (client, greeting, attachment,
 //! writer, handlers), so that no event can arrive before its handler.
+//! Refusals, in order: the per-address join rate (the real client address
+//! the connection gate found, `http::peer`), the token, the process's cap
+//! on clients.
 
 use super::binding::Binding;
 use super::{handlers, reply, writer};
 use crate::app::App;
-use crate::clients::{Client, Liveness};
+use crate::clients::{Client, Liveness, Origin};
 use crate::error::GatewayError;
+use crate::http::peer::ClientAddr;
 use crate::protocol::{BackpressurePolicy, Connected, FieldError, HandshakeAuth, event, now_ms};
-use axum::extract::ConnectInfo;
 use serde_json::Value;
 use socketioxide::extract::{MaybeHttpExtension, SocketRef, State, TryData};
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -21,49 +24,71 @@ use tokio_util::sync::CancellationToken;
 pub async fn handshake(
     socket: SocketRef,
     State(app): State<Arc<App>>,
-    MaybeHttpExtension(peer): MaybeHttpExtension<ConnectInfo<SocketAddr>>,
+    MaybeHttpExtension(address): MaybeHttpExtension<ClientAddr>,
     TryData(auth): TryData<Value>,
 ) -> Result<(), String> {
-    let refuse = |e: GatewayError| e.wire().handshake_message();
-    if let Some(ConnectInfo(peer)) = peer
-        && let Err(e) = app.rate_limits.connection(peer.ip())
-    {
-        tracing::info!(ip = %peer.ip(), "connection refused: rate limited");
-        return Err(refuse(e));
+    let address = address.map(|ClientAddr(ip)| ip);
+    let (client, policy) =
+        admit(&app, &socket, address, auth).map_err(|e| e.wire().handshake_message())?;
+    set_up(&app, &socket, &client, policy);
+    Ok(())
+}
+
+/// The refusals, in order (join rate, token, client cap); on success the
+/// new client and the backpressure policy it asked for.
+fn admit(
+    app: &App,
+    socket: &SocketRef,
+    address: Option<IpAddr>,
+    auth: Result<Value, socketioxide::ParserError>,
+) -> Result<(Arc<Client>, BackpressurePolicy), GatewayError> {
+    if let Some(ip) = address {
+        app.rate_limits
+            .connection(ip)
+            .inspect_err(|_| tracing::info!(%ip, "connection refused: rate limited"))?;
     }
-    let auth = read_auth(auth).map_err(refuse)?;
+    let auth = read_auth(auth)?;
     let owner = match &app.auth {
-        Some(authenticator) => match authenticator.verify(auth.token.as_deref()) {
-            Ok(user) => Some(user),
-            Err(e) => {
-                tracing::info!(sid = %socket.id, reason = %e, "handshake refused");
-                return Err(refuse(e));
-            }
-        },
+        Some(authenticator) => Some(
+            authenticator
+                .verify_token(auth.token.as_deref())
+                .inspect_err(
+                    |e| tracing::info!(sid = %socket.id, reason = %e, "handshake refused"),
+                )?,
+        ),
         None => None,
     };
     let policy = auth
         .backpressure_policy
         .unwrap_or(app.config.backpressure.policy);
-    let client = app.clients.open(
-        None,
-        owner,
-        app.rate_limits.budget(),
-        app.outbox_settings(policy),
-    );
-    greet(&app, &client, policy);
-    let attachment = app.clients.attach_new(&client, Liveness::Heartbeat);
+    let origin = Origin { owner, address };
+    let client = app
+        .clients
+        .open(
+            None,
+            origin,
+            app.rate_limits.budget(),
+            app.outbox_settings(policy),
+        )
+        .inspect_err(|e| tracing::warn!(ip = ?address, error = %e, "connection refused"))?;
+    Ok((client, policy))
+}
+
+/// Everything before the connect packet: the greeting, the attachment,
+/// the socket's binding, the handlers and the writer.
+fn set_up(app: &Arc<App>, socket: &SocketRef, client: &Arc<Client>, policy: BackpressurePolicy) {
+    greet(app, client, policy);
+    let attachment = app.clients.attach_new(client, Liveness::Heartbeat);
     let binding = Binding {
         client: client.clone(),
-        attachment: attachment.clone(),
+        attachment,
         connected: CancellationToken::new(),
     };
     socket.extensions.insert(binding.clone());
-    handlers::register(&socket);
-    writer::spawn(&app, socket.clone(), binding, None);
+    handlers::register(socket);
+    writer::spawn(app, socket.clone(), binding, None);
     let owner = client.owner.as_ref().map(|u| u.0.clone());
     tracing::info!(client = %client.id(), sid = %socket.id, user = ?owner, "client connected");
-    Ok(())
 }
 
 fn read_auth(

@@ -2,9 +2,11 @@
 //! handlers, and the writer that carries a client's outbox to its socket.
 //!
 //! The handshake middleware (`handshake`) runs before socketioxide sends
-//! the connect packet: it applies the per-IP connection limit, reads the
-//! `auth` object and, when auth is on, verifies `auth.token`; a refusal is
-//! a `connect_error` (`unauthorized: …`, `rate_limited: …`) and nothing
+//! the connect packet: it applies the per-address join limit (to the real
+//! client address the connection gate put on the request), reads the
+//! `auth` object and, when auth is on, verifies `auth.token`, and checks
+//! the process's cap on clients; a refusal is a `connect_error`
+//! (`unauthorized: …`, `rate_limited: …`, `server_busy: …`) and nothing
 //! else happens. On success it makes the client, queues `ai:connected`,
 //! attaches it, starts its writer and registers the event handlers, all
 //! before the connect packet goes out, so that an event the client sends
