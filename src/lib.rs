@@ -7,8 +7,10 @@
 //! [`relay`] (one task per stream, upstream to outbox), [`sessions`]
 //! (conversations kept by the gateway), [`orchestrator`] (which agent and
 //! provider), [`upstream`] (the providers' wire formats). The doors:
-//! [`socket`] (the `/ai` Socket.IO namespace), [`http`] (SSE streams, the
-//! session endpoints, the OpenAI-compatible `/v1`), [`pages`] (the
+//! [`socket`] (the `/ai` Socket.IO namespace, and the handshake and writer
+//! every namespace shares), [`dialects`] (the earlier designs' `llm:*` and
+//! `chat_*` events on the default namespace), [`http`] (SSE streams, the
+//! session endpoints, the OpenAI-compatible `/v1`, `/llm/chat`), [`pages`] (the
 //! playground and ops page) and [`ops`] (health, stats, metrics). [`app`]
 //! builds the engine from a [`Config`]; [`server`] puts the doors on one
 //! port. Dependencies run one way: doors
@@ -19,6 +21,7 @@ pub mod app;
 pub mod auth;
 pub mod clients;
 pub mod config;
+pub mod dialects;
 pub mod error;
 pub mod guard;
 pub mod http;

@@ -1,6 +1,7 @@
 //! The server: every door on one port, and the orderly stop.
 //!
-//! [`router`] stacks the doors (the `/ai` Socket.IO layer, the HTTP API,
+//! [`router`] stacks the doors (the Socket.IO layer with `/ai` and the
+//! dialects' default namespace, the HTTP API,
 //! the ops routes) under the layers every request passes (the request-head copy,
 //! CORS, tracing). [`start`] binds, sets TCP_NODELAY on each accepted
 //! socket and serves until [`Running::shutdown`], whose grace period bounds
@@ -9,7 +10,7 @@
 
 use crate::app::{App, StartError};
 use crate::config::Config;
-use crate::{http, ops, socket};
+use crate::{dialects, http, ops, socket};
 use axum::serve::ListenerExt;
 use socketioxide::SocketIo;
 use std::net::SocketAddr;
@@ -35,6 +36,7 @@ pub fn router(app: Arc<App>) -> (axum::Router, SocketIo) {
         .ws_max_frame_size(usize::try_from(c.max_payload_bytes).unwrap_or(usize::MAX))
         .build_layer();
     socket::register(&io);
+    dialects::register(&io);
     let router = ops::routes(app.clone())
         .merge(http::routes(app.clone()))
         .merge(crate::pages::routes())

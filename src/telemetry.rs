@@ -43,6 +43,13 @@ pub struct Stats {
     pub backpressure_engaged_ms: AtomicU64,
     /// Emits socketioxide refused because its per-socket channel was full.
     pub transport_refusals: AtomicU64,
+    /// Streams admitted through each of the earlier designs' dialects
+    /// (PROTOCOL.md part 3): `llm:chat:stream`, `chat_message`,
+    /// `chat_stream`, `POST /llm/chat`.
+    pub dialect_llm_streams: AtomicU64,
+    pub dialect_chat_streams: AtomicU64,
+    pub dialect_chat_stream_streams: AtomicU64,
+    pub dialect_llm_rest_streams: AtomicU64,
 }
 
 /// Per provider: requests, errors, time to first token.
