@@ -101,7 +101,11 @@ async fn frontends_of_the_earlier_designs() {
     )
     .await;
     assert!(run.success, "node tests failed");
-    assert_eq!((run.passed, run.failed), (15, 0), "expected 15 passing node tests");
+    assert_eq!(
+        (run.passed, run.failed),
+        (15, 0),
+        "expected 15 passing node tests"
+    );
 
     // `claude` reached the Anthropic API with the frontend's messages (its
     // system message where that API takes it) and settings.
@@ -216,7 +220,8 @@ async fn llm_chat_refuses_in_the_guides_shape() {
         refused(hello("deepseek", "hi")).await,
         (404, json!({"error": "Provider not found: deepseek"}))
     );
-    let last_not_user = json!({"provider": "ollama", "messages": [{"role": "assistant", "content": "x"}]});
+    let last_not_user =
+        json!({"provider": "ollama", "messages": [{"role": "assistant", "content": "x"}]});
     assert_eq!(
         refused(last_not_user).await,
         (
@@ -236,7 +241,10 @@ async fn llm_chat_refuses_in_the_guides_shape() {
     );
     assert_eq!(
         refused(hello("ollama", "unavailable")).await,
-        (502, json!({"error": "provider ollama could not be reached"}))
+        (
+            502,
+            json!({"error": "provider ollama could not be reached"})
+        )
     );
     gw.shutdown().await.expect("shutdown");
 }

@@ -16,8 +16,8 @@
 
 use super::caller::{caller, json_body_as};
 use super::error::{ApiError, Shape};
-use super::stream::{self, EventFeed, OnClose};
 use super::sse;
+use super::stream::{self, EventFeed, OnClose};
 use crate::app::App;
 use crate::error::GatewayError;
 use crate::outbox::{Outbound, StreamEvent};

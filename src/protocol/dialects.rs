@@ -118,9 +118,8 @@ fn validate_chat_session(id: &ClientId) -> Result<(), validator::ValidationError
     if is_valid_id(&id.text) {
         Ok(())
     } else {
-        Err(validator::ValidationError::new("session_id").with_message(
-            "must be a number or 1..=64 characters of [A-Za-z0-9_.:-]".into(),
-        ))
+        Err(validator::ValidationError::new("session_id")
+            .with_message("must be a number or 1..=64 characters of [A-Za-z0-9_.:-]".into()))
     }
 }
 
@@ -173,7 +172,10 @@ impl LlmChatRequest {
     /// The field that holds the prompt (the last message's content), as the
     /// frontend names it, for errors about the prompt.
     pub fn prompt_field(&self) -> String {
-        format!("messages[{}].content", self.messages.len().saturating_sub(1))
+        format!(
+            "messages[{}].content",
+            self.messages.len().saturating_sub(1)
+        )
     }
 
     /// The engine's request, straight to `provider` (already resolved with
@@ -363,7 +365,10 @@ mod tests {
     #[test]
     fn aliases_apply_only_when_the_name_is_not_configured() {
         let configured = |names: &'static [&'static str]| move |n: &str| names.contains(&n);
-        assert_eq!(provider_for("claude", configured(&["anthropic"])), "anthropic");
+        assert_eq!(
+            provider_for("claude", configured(&["anthropic"])),
+            "anthropic"
+        );
         assert_eq!(provider_for("claude", configured(&["claude"])), "claude");
         assert_eq!(provider_for("claude", configured(&["ollama"])), "claude");
         assert_eq!(provider_for("gemini", configured(&["gemini"])), "gemini");
@@ -397,8 +402,8 @@ mod tests {
         assert_eq!(e.field, "messages");
         let e = err(json!({"provider": "p", "messages": [{"role": "user", "content": ""}]}));
         assert_eq!(e.field, "messages[0].content");
-        let e = parse_payload::<LlmChatRequest>(json!({"provider": "p", "messages": []}))
-            .unwrap_err();
+        let e =
+            parse_payload::<LlmChatRequest>(json!({"provider": "p", "messages": []})).unwrap_err();
         assert_eq!(e.0[0].field, "messages");
         let e = parse_payload::<LlmChatRequest>(json!({"messages": []})).unwrap_err();
         assert_eq!(e.0[0].field, "provider");
@@ -407,8 +412,7 @@ mod tests {
     #[test]
     fn a_numeric_session_id_is_its_decimal_string_and_echoed_as_a_number() {
         let r: ChatMessageRequest =
-            parse_payload_as(json!({"message": "hi", "session_id": 42}), FieldNames::AsIs)
-                .unwrap();
+            parse_payload_as(json!({"message": "hi", "session_id": 42}), FieldNames::AsIs).unwrap();
         let id = r.session_id.clone().unwrap();
         assert_eq!(id.sent, json!(42));
         assert_eq!(r.into_stream_request().session_id.as_deref(), Some("42"));
