@@ -62,7 +62,11 @@ async fn start(
     };
     let raw = payload::raw(arg);
     let echo = echo_of(&raw, "session_id");
-    let started = guard::catch_async(event::CHAT_MESSAGE, async {
+    let what = match dialect {
+        Dialect::ChatStream => event::CHAT_STREAM,
+        _ => event::CHAT_MESSAGE,
+    };
+    let started = guard::catch_async(what, async {
         conn.client.budget.event()?;
         let req: ChatMessageRequest = parse_payload_as(raw?, FieldNames::AsIs)?;
         let origin = Origin {
