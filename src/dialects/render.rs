@@ -41,14 +41,20 @@ impl DialectRender {
 
     fn stream_event(&mut self, socket: &SocketRef, e: &StreamEvent) -> Result<(), SendError> {
         let id = e.stream_id();
-        if let StreamEvent::Start(s) = e
-            && !self.streams.contains_key(id)
-        {
+        if let StreamEvent::Start(s) = e {
             let Some(origin) = self.live.get(id) else {
                 tracing::warn!(stream = %id, "a stream no dialect started; not rendered");
                 return Ok(());
             };
-            self.streams.insert(id.clone(), Spoken::new(origin, s));
+            let stream = Spoken::new(origin, s);
+            let out = Out {
+                socket,
+                stream: &stream,
+                outbox: &self.outbox,
+            };
+            say(&out, e)?;
+            self.streams.insert(id.clone(), stream);
+            return Ok(());
         }
         let Some(stream) = self.streams.get_mut(id) else {
             return Ok(());

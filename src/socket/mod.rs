@@ -28,8 +28,10 @@ mod reply;
 mod writer;
 
 pub use binding::Binding;
-pub use handshake::{AiDoor, Door, handshake, on_connect};
-pub use render::{AiRender, Render};
+pub use handshake::{Door, handshake, on_connect};
+pub use render::Render;
+
+use handshake::AiDoor;
 
 use socketioxide::SocketIo;
 use socketioxide::handler::ConnectHandler;
