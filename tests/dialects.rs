@@ -86,6 +86,9 @@ async fn frontends_of_the_earlier_designs() {
     let ollama = FakeOllama::start(script).await;
     let (anthropic, gemini) = cloud_fakes().await;
     let mut c = config(&ollama, &anthropic, &gemini);
+    // Longer than any test waits: a closed `/` connection must not keep
+    // its streams for it.
+    c.session.reconnect_window_ms = 10_000;
     let open = start(c.clone()).await;
     c.auth.jwt_secret = SECRET.into();
     let authed = start(c).await;
@@ -103,8 +106,8 @@ async fn frontends_of_the_earlier_designs() {
     assert!(run.success, "node tests failed");
     assert_eq!(
         (run.passed, run.failed),
-        (15, 0),
-        "expected 15 passing node tests"
+        (16, 0),
+        "expected 16 passing node tests"
     );
 
     // `claude` reached the Anthropic API with the frontend's messages (its

@@ -317,6 +317,19 @@ test("chat: one live stream per session (session busy); cancel_message with the 
   socket.close();
 });
 
+test("chat: closing the connection cancels its streams at once (no reconnect window)", async () => {
+  const socket = await connectedTo(GATEWAY);
+  socket.emit("chat_message", { message: "cancel: closed" });
+  await new Promise((r) => socket.once("chat_chunk", r));
+  const closedAt = Date.now();
+  socket.close();
+  const served = await upstream("cancel: closed", (e) => e.closed_early);
+  // The gateways run with a 10 s reconnect window, which these frontends
+  // could never use: the upstream must be closed well before it.
+  assert.ok(Date.now() - closedAt < 2_000, `closed after ${Date.now() - closedAt} ms`);
+  assert.ok(served.tokens_written < 1000);
+});
+
 test("chat: an upstream failure is chat_error, then error", async () => {
   const socket = await connectedTo(GATEWAY);
   const all = await chat(socket, "fail: midway", 7);
