@@ -334,6 +334,32 @@ impl GatewayError {
         }
     }
 
+    /// The sentence the earlier designs' frontends are told (PROTOCOL.md
+    /// part 3), in their own words where they had some: `Provider not
+    /// found: <name>` and `session busy`; otherwise [`Self::client_message`].
+    pub fn dialect_message(&self) -> String {
+        match self {
+            Self::UnknownProvider { name, .. } => format!("Provider not found: {name}"),
+            Self::SessionBusy(_) => "session busy".to_string(),
+            e => e.client_message(),
+        }
+    }
+
+    /// The same error with the request field `from` named `to`, for a
+    /// door whose clients call the engine's field by another name (the
+    /// prompt is `message` in one design, the last message in another).
+    pub fn with_field_renamed(self, from: &str, to: &str) -> Self {
+        match self {
+            Self::InvalidRequest(Invalid(mut fields)) => {
+                for f in fields.iter_mut().filter(|f| f.field == from) {
+                    f.field = to.to_string();
+                }
+                Self::InvalidRequest(Invalid(fields))
+            }
+            e => e,
+        }
+    }
+
     /// The whole of what a client is told.
     pub fn wire(&self) -> WireError {
         WireError {

@@ -1,8 +1,9 @@
 //! The server: every door on one port, and the orderly stop.
 //!
-//! [`router`] stacks the doors (the `/ai` Socket.IO layer, the HTTP API,
-//! the pages, the ops routes) under the layers every request passes (the
-//! request-head copy, the connection gate with the real client address,
+//! [`router`] stacks the doors (the Socket.IO layer with `/ai` and the
+//! dialects' default namespace, the HTTP API, the pages, the ops routes)
+//! under the layers every request passes (the request-head copy, the
+//! connection gate with the real client address,
 //! CORS, tracing). [`start`] binds, sets TCP_NODELAY on each accepted
 //! socket and serves until [`Running::shutdown`], whose grace period
 //! bounds the whole stop: the engine's
@@ -14,7 +15,7 @@ use crate::app::{App, StartError};
 use crate::config::Config;
 use crate::http::gate::{Gate, gate};
 use crate::http::peer::TrustedProxies;
-use crate::{http, ops, socket};
+use crate::{dialects, http, ops, socket};
 use axum::serve::ListenerExt;
 use socketioxide::SocketIo;
 use std::net::SocketAddr;
@@ -43,6 +44,7 @@ pub fn router(app: Arc<App>) -> (axum::Router, SocketIo) {
         .ws_max_frame_size(usize::try_from(c.max_payload_bytes).unwrap_or(usize::MAX))
         .build_layer();
     socket::register(&io);
+    dialects::register(&io);
     let gate_state = Gate::new(
         TrustedProxies::new(&c.trusted_proxies),
         app.connections.clone(),

@@ -79,6 +79,13 @@ pub struct Stats {
     /// Bytes every client's replay record holds, together.
     pub replay_bytes: AtomicU64,
     pub refused: Refusals,
+    /// Streams admitted through each of the earlier designs' dialects
+    /// (PROTOCOL.md part 3): `llm:chat:stream`, `chat_message`,
+    /// `chat_stream`, `POST /llm/chat`.
+    pub dialect_llm_streams: AtomicU64,
+    pub dialect_chat_streams: AtomicU64,
+    pub dialect_chat_stream_streams: AtomicU64,
+    pub dialect_llm_rest_streams: AtomicU64,
 }
 
 /// Requests refused by a limit or a cap, by what refused them.

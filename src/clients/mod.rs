@@ -239,10 +239,18 @@ impl Clients {
     /// Finish every client now (shutdown, after the grace period).
     pub fn close_all(&self) {
         for client in self.registry.all() {
-            self.registry.remove(&client);
-            client.cancel_all(CancelReason::Shutdown, DetachReason::Closed);
-            client.outbox.clear();
+            self.forget(&client, CancelReason::Shutdown);
         }
+    }
+
+    /// Finish `client` at once, for a transport that cannot come back
+    /// (a client with no way to resume, or shutdown): forget it, cancel
+    /// its streams with `reason` (closing their upstreams), end its
+    /// attachment and free its queue. No reconnect window.
+    pub fn forget(&self, client: &Arc<Client>, reason: CancelReason) {
+        self.registry.remove(client);
+        client.cancel_all(reason, DetachReason::Closed);
+        client.outbox.clear();
     }
 
     /// Detach a client whose last event is older than 3 heartbeat

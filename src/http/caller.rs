@@ -84,11 +84,23 @@ fn bearer(value: Option<&str>) -> Option<&str> {
         .then_some(token.trim())
 }
 
-/// The body as a typed, validated `T`.
+/// The body as a typed, validated `T` (fields named as in Rust:
+/// snake_case).
 pub fn json_body<T: DeserializeOwned + Validate>(
     headers: &HeaderMap,
     body: &Bytes,
     shape: Shape,
+) -> Result<T, ApiError> {
+    json_body_as(headers, body, shape, FieldNames::AsIs)
+}
+
+/// [`json_body`], naming broken fields as `names` says (a camelCase body
+/// names them in camelCase).
+pub fn json_body_as<T: DeserializeOwned + Validate>(
+    headers: &HeaderMap,
+    body: &Bytes,
+    shape: Shape,
+    names: FieldNames,
 ) -> Result<T, ApiError> {
     let invalid = |field: &str, rule: &str| {
         let e = GatewayError::from(FieldError::new(field, rule));
@@ -104,7 +116,7 @@ pub fn json_body<T: DeserializeOwned + Validate>(
     }
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| invalid("body", &format!("must be valid JSON ({e})")))?;
-    parse_payload_as(value, FieldNames::AsIs)
+    parse_payload_as(value, names)
         .map_err(|e| ApiError::new(&GatewayError::InvalidRequest(e), shape))
 }
 

@@ -1,7 +1,8 @@
 //! The HTTP doors, on the same port as `/ai`: server-sent events
 //! (`/api/chat/stream`, [`sse`]), the session endpoints
-//! (`/api/chat/sessions`, [`sessions`]) and the OpenAI-compatible API
-//! (`/v1`, [`openai`]), over the same validation, limits, JWT,
+//! (`/api/chat/sessions`, [`sessions`]), the OpenAI-compatible API
+//! (`/v1`, [`openai`]) and the JWT guide's REST call (`/llm/chat`,
+//! [`llm`]), over the same validation, limits, JWT,
 //! orchestrator, providers, sessions, cancellation and metrics as `/ai`.
 //!
 //! Each streaming request is a client of its own whose writer is the
@@ -19,6 +20,7 @@ pub mod caller;
 pub mod error;
 pub mod gate;
 pub mod head;
+pub mod llm;
 pub mod openai;
 pub mod peer;
 pub mod sessions;
@@ -42,6 +44,7 @@ pub fn routes(app: Arc<App>) -> Router {
         .merge(sse::routes())
         .merge(sessions::routes())
         .merge(openai::routes())
+        .merge(llm::routes())
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(limit))
         // Outside the limit, so that its refusal passes through here.
@@ -52,8 +55,11 @@ pub fn routes(app: Arc<App>) -> Router {
 /// A body over the limit is refused by tower-http before a handler runs,
 /// in plain text: answer it as the door's JSON error instead.
 async fn json_refusals(req: Request, next: Next) -> Response {
-    let shape = if req.uri().path().starts_with("/v1/") {
+    let path = req.uri().path();
+    let shape = if path.starts_with("/v1/") {
         Shape::OpenAi
+    } else if path.starts_with("/llm/") {
+        Shape::Llm
     } else {
         Shape::Plain
     };

@@ -22,7 +22,7 @@ use crate::error::{GatewayError, Owned};
 use crate::outbox::{Outbound, StreamEvent};
 use crate::protocol::sse::{
     ChatStreamRequest, SseDone, SseError, SseErrorBody, SseReasoning, SseStart, SseToken,
-    SseToolCall,
+    SseToolCall, tokens_per_second,
 };
 use crate::protocol::{CancelReason, FieldError};
 use axum::Router;
@@ -146,6 +146,12 @@ async fn cancel(
     cancelled.await.unwrap_or_else(IntoResponse::into_response)
 }
 
+/// The event-stream response of `POST /api/chat/stream` for stream `id`
+/// (no `partial`), for other doors that answer exactly as it does.
+pub fn stream_response(app: &App, id: Arc<str>, feed: EventFeed) -> Response {
+    respond(app, id, feed, SseRender::new(false))
+}
+
 /// The event-stream response for stream `id`.
 fn respond(app: &App, id: Arc<str>, feed: EventFeed, render: SseRender) -> Response {
     let events =
@@ -237,12 +243,11 @@ impl SseRender {
             StreamEvent::Complete(_) => return None,
             StreamEvent::Done(d) => {
                 self.finished = true;
-                let secs = (d.duration as f64 / 1000.0).max(0.001);
                 Event::default().json_data(SseDone {
                     done: true,
                     tokens: d.total_tokens,
                     duration: d.duration,
-                    tokens_per_second: ((d.total_tokens as f64 / secs) * 100.0).round() / 100.0,
+                    tokens_per_second: tokens_per_second(d.total_tokens, d.duration),
                     finish_reason: d.finish_reason.clone(),
                     usage: d.usage.clone(),
                     session_id: d.session_id.clone(),

@@ -57,7 +57,7 @@ pub async fn open(
     )?;
     let attachment = app.clients.attach_new(&client, Liveness::Connection);
     if let Err(e) = app.relay.start(&client, req).await {
-        forget(app, &client);
+        app.clients.forget(&client, CancelReason::Client);
         return Err(e);
     }
     let reader = client.outbox.reader().await;
@@ -65,13 +65,6 @@ pub async fn open(
         id,
         EventFeed::new(app, client, attachment, reader, on_close),
     ))
-}
-
-/// Finish a client at once: its streams, its attachment, its queue.
-fn forget(app: &App, client: &Arc<Client>) {
-    app.clients.registry.remove(client);
-    client.cancel_all(CancelReason::Client, DetachReason::Closed);
-    client.outbox.clear();
 }
 
 /// A response body's writer: the client's outbox reader, until the
@@ -128,7 +121,7 @@ impl Drop for CloseGuard {
             return;
         }
         match self.on_close {
-            OnClose::Cancel => forget(&self.app, &self.client),
+            OnClose::Cancel => self.app.clients.forget(&self.client, CancelReason::Client),
             OnClose::Detach => {
                 let epoch = self.attachment.epoch;
                 self.app

@@ -148,6 +148,26 @@ pub const FIGURES: &[Figure] = &[
         stat!(streams_failed),
     ),
     counter(
+        "streams.byDialect.llm",
+        "streamgate_streams_dialect_llm_total",
+        stat!(dialect_llm_streams),
+    ),
+    counter(
+        "streams.byDialect.chat",
+        "streamgate_streams_dialect_chat_total",
+        stat!(dialect_chat_streams),
+    ),
+    counter(
+        "streams.byDialect.chatStream",
+        "streamgate_streams_dialect_chat_stream_total",
+        stat!(dialect_chat_stream_streams),
+    ),
+    counter(
+        "streams.byDialect.llmRest",
+        "streamgate_streams_dialect_llm_rest_total",
+        stat!(dialect_llm_rest_streams),
+    ),
+    counter(
         "tokens.relayed",
         "streamgate_tokens_relayed_total",
         stat!(tokens_relayed),

@@ -10,6 +10,7 @@
 
 use super::binding::Binding;
 use super::payload::{self, EventArg};
+use super::render::AiRender;
 use super::{reply, writer};
 use crate::app::App;
 use crate::clients::{Client, DetachReason};
@@ -253,5 +254,5 @@ async fn resume(app: &Arc<App>, socket: &SocketRef, fresh: &Arc<Client>, req: Re
         connected: old.connected,
     };
     socket.extensions.insert(binding.clone());
-    writer::spawn(app, socket.clone(), binding, Some(r.reader));
+    writer::spawn(app, socket.clone(), binding, Some(r.reader), AiRender);
 }

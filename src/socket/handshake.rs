@@ -1,11 +1,18 @@
-//! The `/ai` handshake: refuse before the connect packet, or set the
-//! connection up completely before it (client, greeting, attachment,
-//! writer, handlers), so that no event can arrive before its handler.
-//! Refusals, in order: the per-address join rate (the real client address
-//! the connection gate found, `http::peer`), the token, the process's cap
-//! on clients.
+//! The Socket.IO handshake of every namespace: refuse before the connect
+//! packet, or set the connection up completely before it (client,
+//! greeting, attachment, writer, handlers), so that no event can arrive
+//! before its handler. Refusals, in order: the per-address join rate (the
+//! real client address the connection gate found, `http::peer`), the
+//! token, the process's cap on clients.
+//!
+//! The join rate, the `auth` object, the JWT, the client and its writer
+//! are the same on every namespace; what differs (the greeting, the
+//! handlers, how the writer renders, how the transport is judged alive)
+//! is the namespace's [`Door`]. `/ai`'s is [`AiDoor`]; the default
+//! namespace's is in `dialects/`.
 
 use super::binding::Binding;
+use super::render::{AiRender, Render};
 use super::{handlers, reply, writer};
 use crate::app::App;
 use crate::clients::{Client, Liveness, Origin};
@@ -18,10 +25,42 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
+/// What a namespace adds to the shared handshake.
+pub trait Door: 'static {
+    /// How the client's transport is judged alive: `/ai` clients send
+    /// heartbeats; clients that do not are judged by the connection.
+    const LIVENESS: Liveness;
+    type Render: Render;
+
+    /// Queue the client's first event.
+    fn greet(app: &App, client: &Client, policy: BackpressurePolicy);
+
+    /// Register the namespace's event handlers on `socket` (with whatever
+    /// they keep in its extensions) and make the writer's renderer.
+    fn register(socket: &SocketRef, client: &Arc<Client>) -> Self::Render;
+}
+
+/// The `/ai` namespace: `ai:connected`, the `/ai` handlers, heartbeats.
+pub struct AiDoor;
+
+impl Door for AiDoor {
+    const LIVENESS: Liveness = Liveness::Heartbeat;
+    type Render = AiRender;
+
+    fn greet(app: &App, client: &Client, policy: BackpressurePolicy) {
+        greet(app, client, policy);
+    }
+
+    fn register(socket: &SocketRef, _client: &Arc<Client>) -> AiRender {
+        handlers::register(socket);
+        AiRender
+    }
+}
+
 /// Refuses a bad handshake before the client is told it is connected;
-/// otherwise sets the connection up (see the module docs). The error's
-/// text is the `connect_error` message.
-pub async fn handshake(
+/// otherwise sets the connection up for door `D` (see the module docs).
+/// The error's text is the `connect_error` message.
+pub async fn handshake<D: Door>(
     socket: SocketRef,
     State(app): State<Arc<App>>,
     MaybeHttpExtension(address): MaybeHttpExtension<ClientAddr>,
@@ -30,7 +69,7 @@ pub async fn handshake(
     let address = address.map(|ClientAddr(ip)| ip);
     let (client, policy) =
         admit(&app, &socket, address, auth).map_err(|e| e.wire().handshake_message())?;
-    set_up(&app, &socket, &client, policy);
+    set_up::<D>(&app, &socket, &client, policy);
     Ok(())
 }
 
@@ -76,19 +115,25 @@ fn admit(
 
 /// Everything before the connect packet: the greeting, the attachment,
 /// the socket's binding, the handlers and the writer.
-fn set_up(app: &Arc<App>, socket: &SocketRef, client: &Arc<Client>, policy: BackpressurePolicy) {
-    greet(app, client, policy);
-    let attachment = app.clients.attach_new(client, Liveness::Heartbeat);
+fn set_up<D: Door>(
+    app: &Arc<App>,
+    socket: &SocketRef,
+    client: &Arc<Client>,
+    policy: BackpressurePolicy,
+) {
+    D::greet(app, client, policy);
+    let attachment = app.clients.attach_new(client, D::LIVENESS);
     let binding = Binding {
         client: client.clone(),
         attachment,
         connected: CancellationToken::new(),
     };
     socket.extensions.insert(binding.clone());
-    handlers::register(socket);
-    writer::spawn(app, socket.clone(), binding, None);
+    let render = D::register(socket, client);
+    writer::spawn(app, socket.clone(), binding, None, render);
     let owner = client.owner.as_ref().map(|u| u.0.clone());
-    tracing::info!(client = %client.id(), sid = %socket.id, user = ?owner, "client connected");
+    let ns = socket.ns();
+    tracing::info!(client = %client.id(), sid = %socket.id, ns, user = ?owner, "client connected");
 }
 
 fn read_auth(

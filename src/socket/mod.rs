@@ -1,5 +1,9 @@
 //! The `/ai` door: the Socket.IO namespace, its handshake, thin event
 //! handlers, and the writer that carries a client's outbox to its socket.
+//! The handshake, the [`Binding`], payload reading and the writer serve
+//! every Socket.IO namespace: a namespace is a [`Door`] (its greeting,
+//! handlers, liveness and [`Render`]); the default namespace's dialects
+//! (`crate::dialects`) are the other one.
 //!
 //! The handshake middleware (`handshake`) runs before socketioxide sends
 //! the connect packet: it applies the per-address join limit (to the real
@@ -20,12 +24,16 @@
 mod binding;
 mod handlers;
 mod handshake;
-mod payload;
+pub mod payload;
 mod render;
 mod reply;
 mod writer;
 
 pub use binding::Binding;
+pub use handshake::{Door, handshake, on_connect};
+pub use render::Render;
+
+use handshake::AiDoor;
 
 use socketioxide::SocketIo;
 use socketioxide::handler::ConnectHandler;
@@ -34,5 +42,5 @@ pub const NAMESPACE: &str = "/ai";
 
 /// Register the namespace on `io`.
 pub fn register(io: &SocketIo) {
-    io.ns(NAMESPACE, handshake::on_connect.with(handshake::handshake));
+    io.ns(NAMESPACE, on_connect.with(handshake::<AiDoor>));
 }
