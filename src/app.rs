@@ -12,6 +12,7 @@
 
 use crate::auth::{AuthSetupError, Authenticator};
 use crate::clients::Clients;
+use crate::cluster::{ClusterError, Heartbeat, RedisLink};
 use crate::config::Config;
 use crate::connections::Connections;
 use crate::error::ProviderError;
@@ -46,6 +47,14 @@ pub struct App {
     pub stats: Arc<Stats>,
     pub shutdown: Shutdown,
     pub started: Instant,
+    /// The nodes sharing one Redis; `None` without `redis.url`.
+    pub cluster: Option<Cluster>,
+}
+
+/// This node's part in a cluster: the Redis link and its heartbeat.
+pub struct Cluster {
+    pub link: Arc<RedisLink>,
+    pub heartbeat: Arc<Heartbeat>,
 }
 
 /// Why the gateway could not start.
@@ -62,6 +71,8 @@ pub enum StartError {
     Agents(#[from] AgentsError),
     #[error("auth: {0}")]
     Auth(#[from] AuthSetupError),
+    #[error("redis.url: {0}")]
+    Redis(#[from] ClusterError),
 }
 
 impl App {
@@ -82,6 +93,10 @@ impl App {
             shutdown.clone(),
             stats.clone(),
         );
+        let cluster = match config.redis.enabled() {
+            true => Some(Cluster::open(&config)?),
+            false => None,
+        };
         let sessions: Arc<dyn SessionStore> = Arc::new(MemoryStore::new(&config.sessions));
         let relay = Relay {
             orchestrator: orchestrator.clone(),
@@ -105,7 +120,9 @@ impl App {
             stats,
             shutdown,
             started: Instant::now(),
+            cluster,
         });
+        app.spawn_heartbeat();
         app.spawn_rate_limit_sweeper();
         app.spawn_session_sweeper();
         app.spawn_provider_probe();
@@ -126,6 +143,16 @@ impl App {
             replay_bytes: self.config.session.replay_buffer_bytes,
             replay_bytes_per_client: self.config.session.replay_bytes_per_client,
             max_replay_bytes: self.config.limits.max_replay_bytes,
+        }
+    }
+
+    /// Say this node is alive (with its figures) every heartbeat
+    /// interval, until shutdown; nothing without Redis.
+    fn spawn_heartbeat(&self) {
+        if let Some(c) = &self.cluster {
+            tracing::info!(node = %c.link.node(), prefix = c.link.prefix(), "redis on: one node of many");
+            let beat = c.heartbeat.clone().run(self.shutdown.root.clone());
+            self.shutdown.spawn(beat);
         }
     }
 
@@ -199,6 +226,14 @@ impl App {
                 }
             }
         });
+    }
+}
+
+impl Cluster {
+    fn open(config: &Config) -> Result<Self, ClusterError> {
+        let link = Arc::new(RedisLink::open(&config.redis)?);
+        let heartbeat = Arc::new(Heartbeat::new(link.clone()));
+        Ok(Self { link, heartbeat })
     }
 }
 

@@ -42,6 +42,8 @@ pub struct Config {
     pub routing: RoutingConfig,
     #[validate(nested)]
     pub http: HttpConfig,
+    #[validate(nested)]
+    pub redis: RedisConfig,
     pub auth: AuthConfig,
     pub limits: RateLimitConfig,
     pub providers: BTreeMap<String, ProviderConfig>,
@@ -202,6 +204,59 @@ pub struct SessionsConfig {
     pub max_total_bytes: usize,
 }
 
+/// Many nodes on one Redis (PROTOCOL.md part 2, "Many nodes"). Off while
+/// `url` is empty: then nothing connects to Redis and every node is alone,
+/// as before. With a `url`, sessions, per-user stream limits, the node's
+/// liveness and its figures live in Redis under `key_prefix`, so several
+/// gateways sharing one Redis (and one prefix) answer as one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://host:port/db` (or `rediss://`, `unix://`); empty: off
+    /// (env `REDIS_URL`).
+    #[validate(custom(function = "redis_url"))]
+    pub url: String,
+    /// This node's name among the nodes; empty: `<hostname>-<pid>`.
+    #[validate(length(max = 64, message = "must be at most 64 characters"))]
+    pub node_id: String,
+    /// Put before every key, so several gateways (or tests) can share one
+    /// Redis without seeing each other.
+    #[validate(length(min = 1, max = 64, message = "must be 1 to 64 characters"))]
+    pub key_prefix: String,
+    /// How often a node says it is alive and publishes its figures; it
+    /// counts as gone after 3 intervals without.
+    #[validate(range(min = 100, message = "must be at least 100"))]
+    pub heartbeat_interval_ms: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            node_id: String::new(),
+            key_prefix: "sg:".into(),
+            heartbeat_interval_ms: 1_000,
+        }
+    }
+}
+
+impl RedisConfig {
+    pub fn enabled(&self) -> bool {
+        !self.url.is_empty()
+    }
+}
+
+fn redis_url(url: &str) -> Result<(), validator::ValidationError> {
+    let schemes = ["redis://", "rediss://", "unix://", "redis+unix://"];
+    if url.is_empty() || schemes.iter().any(|s| url.starts_with(s)) {
+        Ok(())
+    } else {
+        let mut e = validator::ValidationError::new("redis_url");
+        e.message = Some("must be empty or a redis:// (rediss://, unix://) URL".into());
+        Err(e)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackpressureConfig {
@@ -352,6 +407,7 @@ impl Default for Config {
             backpressure: BackpressureConfig::default(),
             routing: RoutingConfig::default(),
             http: HttpConfig::default(),
+            redis: RedisConfig::default(),
             auth: AuthConfig::default(),
             limits: RateLimitConfig::default(),
             providers,
@@ -512,6 +568,7 @@ pub const LEGACY_ENV: &[(&str, &str)] = &[
     ("OLLAMA_DEFAULT_MODEL", "providers.ollama.default_model"),
     ("OPENAI_BASE_URL", "providers.openai.base_url"),
     ("ANTHROPIC_BASE_URL", "providers.anthropic.base_url"),
+    ("REDIS_URL", "redis.url"),
     // Named in docs/protocol.md; without the mapping the `STREAMGATE_` prefix
     // below would read them as top-level keys.
     ("STREAMGATE_JWT_SECRET", "auth.jwt_secret"),

@@ -59,6 +59,10 @@ pub enum GatewayError {
     /// Another connection resumed this client.
     #[error("taken over by another connection")]
     TakenOver,
+    /// The shared store (Redis, with many nodes) could not be reached or
+    /// answered nonsense; the `String` is for logs only.
+    #[error("shared store unavailable: {0}")]
+    SharedStoreUnavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -199,7 +203,7 @@ impl GatewayError {
             Self::Forbidden { .. } => "forbidden",
             Self::RateLimited { .. } => "rate_limited",
             Self::TooManyStreams { .. } | Self::StreamCapacity { .. } => "too_many_streams",
-            Self::ServerBusy { .. } => "server_busy",
+            Self::ServerBusy { .. } | Self::SharedStoreUnavailable(_) => "server_busy",
             Self::DuplicateStreamId(_) => "duplicate_stream_id",
             Self::UnknownStream(_) => "unknown_stream",
             Self::ModelNotAllowed { .. } => "model_not_allowed",
@@ -224,6 +228,7 @@ impl GatewayError {
                 | Self::SessionBusy(_)
                 | Self::StreamCapacity { .. }
                 | Self::ServerBusy { .. }
+                | Self::SharedStoreUnavailable(_)
                 | Self::Provider(_)
                 | Self::Internal(_)
         )
@@ -269,6 +274,9 @@ impl GatewayError {
                  other provider with room; retry when one has ended"
             ),
             Self::ServerBusy { limit, max } => server_busy_message(*limit, *max),
+            Self::SharedStoreUnavailable(_) => {
+                "the gateway cannot reach its shared store (Redis) now; retry shortly".to_string()
+            }
             Self::DuplicateStreamId(id) => {
                 format!("streamId {id:?} is already a live stream of this client")
             }

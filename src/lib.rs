@@ -13,7 +13,8 @@
 //! session endpoints, the OpenAI-compatible `/v1`, `/llm/chat`, and in
 //! front of every door the real client address and the connection gate,
 //! which [`connections`] counts for), [`pages`] (the playground and ops
-//! page) and [`ops`] (health, stats, metrics). [`app`] builds the engine
+//! page) and [`ops`] (health, stats, metrics). [`cluster`] is what many
+//! nodes share through Redis (only with `redis.url`). [`app`] builds the engine
 //! from a [`Config`]; [`server`] puts the doors on one port. Dependencies
 //! run one way: doors → app → clients / relay → outbox / orchestrator →
 //! upstream. See ARCHITECTURE.md for the path of a token.
@@ -21,6 +22,7 @@
 pub mod app;
 pub mod auth;
 pub mod clients;
+pub mod cluster;
 pub mod config;
 pub mod connections;
 pub mod dialects;

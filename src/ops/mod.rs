@@ -7,6 +7,7 @@
 //! own Prometheus recorder (not the process-global one, so that several
 //! gateways in one process, as in tests, keep separate numbers).
 
+mod cluster;
 pub mod figures;
 
 use crate::app::App;
@@ -37,12 +38,30 @@ pub fn routes(app: Arc<App>) -> Router {
         exporter: Arc::new(MetricsExporter::default()),
         token_rate: Arc::new(RateWindow::default()),
     };
+    publish_figures(&ops);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/stats", get(stats))
+        .route("/stats/cluster", get(cluster::stats))
         .route("/metrics", get(metrics))
         .with_state(ops)
+}
+
+/// Hand the heartbeat this node's `/stats` body (through a weak handle:
+/// the app holds the heartbeat, which must not hold the app).
+fn publish_figures(ops: &Ops) {
+    let Some(c) = &ops.app.cluster else { return };
+    let app = Arc::downgrade(&ops.app);
+    let token_rate = ops.token_rate.clone();
+    c.heartbeat.set_figures(Arc::new(move || {
+        let Some(app) = app.upgrade() else {
+            return Value::Object(Map::new());
+        };
+        let relayed = app.stats.tokens_relayed.load(Relaxed);
+        let sample = Sample::take(&app, token_rate.rate(relayed));
+        Value::Object(stats_body(&app, &sample))
+    }));
 }
 
 /// This door's own Prometheus registry.
@@ -116,9 +135,12 @@ async fn readyz(State(Ops { app, .. }): State<Ops>) -> Response {
         };
         providers.insert(name.to_string(), entry);
     }
-    // Ready when the default route has a provider that can serve.
+    // Ready when the default route has a provider that can serve, and
+    // Redis answers when it is configured.
     let chain = app.providers.chain(&app.config.routing.default_provider);
+    let (redis_ok, redis) = cluster::readiness(&app).await;
     let ready = !app.shutdown.is_shutting_down()
+        && redis_ok
         && chain
             .iter()
             .any(|p| results.iter().any(|(n, r)| n == p.name() && r.is_ok()));
@@ -127,23 +149,30 @@ async fn readyz(State(Ops { app, .. }): State<Ops>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        status,
-        Json(json!({ "ready": ready, "providers": providers })),
-    )
-        .into_response()
+    let mut body = json!({ "ready": ready, "providers": providers });
+    if let (Some(redis), Some(obj)) = (redis, body.as_object_mut()) {
+        if !redis_ok {
+            obj.insert("reason".into(), json!("redis unreachable"));
+        }
+        obj.insert("redis".into(), redis);
+    }
+    (status, Json(body)).into_response()
 }
 
 async fn stats(State(ops): State<Ops>) -> Json<Value> {
-    let app = &ops.app;
-    let mut body = figures::nested(&ops.sample());
+    Json(Value::Object(stats_body(&ops.app, &ops.sample())))
+}
+
+/// The body of `/stats` (and what the heartbeat publishes).
+fn stats_body(app: &App, sample: &Sample) -> Map<String, Value> {
+    let mut body = figures::nested(sample);
     let mut providers = Map::new();
     for p in app.providers.iter() {
         providers.insert(p.name().to_string(), p.stats().snapshot());
     }
     body.insert("providers".into(), Value::Object(providers));
     body.insert("routing".into(), app.orchestrator.stats.snapshot());
-    Json(Value::Object(body))
+    body
 }
 
 async fn metrics(State(ops): State<Ops>) -> Response {
