@@ -12,7 +12,7 @@
 
 use crate::auth::{AuthSetupError, Authenticator};
 use crate::clients::Clients;
-use crate::cluster::{ClusterError, Heartbeat, RedisLink};
+use crate::cluster::{ClusterError, Heartbeat, RedisLink, RedisStore, SharedStreamLimit};
 use crate::config::Config;
 use crate::connections::Connections;
 use crate::error::ProviderError;
@@ -51,10 +51,14 @@ pub struct App {
     pub cluster: Option<Cluster>,
 }
 
-/// This node's part in a cluster: the Redis link and its heartbeat.
+/// This node's part in a cluster: the Redis link, its heartbeat, the
+/// shared session store and the shared per-user stream budget.
 pub struct Cluster {
     pub link: Arc<RedisLink>,
     pub heartbeat: Arc<Heartbeat>,
+    pub sessions: Arc<RedisStore>,
+    /// `None` when `limits.streams_per_minute` is 0.
+    pub streams: Option<Arc<SharedStreamLimit>>,
 }
 
 /// Why the gateway could not start.
@@ -97,10 +101,14 @@ impl App {
             true => Some(Cluster::open(&config)?),
             false => None,
         };
-        let sessions: Arc<dyn SessionStore> = Arc::new(MemoryStore::new(&config.sessions));
+        let sessions: Arc<dyn SessionStore> = match &cluster {
+            Some(c) => c.sessions.clone(),
+            None => Arc::new(MemoryStore::new(&config.sessions)),
+        };
         let relay = Relay {
             orchestrator: orchestrator.clone(),
             rate_limits: rate_limits.clone(),
+            shared_streams: cluster.as_ref().and_then(|c| c.streams.clone()),
             sessions: sessions.clone(),
             settings: stream_settings(&config),
             slots: StreamSlots::new(config.limits.max_live_streams),
@@ -146,13 +154,16 @@ impl App {
         }
     }
 
-    /// Say this node is alive (with its figures) every heartbeat
-    /// interval, until shutdown; nothing without Redis.
+    /// Say this node is alive (with its figures) and renew its session
+    /// leases every heartbeat interval, until shutdown; nothing without
+    /// Redis.
     fn spawn_heartbeat(&self) {
         if let Some(c) = &self.cluster {
             tracing::info!(node = %c.link.node(), prefix = c.link.prefix(), "redis on: one node of many");
             let beat = c.heartbeat.clone().run(self.shutdown.root.clone());
             self.shutdown.spawn(beat);
+            let renew = c.sessions.clone().renew_leases(self.shutdown.root.clone());
+            self.shutdown.spawn(renew);
         }
     }
 
@@ -233,7 +244,16 @@ impl Cluster {
     fn open(config: &Config) -> Result<Self, ClusterError> {
         let link = Arc::new(RedisLink::open(&config.redis)?);
         let heartbeat = Arc::new(Heartbeat::new(link.clone()));
-        Ok(Self { link, heartbeat })
+        let sessions = Arc::new(RedisStore::new(link.clone(), &config.sessions));
+        let l = &config.limits;
+        let streams = SharedStreamLimit::new(link.clone(), l.streams_per_minute, l.streams_burst)
+            .map(Arc::new);
+        Ok(Self {
+            link,
+            heartbeat,
+            sessions,
+            streams,
+        })
     }
 }
 

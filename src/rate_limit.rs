@@ -98,11 +98,18 @@ impl RateLimits {
 
     /// A stream started by `key`.
     pub fn stream_start(&self, key: &StreamKey) -> Result<(), GatewayError> {
-        let limit = match key {
-            StreamKey::Address(_) => RateLimit::StreamsFromAddress,
-            _ => RateLimit::Streams,
-        };
-        check_key(&self.streams, key, limit).inspect_err(|_| count(&self.stats.refused.streams))
+        check_key(&self.streams, key, stream_limit(key))
+            .inspect_err(|_| count(&self.stats.refused.streams))
+    }
+
+    /// The refusal of a stream start decided elsewhere (the budget shared
+    /// by many nodes), counted like this limiter's own.
+    pub fn refuse_stream_start(&self, key: &StreamKey, retry_after: Duration) -> GatewayError {
+        count(&self.stats.refused.streams);
+        GatewayError::RateLimited {
+            limit: stream_limit(key),
+            retry_after,
+        }
     }
 
     /// A fresh per-client budget.
@@ -154,6 +161,13 @@ fn check_key<K: std::hash::Hash + Eq + Clone>(
     match limiter {
         Some(l) => l.check_key(key).map_err(|n| refused(limit, n)),
         None => Ok(()),
+    }
+}
+
+fn stream_limit(key: &StreamKey) -> RateLimit {
+    match key {
+        StreamKey::Address(_) => RateLimit::StreamsFromAddress,
+        _ => RateLimit::Streams,
     }
 }
 

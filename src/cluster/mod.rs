@@ -26,6 +26,10 @@
 
 mod link;
 mod nodes;
+mod rate;
+mod sessions;
 
 pub use link::{ClusterError, LinkState, RedisLink};
 pub use nodes::{FiguresSource, Heartbeat, NodeFigures, NodeTable};
+pub use rate::SharedStreamLimit;
+pub use sessions::RedisStore;

@@ -30,6 +30,7 @@ pub use open::unreachable as note_unreachable;
 pub use task::StreamTask;
 
 use crate::clients::{Client, random_hex};
+use crate::cluster::SharedStreamLimit;
 use crate::error::{Capacity, GatewayError};
 use crate::orchestrator::{Orchestrator, Route};
 use crate::protocol::{ChatMessage, FieldError, RequestBounds, Role, StreamRequest, now_ms};
@@ -63,6 +64,10 @@ pub struct StreamSettings {
 pub struct Relay {
     pub orchestrator: Arc<Orchestrator>,
     pub rate_limits: Arc<RateLimits>,
+    /// The per-user stream budget shared by every node (Redis); `None`
+    /// alone, or with the limit off. When Redis does not answer, the
+    /// node's own `rate_limits` decides.
+    pub shared_streams: Option<Arc<SharedStreamLimit>>,
     /// Where conversations (`sessionId`) are kept.
     pub sessions: Arc<dyn SessionStore>,
     pub settings: StreamSettings,
@@ -73,9 +78,25 @@ pub struct Relay {
 }
 
 impl Relay {
+    /// Spend one stream start of the client's user (or address): in Redis
+    /// with many nodes, falling back to this node's limiter when Redis
+    /// does not answer; the node's limiter alone otherwise.
+    async fn spend_stream_start(&self, client: &Client) -> Result<(), GatewayError> {
+        let key = client.rate_key();
+        let Some(shared) = &self.shared_streams else {
+            return self.rate_limits.stream_start(&key);
+        };
+        match shared.check(&key).await {
+            Ok(None) => Ok(()),
+            Ok(Some(wait)) => Err(self.rate_limits.refuse_stream_start(&key, wait)),
+            Err(_) => self.rate_limits.stream_start(&key),
+        }
+    }
+
     /// Admit `req` for `client` and start it; returns the stream id. Only
-    /// the session store is awaited (the in-memory one answers at once), so
-    /// a door can acknowledge the request promptly.
+    /// the session store and, with many nodes, the shared stream budget
+    /// are awaited (the in-memory store answers at once; Redis within a
+    /// round trip), so a door can acknowledge the request promptly.
     pub async fn start(
         &self,
         client: &Arc<Client>,
@@ -111,7 +132,7 @@ impl Relay {
             None => format!("s_{}", random_hex(8)).into(),
         };
         let reserved = self.reserve(client, id.clone(), &route.chain)?;
-        self.rate_limits.stream_start(&client.rate_key())?;
+        self.spend_stream_start(client).await?;
         let (control, slot) = reserved.keep();
         // Admitted: known to the outbox from now on, so a resume before
         // the stream's first event finds it live, not unknown.

@@ -1,0 +1,423 @@
+//! Many nodes on one Redis (PROTOCOL.md part 2, "Many nodes"), as a
+//! deployer runs them: one `redis-server` on a free port and two gateway
+//! processes (the real binary, `REDIS_URL` set) in front of one fake
+//! Ollama, driven by real clients (the raw Socket.IO client, reqwest).
+//!
+//! What is checked: a session's turn on node A and the next on node B
+//! with the history intact, and the HTTP session endpoints answering the
+//! same on both; one live stream per session across the nodes; the
+//! per-user stream budget spent on both nodes together; `GET
+//! /stats/cluster` listing both nodes on either; `/readyz` going 503 (with
+//! its reason, logged once) when redis-server is killed while the nodes
+//! keep streaming, and 200 again when it is restarted on the same port,
+//! without restarting the nodes.
+//!
+//! Every test skips, saying so, when `redis-server` is not on PATH (CI
+//! installs it).
+
+mod common;
+
+use common::binary::Binary;
+use common::fake_ollama::{FakeOllama, Script};
+use common::sio::SioClient;
+use common::{check_stream_order, is_terminal};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+
+const SECRET: &str = "test-only-hs256-secret-for-cluster-tests!";
+
+/// A `redis-server` of this test's own, on `port`, killed when dropped.
+struct RedisServer {
+    child: Child,
+    port: u16,
+}
+
+impl RedisServer {
+    /// Start one on a free port; `None` (after saying why) when there is
+    /// no `redis-server` on PATH.
+    async fn start() -> Option<Self> {
+        let found = std::process::Command::new("sh")
+            .args(["-c", "command -v redis-server"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            eprintln!("SKIPPED: redis-server is not on PATH (apt-get install redis-server)");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        Some(Self::start_on(port).await)
+    }
+
+    async fn start_on(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server starts");
+        let server = Self { child, port };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !server.answers().await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "redis-server on port {port} did not answer"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server
+    }
+
+    /// Whether it answers `PING`.
+    async fn answers(&self) -> bool {
+        let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await else {
+            return false;
+        };
+        let mut buf = [0u8; 7];
+        s.write_all(b"PING\r\n").await.is_ok()
+            && s.read_exact(&mut buf).await.is_ok()
+            && &buf == b"+PONG\r\n"
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    async fn kill(mut self) -> u16 {
+        let _ = self.child.kill().await;
+        self.port
+    }
+}
+
+/// Two nodes on one Redis and one fake Ollama.
+struct TwoNodes {
+    a: Binary,
+    b: Binary,
+    fake: FakeOllama,
+}
+
+/// The fake Ollama's replies: `slow` (100 tokens, 20 ms apart), any other
+/// prompt "re: " and the prompt's first 12 bytes, in two tokens.
+fn scripted(prompt: &str) -> Script {
+    match prompt {
+        "slow" => Script::tokens(100, 20),
+        p => Script {
+            tokens: vec!["re: ".into(), p[..p.len().min(12)].into()],
+            ..Script::tokens(0, 1)
+        },
+    }
+}
+
+fn reply_to(prompt: &str) -> String {
+    format!("re: {}", &prompt[..prompt.len().min(12)])
+}
+
+impl TwoNodes {
+    /// Nodes `a` and `b` with auth on, on `redis`, with `extra` env.
+    async fn start(redis: &RedisServer, extra: &[(&str, &str)]) -> Self {
+        let fake = FakeOllama::start(scripted).await;
+        let base = fake.base_url();
+        let url = redis.url();
+        let node = |id: &'static str| {
+            let mut env: Vec<(&str, &str)> = vec![
+                ("REDIS_URL", url.as_str()),
+                ("STREAMGATE_REDIS__NODE_ID", id),
+                ("STREAMGATE_REDIS__HEARTBEAT_INTERVAL_MS", "200"),
+                ("OLLAMA_BASE_URL", base.as_str()),
+                ("STREAMGATE_PROVIDERS__OLLAMA__FALLBACK", "[]"),
+                ("STREAMGATE_JWT_SECRET", SECRET),
+            ];
+            env.extend_from_slice(extra);
+            env
+        };
+        let a = Binary::spawn(&[], &node("node-a")).await;
+        let b = Binary::spawn(&[], &node("node-b")).await;
+        Self { a, b, fake }
+    }
+
+    async fn stop(self) {
+        self.a.kill().await;
+        self.b.kill().await;
+    }
+}
+
+async fn connect_as(addr: SocketAddr, sub: &str) -> SioClient {
+    let token = common::jwt::hs256(SECRET, sub);
+    SioClient::connect(addr, json!({ "token": token }))
+        .await
+        .expect("connect")
+}
+
+/// A session turn routed straight to Ollama (no system prompt).
+fn direct(prompt: &str, session: &str) -> Value {
+    json!({ "prompt": prompt, "sessionId": session, "provider": "ollama", "useOrchestrator": false })
+}
+
+/// One whole turn: the ack, then the stream's events up to its terminal.
+async fn turn(c: &mut SioClient, payload: Value) -> Vec<(String, Value)> {
+    let ack = c.emit_ack("ai:stream", payload).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let id = ack["streamId"].as_str().expect("streamId").to_string();
+    let all = c
+        .events_until(|n, p| is_terminal(n) && p["streamId"] == id.as_str())
+        .await;
+    all.into_iter()
+        .filter(|(_, p)| p["streamId"] == id.as_str())
+        .collect()
+}
+
+async fn get(addr: SocketAddr, path: &str, sub: Option<&str>) -> (u16, Value) {
+    let mut req = reqwest::Client::new().get(format!("http://{addr}{path}"));
+    if let Some(sub) = sub {
+        req = req.bearer_auth(common::jwt::hs256(SECRET, sub));
+    }
+    let r = req.send().await.expect("http");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn delete(addr: SocketAddr, path: &str, sub: &str) -> u16 {
+    reqwest::Client::new()
+        .delete(format!("http://{addr}{path}"))
+        .bearer_auth(common::jwt::hs256(SECRET, sub))
+        .send()
+        .await
+        .expect("http")
+        .status()
+        .as_u16()
+}
+
+/// Poll `path` on `addr` until its status is `want` (10 s at most).
+async fn wait_status(addr: SocketAddr, path: &str, want: u16) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = get(addr, path, None).await;
+        if status == want {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path} on {addr} stayed {status}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_session_continues_on_the_other_node_and_both_nodes_agree() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let nodes = TwoNodes::start(&redis, &[]).await;
+    let (a, b) = (nodes.a.addr, nodes.b.addr);
+    let mut on_a = connect_as(a, "alice").await;
+    let mut on_b = connect_as(b, "alice").await;
+    let first = turn(&mut on_a, direct("Explain this code", "chat-x")).await;
+    let (text, end) = check_stream_order(&first.iter().collect::<Vec<_>>());
+    assert_eq!(
+        (text.as_str(), end.as_str()),
+        ("re: Explain this", "ai:done")
+    );
+    let second = turn(&mut on_b, direct("And the next line", "chat-x")).await;
+    let done = &second.last().expect("terminal").1;
+    assert_eq!(
+        (&done["sessionId"], &done["turn"]),
+        (&json!("chat-x"), &json!(2))
+    );
+    // Node B sent the turn kept by node A before the new prompt.
+    let log = nodes.fake.log();
+    assert_eq!(log.len(), 2);
+    assert_eq!(
+        log[1].body["messages"],
+        json!([
+            { "role": "user", "content": "Explain this code" },
+            { "role": "assistant", "content": reply_to("Explain this code") },
+            { "role": "user", "content": "And the next line" },
+        ])
+    );
+    // The HTTP endpoints answer the same on both nodes.
+    let (sa, list_a) = get(a, "/api/chat/sessions", Some("alice")).await;
+    let (sb, list_b) = get(b, "/api/chat/sessions", Some("alice")).await;
+    assert_eq!((sa, sb), (200, 200));
+    assert_eq!(list_a, list_b);
+    assert_eq!(list_a["sessions"][0]["id"], "chat-x", "{list_a}");
+    assert_eq!(list_a["sessions"][0]["turns"], 2);
+    assert_eq!(list_a["sessions"][0]["messages"], 4);
+    let (_, one_a) = get(a, "/api/chat/sessions/chat-x", Some("alice")).await;
+    let (_, one_b) = get(b, "/api/chat/sessions/chat-x", Some("alice")).await;
+    assert_eq!(one_a, one_b);
+    assert_eq!(
+        one_a["messages"][3]["content"],
+        reply_to("And the next line")
+    );
+    assert_eq!(one_a["messages"][3]["status"], "complete");
+    // Another user sees nothing of it on either node.
+    let (status, _) = get(b, "/api/chat/sessions/chat-x", Some("mallory")).await;
+    assert_eq!(status, 404);
+    let mut mallory = connect_as(a, "mallory").await;
+    let ack = mallory
+        .emit_ack("ai:stream", direct("mine now", "chat-x"))
+        .await;
+    assert_eq!(ack["error"]["code"], "forbidden", "{ack}");
+
+    // One live stream per session, across the nodes.
+    let ack = on_a.emit_ack("ai:stream", direct("slow", "chat-x")).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let busy = on_b
+        .emit_ack("ai:stream", direct("meanwhile", "chat-x"))
+        .await;
+    assert_eq!(busy["error"]["code"], "session_busy", "{busy}");
+    assert_eq!(delete(b, "/api/chat/sessions/chat-x", "alice").await, 409);
+    let id = ack["streamId"].as_str().expect("streamId").to_string();
+    on_a.emit("ai:cancel", json!({ "streamId": id })).await;
+    on_a.events_until(|n, p| is_terminal(n) && p["streamId"] == id.as_str())
+        .await;
+    // Free again on the other node once A's stream ended; deleted on B,
+    // gone on A.
+    let third = turn(&mut on_b, direct("Third turn", "chat-x")).await;
+    assert_eq!(third.last().expect("terminal").1["turn"], 4);
+    assert_eq!(delete(b, "/api/chat/sessions/chat-x", "alice").await, 204);
+    let (status, _) = get(a, "/api/chat/sessions/chat-x", Some("alice")).await;
+    assert_eq!(status, 404);
+    nodes.stop().await;
+    redis.kill().await;
+}
+
+#[tokio::test]
+async fn per_user_stream_limits_hold_across_two_nodes() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    // 6 a minute with a burst of 4: the fifth start within the minute is
+    // refused, whichever node it goes to.
+    let limits = [
+        ("STREAMGATE_LIMITS__STREAMS_PER_MINUTE", "6"),
+        ("STREAMGATE_LIMITS__STREAMS_BURST", "4"),
+    ];
+    let nodes = TwoNodes::start(&redis, &limits).await;
+    let mut on_a = connect_as(nodes.a.addr, "bob").await;
+    let mut on_b = connect_as(nodes.b.addr, "bob").await;
+    let ask = json!({ "prompt": "hi", "provider": "ollama", "useOrchestrator": false });
+    for i in 0..4 {
+        let c = if i % 2 == 0 { &mut on_a } else { &mut on_b };
+        let ack = c.emit_ack("ai:stream", ask.clone()).await;
+        assert_eq!(ack["ok"], true, "start {i}: {ack}");
+    }
+    for c in [&mut on_a, &mut on_b] {
+        let ack = c.emit_ack("ai:stream", ask.clone()).await;
+        assert_eq!(ack["error"]["code"], "rate_limited", "{ack}");
+        let wait = ack["error"]["details"]["retryAfterMs"]
+            .as_u64()
+            .unwrap_or(0);
+        assert!((1..=10_000).contains(&wait), "{ack}");
+    }
+    // Another user's budget is their own.
+    let mut carol = connect_as(nodes.b.addr, "carol").await;
+    let ack = carol.emit_ack("ai:stream", ask.clone()).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    nodes.stop().await;
+    redis.kill().await;
+}
+
+#[tokio::test]
+async fn stats_cluster_lists_both_nodes_on_either() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let nodes = TwoNodes::start(&redis, &[]).await;
+    let _one = connect_as(nodes.a.addr, "dave").await;
+    let _two = connect_as(nodes.b.addr, "erin").await;
+    for addr in [nodes.a.addr, nodes.b.addr] {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (status, body) = get(addr, "/stats/cluster", None).await;
+            assert_eq!(status, 200, "{body}");
+            let ids: Vec<&str> = body["nodes"]
+                .as_array()
+                .expect("nodes")
+                .iter()
+                .filter_map(|n| n["id"].as_str())
+                .collect();
+            let live = body["total"]["connections"]["live"].as_u64();
+            if ids == ["node-a", "node-b"] && live == Some(2) {
+                assert!(["node-a", "node-b"].contains(&body["node"].as_str().unwrap_or("")));
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "stats/cluster never listed both nodes with 2 connections: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    nodes.stop().await;
+    redis.kill().await;
+}
+
+#[tokio::test]
+async fn readyz_follows_redis_and_the_nodes_recover_without_restart() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let nodes = TwoNodes::start(&redis, &[]).await;
+    let (a, b) = (nodes.a.addr, nodes.b.addr);
+    for addr in [a, b] {
+        let body = wait_status(addr, "/readyz", 200).await;
+        assert_eq!(body["redis"]["reachable"], true, "{body}");
+    }
+    let mut on_a = connect_as(a, "frank").await;
+    let port = redis.kill().await;
+    for addr in [a, b] {
+        let body = wait_status(addr, "/readyz", 503).await;
+        assert_eq!(
+            (&body["ready"], &body["reason"], &body["redis"]["reachable"]),
+            (&json!(false), &json!("redis unreachable"), &json!(false)),
+            "{body}"
+        );
+    }
+    // Still serving the streams it runs: the per-user budget falls back
+    // to the node's own limiter.
+    let events = turn(
+        &mut on_a,
+        json!({ "prompt": "still here", "provider": "ollama", "useOrchestrator": false }),
+    )
+    .await;
+    let (text, end) = check_stream_order(&events.iter().collect::<Vec<_>>());
+    assert_eq!((text.as_str(), end.as_str()), ("re: still here", "ai:done"));
+    // A session needs Redis: refused with server_busy (retryable by the
+    // protocol's table), in the ack and in ai:error.
+    let ack = on_a.emit_ack("ai:stream", direct("remember", "s-1")).await;
+    assert_eq!(ack["error"]["code"], "server_busy", "{ack}");
+    let err = on_a
+        .events_until(|n, _| n == "ai:error")
+        .await
+        .pop()
+        .expect("ai:error")
+        .1;
+    assert_eq!(err["code"], "server_busy", "{err}");
+    // Several more failed checks, one log line for the loss.
+    for _ in 0..3 {
+        get(a, "/readyz", None).await;
+    }
+    let redis = RedisServer::start_on(port).await;
+    for addr in [a, b] {
+        wait_status(addr, "/readyz", 200).await;
+    }
+    let turned = turn(&mut on_a, direct("remember", "s-1")).await;
+    assert_eq!(turned.last().expect("terminal").0, "ai:done");
+    let mut on_b = connect_as(b, "frank").await;
+    let next = turn(&mut on_b, direct("recall", "s-1")).await;
+    assert_eq!(next.last().expect("terminal").1["turn"], 2);
+    let log = nodes.a.log();
+    assert_eq!(log.matches("redis lost").count(), 1, "{log}");
+    assert_eq!(log.matches("redis back").count(), 1, "{log}");
+    nodes.stop().await;
+    redis.kill().await;
+}
