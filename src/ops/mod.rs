@@ -1,5 +1,6 @@
-//! The ops door: `/healthz`, `/readyz`, `/stats` (JSON) and `/metrics`
-//! (Prometheus text), on the same port as everything else.
+//! The ops door: `/healthz`, `/readyz`, `/stats` (JSON), `/stats/cluster`
+//! (every node's, with Redis; `cluster.rs`) and `/metrics` (Prometheus
+//! text), on the same port as everything else.
 //!
 //! Both `/stats` and `/metrics` are rendered from one [`figures::Sample`]
 //! through one list of figures ([`figures::FIGURES`]), so they can never
