@@ -10,7 +10,9 @@
 //! /stats/cluster` listing both nodes on either; `/readyz` going 503 (with
 //! its reason, logged once) when redis-server is killed while the nodes
 //! keep streaming, and 200 again when it is restarted on the same port,
-//! without restarting the nodes.
+//! without restarting the nodes; the session bounds (messages per
+//! session, sessions per user) kept in Redis; a node killed mid-stream
+//! leaving the node table and its session's lease lapsing.
 //!
 //! Every test skips, saying so, when `redis-server` is not on PATH (CI
 //! installs it).
@@ -419,5 +421,92 @@ async fn readyz_follows_redis_and_the_nodes_recover_without_restart() {
     assert_eq!(log.matches("redis lost").count(), 1, "{log}");
     assert_eq!(log.matches("redis back").count(), 1, "{log}");
     nodes.stop().await;
+    redis.kill().await;
+}
+
+#[tokio::test]
+async fn session_bounds_hold_in_redis() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let bounds = [
+        ("STREAMGATE_SESSIONS__MAX_MESSAGES", "4"),
+        ("STREAMGATE_SESSIONS__MAX_PER_USER", "2"),
+    ];
+    let nodes = TwoNodes::start(&redis, &bounds).await;
+    let (a, b) = (nodes.a.addr, nodes.b.addr);
+    let mut on_a = connect_as(a, "gina").await;
+    let mut on_b = connect_as(b, "gina").await;
+    // Three turns on one session, alternating nodes: the oldest dropped.
+    for (i, p) in ["one", "two", "three"].iter().enumerate() {
+        let c = if i % 2 == 0 { &mut on_a } else { &mut on_b };
+        turn(c, direct(p, "s1")).await;
+    }
+    let (_, s1) = get(b, "/api/chat/sessions/s1", Some("gina")).await;
+    assert_eq!(s1["turns"], 3, "{s1}");
+    let contents: Vec<&str> = s1["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| m["content"].as_str())
+        .collect();
+    assert_eq!(contents, ["two", "re: two", "three", "re: three"]);
+    // A third session of the user evicts the least recently used (s1).
+    turn(&mut on_b, direct("x", "s2")).await;
+    turn(&mut on_a, direct("y", "s3")).await;
+    let (_, list) = get(a, "/api/chat/sessions", Some("gina")).await;
+    let ids: Vec<&str> = list["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["s3", "s2"], "{list}");
+    let (status, _) = get(b, "/api/chat/sessions/s1", Some("gina")).await;
+    assert_eq!(status, 404);
+    nodes.stop().await;
+    redis.kill().await;
+}
+
+#[tokio::test]
+async fn a_killed_node_leaves_the_table_and_frees_its_sessions() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let nodes = TwoNodes::start(&redis, &[]).await;
+    let (a, b) = (nodes.a.addr, nodes.b.addr);
+    let mut on_a = connect_as(a, "hana").await;
+    let mut on_b = connect_as(b, "hana").await;
+    let ack = on_a.emit_ack("ai:stream", direct("slow", "s-k")).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    // Wait for a token, so the stream is running on A.
+    on_a.events_until(|n, _| n == "ai:token").await;
+    let busy = on_b.emit_ack("ai:stream", direct("b too", "s-k")).await;
+    assert_eq!(busy["error"]["code"], "session_busy", "{busy}");
+    // SIGKILL: no goodbye, no release; the lease and the liveness key
+    // lapse after 3 heartbeats (200 ms each here).
+    nodes.a.kill().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let ack = on_b.emit_ack("ai:stream", direct("b now", "s-k")).await;
+        if ack["ok"] == true {
+            break;
+        }
+        assert_eq!(ack["error"]["code"], "session_busy", "{ack}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the session stayed busy"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, body) = get(b, "/stats/cluster", None).await;
+    let ids: Vec<&str> = body["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .filter_map(|n| n["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["node-b"], "{body}");
+    nodes.b.kill().await;
     redis.kill().await;
 }
