@@ -12,7 +12,7 @@
 
 use crate::auth::{AuthSetupError, Authenticator};
 use crate::clients::Clients;
-use crate::cluster::{ClusterError, Heartbeat, RedisLink, RedisStore, SharedStreamLimit};
+use crate::cluster::{ClusterError, Heartbeat, NodeMail, RedisLink, RedisStore, SharedStreamLimit};
 use crate::config::Config;
 use crate::connections::Connections;
 use crate::error::ProviderError;
@@ -59,6 +59,9 @@ pub struct Cluster {
     pub sessions: Arc<RedisStore>,
     /// `None` when `limits.streams_per_minute` is 0.
     pub streams: Option<Arc<SharedStreamLimit>>,
+    /// Clients' homes and the traffic of clients attached to another
+    /// node than their home.
+    pub mail: Arc<NodeMail>,
 }
 
 /// Why the gateway could not start.
@@ -248,11 +251,14 @@ impl Cluster {
         let l = &config.limits;
         let streams = SharedStreamLimit::new(link.clone(), l.streams_per_minute, l.streams_burst)
             .map(Arc::new);
+        let window = Duration::from_millis(config.session.reconnect_window_ms);
+        let mail = Arc::new(NodeMail::new(link.clone(), window));
         Ok(Self {
             link,
             heartbeat,
             sessions,
             streams,
+            mail,
         })
     }
 }

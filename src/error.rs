@@ -63,6 +63,9 @@ pub enum GatewayError {
     /// answered nonsense; the `String` is for logs only.
     #[error("shared store unavailable: {0}")]
     SharedStoreUnavailable(String),
+    /// The node running the stream (named, for logs) stopped beating.
+    #[error("node {0} lost")]
+    NodeLost(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -216,6 +219,7 @@ impl GatewayError {
             Self::Provider(
                 ProviderError::FirstTokenTimeout { .. } | ProviderError::IdleTimeout { .. },
             ) => "timeout",
+            Self::NodeLost(_) => "node_lost",
             Self::Internal(_) => "internal",
         }
     }
@@ -229,6 +233,7 @@ impl GatewayError {
                 | Self::StreamCapacity { .. }
                 | Self::ServerBusy { .. }
                 | Self::SharedStoreUnavailable(_)
+                | Self::NodeLost(_)
                 | Self::Provider(_)
                 | Self::Internal(_)
         )
@@ -276,6 +281,11 @@ impl GatewayError {
             Self::ServerBusy { limit, max } => server_busy_message(*limit, *max),
             Self::SharedStoreUnavailable(_) => {
                 "the gateway cannot reach its shared store (Redis) now; retry shortly".to_string()
+            }
+            Self::NodeLost(_) => {
+                "the gateway node running this stream stopped; what it had produced was \
+                 delivered; start the stream again"
+                    .to_string()
             }
             Self::DuplicateStreamId(id) => {
                 format!("streamId {id:?} is already a live stream of this client")

@@ -44,6 +44,7 @@ pub fn router(app: Arc<App>) -> (axum::Router, SocketIo) {
         .ws_max_frame_size(usize::try_from(c.max_payload_bytes).unwrap_or(usize::MAX))
         .build_layer();
     socket::register(&io);
+    socket::spawn_commands(&app);
     dialects::register(&io);
     let gate_state = Gate::new(
         TrustedProxies::new(&c.trusted_proxies),

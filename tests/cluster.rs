@@ -105,11 +105,14 @@ struct TwoNodes {
     fake: FakeOllama,
 }
 
-/// The fake Ollama's replies: `slow` (100 tokens, 20 ms apart), any other
+/// The fake Ollama's replies: `slow` (100 tokens, 20 ms apart), `long…`
+/// (120 tokens, 5 ms apart), `forever…` (100,000, 20 ms apart), any other
 /// prompt "re: " and the prompt's first 12 bytes, in two tokens.
 fn scripted(prompt: &str) -> Script {
     match prompt {
         "slow" => Script::tokens(100, 20),
+        p if p.starts_with("long") => Script::tokens(120, 5),
+        p if p.starts_with("forever") => Script::tokens(100_000, 20),
         p => Script {
             tokens: vec!["re: ".into(), p[..p.len().min(12)].into()],
             ..Script::tokens(0, 1)
@@ -507,6 +510,232 @@ async fn a_killed_node_leaves_the_table_and_frees_its_sessions() {
         .filter_map(|n| n["id"].as_str())
         .collect();
     assert_eq!(ids, ["node-b"], "{body}");
+    nodes.b.kill().await;
+    redis.kill().await;
+}
+
+/// What a client knows of one stream.
+#[derive(Default, Debug)]
+struct Seen {
+    started: bool,
+    last: u64,
+    text: String,
+    ended: Option<String>,
+    code: Option<String>,
+}
+
+/// A client that survives cuts: its id, resume token and every stream's
+/// position, each event checked against them (no gap, no duplicate).
+struct ResumingClient {
+    client_id: String,
+    token: String,
+    streams: std::collections::BTreeMap<String, Seen>,
+}
+
+impl ResumingClient {
+    fn new(c: &SioClient) -> Self {
+        Self {
+            client_id: c.connected["clientId"].as_str().expect("clientId").into(),
+            token: c.connected["resumeToken"].as_str().expect("token").into(),
+            streams: Default::default(),
+        }
+    }
+
+    fn absorb(&mut self, name: &str, p: &Value) {
+        let Some(id) = p["streamId"].as_str() else {
+            return;
+        };
+        let s = self.streams.entry(id.to_string()).or_default();
+        assert!(s.ended.is_none(), "{name} after the end of {id}: {p}");
+        match name {
+            "ai:stream:start" => {
+                assert!(!s.started, "second start for {id}");
+                s.started = true;
+            }
+            "ai:token" => {
+                let n = p["tokenCount"].as_u64().expect("tokenCount");
+                let merged = p["metadata"]["coalesced"].as_u64().unwrap_or(1);
+                assert_eq!(n - merged, s.last, "gap or duplicate on {id}: {p}");
+                s.last = n;
+                s.text.push_str(p["data"].as_str().expect("data"));
+            }
+            "ai:done" | "ai:stream:cancelled" | "ai:stream:error" => {
+                s.ended = Some(name.to_string());
+                s.code = p["code"].as_str().map(str::to_owned);
+            }
+            _ => {}
+        }
+    }
+
+    /// Read (acking every token) until `pred` holds.
+    async fn read_until(&mut self, c: &mut SioClient, pred: impl Fn(&Self) -> bool) {
+        if !self.read_within(c, Duration::from_secs(15), pred).await {
+            panic!("timed out; seen {:?}", self.streams);
+        }
+    }
+
+    /// The same, false when `within` passed first.
+    async fn read_within(
+        &mut self,
+        c: &mut SioClient,
+        within: Duration,
+        pred: impl Fn(&Self) -> bool,
+    ) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        while !pred(self) {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let Some((name, p)) = c.next_event_within(left).await else {
+                return false;
+            };
+            if name == "ai:token" {
+                c.ack_token(&p).await;
+            }
+            self.absorb(&name, &p);
+        }
+        true
+    }
+
+    /// Connect to `addr` as `sub` and resume there.
+    async fn reconnect(&mut self, addr: SocketAddr, sub: &str) -> SioClient {
+        let mut c = connect_as(addr, sub).await;
+        let streams: Vec<Value> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| s.ended.is_none())
+            .map(|(id, s)| json!({"streamId": id, "lastTokenCount": s.last}))
+            .collect();
+        let req = json!({"previousClientId": self.client_id, "resumeToken": self.token, "streams": streams});
+        c.emit("ai:reconnect", req).await;
+        loop {
+            let (name, p) = c.next_event().await.expect("reconnect answer");
+            match name.as_str() {
+                "ai:reconnect:success" => {
+                    assert_eq!(p["newClientId"], c.connected["clientId"], "{p}");
+                    self.client_id = p["newClientId"].as_str().expect("id").into();
+                    self.token = p["resumeToken"].as_str().expect("token").into();
+                    return c;
+                }
+                "ai:reconnect:failed" => panic!("resume refused: {p}"),
+                _ => self.absorb(&name, &p),
+            }
+        }
+    }
+}
+
+async fn start_stream(c: &mut SioClient, prompt: &str, id: &str) {
+    let ask =
+        json!({"prompt": prompt, "streamId": id, "provider": "ollama", "useOrchestrator": false});
+    let ack = c.emit_ack("ai:stream", ask).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+}
+
+const WINDOW: (&str, &str) = ("RECONNECT_TIMEOUT", "10000");
+
+#[tokio::test]
+async fn a_client_cut_on_one_node_resumes_on_the_other_exactly_once() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let nodes = TwoNodes::start(&redis, &[WINDOW]).await;
+    let mut c = connect_as(nodes.a.addr, "ivan").await;
+    let mut rc = ResumingClient::new(&c);
+    start_stream(&mut c, "long-one", "one").await;
+    start_stream(&mut c, "long-two", "two").await;
+    rc.read_until(&mut c, |r| {
+        r.streams.values().map(|s| s.last).sum::<u64>() >= 30
+    })
+    .await;
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // On B, then cut again and back on A, then on B again.
+    let mut c = rc.reconnect(nodes.b.addr, "ivan").await;
+    rc.read_until(&mut c, |r| {
+        r.streams.values().map(|s| s.last).sum::<u64>() >= 90
+    })
+    .await;
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut c = rc.reconnect(nodes.b.addr, "ivan").await;
+    rc.read_until(&mut c, |r| r.streams.values().all(|s| s.ended.is_some()))
+        .await;
+    for id in ["one", "two"] {
+        let s = &rc.streams[id];
+        assert_eq!(s.ended.as_deref(), Some("ai:done"), "{s:?}");
+        assert_eq!(s.text, Script::tokens(120, 5).text(), "stream {id}");
+    }
+    // The streams ran on A (one upstream request each), none on B.
+    assert_eq!(nodes.fake.log().len(), 2);
+    let (_, stats_b) = get(nodes.b.addr, "/stats", None).await;
+    assert_eq!(stats_b["streams"]["started"], 0, "{stats_b}");
+    nodes.stop().await;
+    redis.kill().await;
+}
+
+#[tokio::test]
+async fn cancel_sent_to_the_other_node_closes_the_home_upstream() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let nodes = TwoNodes::start(&redis, &[WINDOW]).await;
+    let mut c = connect_as(nodes.a.addr, "judy").await;
+    let mut rc = ResumingClient::new(&c);
+    start_stream(&mut c, "forever-1", "f1").await;
+    rc.read_until(&mut c, |r| r.streams.get("f1").is_some_and(|s| s.last >= 3))
+        .await;
+    drop(c);
+    let mut c = rc.reconnect(nodes.b.addr, "judy").await;
+    rc.read_until(&mut c, |r| r.streams["f1"].last >= 6).await;
+    c.emit("ai:cancel", json!({"streamId": "f1"})).await;
+    rc.read_until(&mut c, |r| r.streams["f1"].ended.is_some())
+        .await;
+    assert_eq!(
+        rc.streams["f1"].ended.as_deref(),
+        Some("ai:stream:cancelled")
+    );
+    let served = nodes.fake.wait_for("forever-1", |s| s.closed_early).await;
+    assert!(served.tokens_written < 100_000);
+    nodes.stop().await;
+    redis.kill().await;
+}
+
+#[tokio::test]
+async fn a_home_node_killed_ends_its_streams_with_node_lost_on_the_other() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let nodes = TwoNodes::start(&redis, &[WINDOW]).await;
+    let mut c = connect_as(nodes.a.addr, "karl").await;
+    let mut rc = ResumingClient::new(&c);
+    start_stream(&mut c, "forever-2", "f2").await;
+    rc.read_until(&mut c, |r| r.streams.get("f2").is_some_and(|s| s.last >= 3))
+        .await;
+    drop(c);
+    let mut c = rc.reconnect(nodes.b.addr, "karl").await;
+    rc.read_until(&mut c, |r| r.streams["f2"].last >= 6).await;
+    let killed = tokio::time::Instant::now();
+    nodes.a.kill().await;
+    let ended = rc
+        .read_within(&mut c, Duration::from_secs(5), |r| {
+            r.streams["f2"].ended.is_some()
+        })
+        .await;
+    assert!(
+        ended,
+        "no end after the home died; node B's log:\n{}",
+        nodes.b.log()
+    );
+    let s = &rc.streams["f2"];
+    assert_eq!(
+        (s.ended.as_deref(), s.code.as_deref()),
+        (Some("ai:stream:error"), Some("node_lost")),
+        "{s:?}"
+    );
+    // 3 heartbeats of 200 ms for the key to lapse, one more to notice.
+    assert!(
+        killed.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        killed.elapsed()
+    );
     nodes.b.kill().await;
     redis.kill().await;
 }

@@ -53,6 +53,9 @@ impl LinkState {
 /// heartbeat, the session store and the rate limit.
 pub struct RedisLink {
     conn: ConnectionManager,
+    /// For connections of their own (blocking reads must not hold up the
+    /// shared connection's other commands).
+    client: redis::Client,
     prefix: Arc<str>,
     node: Arc<str>,
     heartbeat: Duration,
@@ -77,9 +80,10 @@ impl RedisLink {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(wait);
-        let conn = ConnectionManager::new_lazy_with_config(client, settings)?;
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), settings)?;
         Ok(Self {
             conn,
+            client,
             prefix: config.key_prefix.as_str().into(),
             node: node_id(&config.node_id),
             heartbeat,
@@ -91,6 +95,20 @@ impl RedisLink {
     /// A handle to send commands on (cheap: the connection is shared).
     pub fn conn(&self) -> ConnectionManager {
         self.conn.clone()
+    }
+
+    /// A connection of its own, for one reader that blocks (`XREAD
+    /// BLOCK`): no response timeout, since a block is an answer that
+    /// takes its time.
+    pub async fn dedicated(&self) -> Result<redis::aio::MultiplexedConnection, ClusterError> {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.heartbeat.max(Duration::from_millis(200))))
+            .set_response_timeout(None);
+        let r = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await;
+        self.observe(r)
     }
 
     /// `prefix` + `name`.

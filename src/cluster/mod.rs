@@ -19,6 +19,11 @@
 //! the limit holds across nodes; when Redis cannot be reached the relay
 //! falls back to this node's own governor limiter.
 //!
+//! [`NodeMail`] (`pipe.rs`) carries a client's traffic between nodes when
+//! it reconnects on another node than its streams' home: each client's
+//! home, a command stream per node, an event stream per remote
+//! attachment; the `/ai` door (`socket/remote.rs`) gives it meaning.
+//!
 //! Data flows out of this module only through those types' methods; it
 //! never touches a client, an outbox, a socket or an upstream, and it
 //! knows no door (the ops door hands the heartbeat its figures as a
@@ -26,10 +31,12 @@
 
 mod link;
 mod nodes;
+mod pipe;
 mod rate;
 mod sessions;
 
 pub use link::{ClusterError, LinkState, RedisLink};
 pub use nodes::{FiguresSource, Heartbeat, NodeFigures, NodeTable};
+pub use pipe::{Command, Entry, NodeMail, Tail};
 pub use rate::SharedStreamLimit;
 pub use sessions::RedisStore;

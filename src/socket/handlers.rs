@@ -10,10 +10,12 @@
 
 use super::binding::Binding;
 use super::payload::{self, EventArg};
+use super::remote::{self, RemotePipe};
 use super::render::AiRender;
 use super::{reply, writer};
 use crate::app::App;
 use crate::clients::{Client, DetachReason};
+use crate::cluster::Command;
 use crate::error::{GatewayError, RateLimit};
 use crate::guard;
 use crate::protocol::{
@@ -107,6 +109,13 @@ async fn on_cancel(socket: SocketRef, TryData(arg): TryData<EventArg>) {
     };
     let result = guard::catch(event::CANCEL, || {
         let req = payload::decode::<CancelRequest>(arg)?;
+        if let Some(pipe) = RemotePipe::of(&socket).filter(|_| !client.has_stream(&req.stream_id)) {
+            pipe.forward(Command::Cancel {
+                client: pipe.client.to_string(),
+                stream_id: req.stream_id,
+            });
+            return Ok(());
+        }
         client.cancel_stream(&req.stream_id, CancelReason::Client)
     });
     if let Err(e) = result {
@@ -134,7 +143,14 @@ async fn on_ack(socket: SocketRef, TryData(arg): TryData<EventArg>) {
     }
     let result = guard::catch(event::ACK, || {
         let ack = payload::decode::<AckRequest>(arg)?;
-        client.outbox.ack(&ack.stream_id, ack.token_count);
+        match RemotePipe::of(&socket).filter(|_| !client.has_stream(&ack.stream_id)) {
+            Some(pipe) => pipe.forward(Command::Ack {
+                client: pipe.client.to_string(),
+                stream_id: ack.stream_id,
+                token_count: ack.token_count,
+            }),
+            None => client.outbox.ack(&ack.stream_id, ack.token_count),
+        }
         Ok(())
     });
     if let Err(e) = result {
@@ -148,6 +164,11 @@ async fn on_heartbeat(socket: SocketRef, TryData(arg): TryData<EventArg>) {
     };
     if let Err(e) = payload::decode::<HeartbeatRequest>(arg) {
         return reply::error(&client, &e.into(), None);
+    }
+    if let Some(pipe) = RemotePipe::of(&socket) {
+        pipe.forward(Command::Touch {
+            client: pipe.client.to_string(),
+        });
     }
     let answer = HeartbeatAck {
         active_streams: client.active_streams(),
@@ -177,10 +198,15 @@ async fn on_unknown_event(socket: SocketRef, Event(name): Event) {
 }
 
 async fn on_disconnect(socket: SocketRef, State(app): State<Arc<App>>) {
-    if let Some(b) = Binding::of(&socket) {
-        app.clients
-            .detach(&b.client, b.attachment.epoch, DetachReason::Gone);
+    let Some(b) = Binding::of(&socket) else {
+        return;
+    };
+    if let Some(pipe) = RemotePipe::of(&socket) {
+        return pipe.close(&app, &b.client);
     }
+    app.clients
+        .detach(&b.client, b.attachment.epoch, DetachReason::Gone);
+    remote::note_home(&app, &b.client, false);
 }
 
 async fn on_reconnect(
@@ -200,8 +226,12 @@ async fn on_reconnect(
     }
 }
 
-/// Resume the client `req` names on this socket, or say why not.
+/// Resume the client `req` names on this socket (through its home node
+/// when another node runs it), or say why not.
 async fn resume(app: &Arc<App>, socket: &SocketRef, fresh: &Arc<Client>, req: ReconnectRequest) {
+    if remote::attach_elsewhere(app, socket, fresh, &req).await {
+        return;
+    }
     let wanted = req.streams.map(|list| {
         list.into_iter()
             .map(|s| (s.stream_id, s.last_token_count))
@@ -238,6 +268,7 @@ async fn resume(app: &Arc<App>, socket: &SocketRef, fresh: &Arc<Client>, req: Re
             .collect(),
     };
     reply::control(&r.client, event::RECONNECT_SUCCESS, &success);
+    remote::note_home(app, &r.client, true);
     for id in &r.unknown {
         reply::error(
             &r.client,

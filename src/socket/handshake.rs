@@ -131,6 +131,8 @@ fn set_up<D: Door>(
     socket.extensions.insert(binding.clone());
     let render = D::register(socket, client);
     writer::spawn(app, socket.clone(), binding, None, render);
+    // With many nodes, a reconnect on another node must find this one.
+    super::remote::note_home(app, client, true);
     let owner = client.owner.as_ref().map(|u| u.0.clone());
     let ns = socket.ns();
     tracing::info!(client = %client.id(), sid = %socket.id, ns, user = ?owner, "client connected");

@@ -20,17 +20,26 @@
 //! attachment) in its extensions; handlers read it, never a lookup table.
 //! Each handler (`handlers`) decodes its payload, calls one engine part
 //! and answers through the client's outbox (`reply`).
+//!
+//! With many nodes, a client may reconnect on another node than the one
+//! running its streams: `remote.rs` is that node's side (find the home,
+//! tail the events it writes, forward acks and cancels), `home.rs` the
+//! home's (obey commands, resume onto a stand-in, write the events to
+//! Redis in batches).
 
 mod binding;
 mod handlers;
 mod handshake;
+mod home;
 pub mod payload;
+mod remote;
 mod render;
 mod reply;
 mod writer;
 
 pub use binding::Binding;
 pub use handshake::{Door, handshake, on_connect};
+pub use home::spawn_commands;
 pub use render::Render;
 
 use handshake::AiDoor;

@@ -52,6 +52,25 @@ pub fn emit(socket: &SocketRef, item: &Outbound) -> Result<(), SendError> {
     }
 }
 
+/// `item`'s `/ai` payload as JSON text (what `emit` would send), for a
+/// writer whose transport is not a socket (another node's, through Redis).
+pub fn payload_json(item: &Outbound) -> Result<String, serde_json::Error> {
+    match item {
+        Outbound::Stream(e) => match e {
+            StreamEvent::Start(p) => serde_json::to_string(p),
+            StreamEvent::Token(p) => serde_json::to_string(p),
+            StreamEvent::Reasoning(p) => serde_json::to_string(p),
+            StreamEvent::ToolCall(p) => serde_json::to_string(p),
+            StreamEvent::Complete(p) => serde_json::to_string(p),
+            StreamEvent::Done(p) => serde_json::to_string(p),
+            StreamEvent::Cancelled(p) => serde_json::to_string(p),
+            StreamEvent::Failed(p) => serde_json::to_string(p),
+        },
+        Outbound::Control(c) => Ok(c.payload.get().to_string()),
+        Outbound::Notice(n) => serde_json::to_string(n),
+    }
+}
+
 /// The event's name, for logs.
 pub fn name(item: &Outbound) -> &'static str {
     match item {

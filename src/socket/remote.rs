@@ -1,0 +1,278 @@
+//! The `/ai` door for a client attached here whose streams run on another
+//! node (its home): `ai:reconnect` for a client this node does not hold.
+//!
+//! [`attach_elsewhere`] finds the client's home in Redis, sends it a
+//! resume command and tails the attachment stream the home writes the
+//! client's events to, emitting each on this socket as it is (the home
+//! rendered it; positions, replay and credits are the home's). The
+//! socket keeps a [`RemotePipe`] in its extensions, so `ai:ack`,
+//! `ai:cancel` and `ai:heartbeat` for streams this node does not run go
+//! to the home as commands, and a closing socket detaches the client
+//! there. If the home's liveness key lapses, the streams still live end
+//! with `ai:stream:error` `node_lost` (retryable), after everything the
+//! home had written.
+
+use crate::app::App;
+use crate::clients::{Client, random_hex};
+use crate::cluster::{Command, NodeMail, Tail};
+use crate::error::GatewayError;
+use crate::protocol::{CancelReason, ReconnectRequest, StreamError, event};
+use serde_json::value::RawValue;
+use socketioxide::extract::SocketRef;
+use socketioxide::{SendError, SocketError};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// A socket attached here to a client at home on another node.
+#[derive(Clone)]
+pub struct RemotePipe {
+    pub home: Arc<str>,
+    /// The client's id (this connection's own id, which the home gave it).
+    pub client: Arc<str>,
+    pub att: Arc<str>,
+    mail: Arc<NodeMail>,
+}
+
+impl RemotePipe {
+    pub fn of(socket: &SocketRef) -> Option<Self> {
+        socket.extensions.get::<RemotePipe>()
+    }
+
+    /// Send `cmd` to the home, off the handler's path (acks are
+    /// cumulative and a lost one is made good by the next).
+    pub fn forward(&self, cmd: Command) {
+        let (mail, home) = (self.mail.clone(), self.home.clone());
+        tokio::spawn(async move {
+            if let Err(e) = mail.send(&home, &cmd).await {
+                tracing::debug!(home = %home, error = %e, "command to the home node not sent");
+            }
+        });
+    }
+
+    /// The socket closed: the home detaches the client (its window runs
+    /// there) and this node forgets its own client.
+    pub fn close(&self, app: &App, fresh: &Arc<Client>) {
+        self.forward(Command::Detach {
+            client: self.client.to_string(),
+            att: self.att.to_string(),
+        });
+        app.clients.forget(fresh, CancelReason::Disconnect);
+    }
+}
+
+/// Say in Redis that `client` lives here (`attached`: for as long as it
+/// is; otherwise for its reconnect window), off the caller's path;
+/// nothing without Redis.
+pub fn note_home(app: &App, client: &Client, attached: bool) {
+    let Some(cluster) = &app.cluster else { return };
+    let (mail, id) = (cluster.mail.clone(), client.id());
+    tokio::spawn(async move {
+        let _ = mail.set_home(&id, attached).await;
+    });
+}
+
+/// Resume `req` on its home node when this node does not hold the client
+/// and Redis names another home; false when it is not for another node
+/// (the local resume then answers).
+pub async fn attach_elsewhere(
+    app: &Arc<App>,
+    socket: &SocketRef,
+    fresh: &Arc<Client>,
+    req: &ReconnectRequest,
+) -> bool {
+    let Some(cluster) = &app.cluster else {
+        return false;
+    };
+    let mail = cluster.mail.clone();
+    let here = cluster.link.node().clone();
+    if fresh.active_streams() > 0 || app.clients.registry.get(&req.previous_client_id).is_some() {
+        return false;
+    }
+    let home: Arc<str> = match mail.home_of(&req.previous_client_id).await {
+        Ok(Some(h)) if *h != *here => h.into(),
+        _ => return false,
+    };
+    let att: Arc<str> = format!("{here}.{}", random_hex(8)).into();
+    let Ok(tail) = mail.attachment(&att).await else {
+        return false;
+    };
+    let resume = Command::Resume {
+        att: att.to_string(),
+        from: here.to_string(),
+        previous_client_id: req.previous_client_id.clone(),
+        resume_token: req.resume_token.clone(),
+        new_client_id: fresh.id().to_string(),
+        owner: fresh.owner.as_ref().map(|u| u.0.to_string()),
+        owner_expires_at: fresh.owner_expires_at,
+        streams: req.streams.as_ref().map(|list| {
+            list.iter()
+                .map(|s| (s.stream_id.clone(), s.last_token_count))
+                .collect()
+        }),
+    };
+    if mail.send(&home, &resume).await.is_err() {
+        return false;
+    }
+    tracing::info!(previous = %req.previous_client_id, home = %home, "client resumed through its home node");
+    let pipe = RemotePipe {
+        home,
+        client: fresh.id(),
+        att,
+        mail,
+    };
+    socket.extensions.insert(pipe.clone());
+    let attached = RemoteAttachment {
+        app: app.clone(),
+        socket: socket.clone(),
+        fresh: fresh.clone(),
+        pipe,
+        live: BTreeSet::new(),
+    };
+    app.shutdown.spawn(attached.run(tail));
+    true
+}
+
+/// Carries one attachment stream to the socket.
+struct RemoteAttachment {
+    app: Arc<App>,
+    socket: SocketRef,
+    fresh: Arc<Client>,
+    pipe: RemotePipe,
+    /// Streams started and not ended, for `node_lost`.
+    live: BTreeSet<String>,
+}
+
+/// Why a tail stopped.
+enum TailEnd {
+    /// The home ended the attachment, or the socket closed.
+    Done,
+    /// The home's liveness key lapsed.
+    HomeLost,
+}
+
+impl RemoteAttachment {
+    async fn run(mut self, mut tail: Tail) {
+        let beat = self.app.config.redis.heartbeat_interval_ms;
+        let beat = Duration::from_millis(beat);
+        let mut checked = Instant::now();
+        let root = self.app.shutdown.root.clone();
+        let end = loop {
+            let read = tokio::select! {
+                _ = root.cancelled() => break TailEnd::Done,
+                r = tail.next() => r,
+            };
+            match read {
+                Ok(entries) => {
+                    if !self.emit_all(entries).await {
+                        break TailEnd::Done;
+                    }
+                }
+                Err(_) => tokio::time::sleep(beat / 4).await,
+            }
+            if checked.elapsed() >= beat {
+                checked = Instant::now();
+                if let Ok(false) = self.pipe.mail.is_alive(&self.pipe.home).await {
+                    // What the home wrote before it died goes first.
+                    if let Ok(entries) = tail.next().await {
+                        self.emit_all(entries).await;
+                    }
+                    break TailEnd::HomeLost;
+                }
+            }
+        };
+        if let TailEnd::HomeLost = end {
+            self.lost();
+        }
+    }
+
+    /// Emit the entries in order; false once the attachment is over.
+    async fn emit_all(&mut self, entries: Vec<Vec<String>>) -> bool {
+        for fields in entries {
+            let [name, payload] = fields.as_slice() else {
+                continue;
+            };
+            if name.is_empty() {
+                return false;
+            }
+            if name == event::RECONNECT_SUCCESS {
+                // The home gave this connection's id to the client: this
+                // node's own client of that id must not answer for it.
+                self.app.clients.registry.remove(&self.fresh);
+            }
+            self.track(name, payload);
+            let Ok(raw) = RawValue::from_string(payload.clone()) else {
+                continue;
+            };
+            if !self.emit(name, &raw).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Keep `live` up to date: the streams the resume says are
+    /// `streaming`, then every stream event until its terminal one.
+    fn track(&mut self, name: &str, payload: &str) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(payload) else {
+            return;
+        };
+        if name == event::RECONNECT_SUCCESS {
+            let streams = v.get("streams").and_then(|s| s.as_array());
+            for s in streams.into_iter().flatten() {
+                if let (Some(id), Some("streaming")) = (
+                    s.get("streamId").and_then(|x| x.as_str()),
+                    s.get("state").and_then(|x| x.as_str()),
+                ) {
+                    self.live.insert(id.to_string());
+                }
+            }
+            return;
+        }
+        let Some(id) = v.get("streamId").and_then(|s| s.as_str()) else {
+            return;
+        };
+        match name {
+            event::STREAM_START => {
+                self.live.insert(id.to_string());
+            }
+            event::DONE | event::STREAM_CANCELLED | event::STREAM_ERROR => {
+                self.live.remove(id);
+            }
+            _ => {}
+        }
+    }
+
+    /// Emit one event, waiting while socketioxide's channel is full;
+    /// false when the socket is closed.
+    async fn emit(&self, name: &str, payload: &RawValue) -> bool {
+        let name = name.to_string();
+        for _ in 0..1_000 {
+            match self.socket.emit(name.clone(), payload) {
+                Ok(()) => return true,
+                Err(SendError::Socket(SocketError::InternalChannelFull)) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await
+                }
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    /// The home died: every stream still live ends with `node_lost`.
+    fn lost(&self) {
+        tracing::warn!(home = %self.pipe.home, streams = self.live.len(), "home node lost");
+        let wire = GatewayError::NodeLost(self.pipe.home.to_string()).wire();
+        for id in &self.live {
+            let failed = StreamError {
+                stream_id: id.as_str().into(),
+                code: wire.code,
+                error: wire.message.clone(),
+                retryable: wire.retryable,
+                status: wire.status,
+            };
+            let _ = self.socket.emit(event::STREAM_ERROR, &failed);
+        }
+    }
+}
