@@ -112,6 +112,7 @@ fn scripted(prompt: &str) -> Script {
     match prompt {
         "slow" => Script::tokens(100, 20),
         p if p.starts_with("long") => Script::tokens(120, 5),
+        p if p.starts_with("many") => Script::tokens(600, 3),
         p if p.starts_with("forever") => Script::tokens(100_000, 20),
         p => Script {
             tokens: vec!["re: ".into(), p[..p.len().min(12)].into()],
@@ -602,7 +603,10 @@ impl ResumingClient {
             .streams
             .iter()
             .filter(|(_, s)| s.ended.is_none())
-            .map(|(id, s)| json!({"streamId": id, "lastTokenCount": s.last}))
+            .map(|(id, s)| match s.started {
+                true => json!({"streamId": id, "lastTokenCount": s.last}),
+                false => json!({"streamId": id}),
+            })
             .collect();
         let req = json!({"previousClientId": self.client_id, "resumeToken": self.token, "streams": streams});
         c.emit("ai:reconnect", req).await;
@@ -622,7 +626,9 @@ impl ResumingClient {
     }
 }
 
-async fn start_stream(c: &mut SioClient, prompt: &str, id: &str) {
+/// Start stream `id` (known to `rc` from now on).
+async fn start_stream(c: &mut SioClient, rc: &mut ResumingClient, prompt: &str, id: &str) {
+    rc.streams.entry(id.to_string()).or_default();
     let ask =
         json!({"prompt": prompt, "streamId": id, "provider": "ollama", "useOrchestrator": false});
     let ack = c.emit_ack("ai:stream", ask).await;
@@ -639,8 +645,8 @@ async fn a_client_cut_on_one_node_resumes_on_the_other_exactly_once() {
     let nodes = TwoNodes::start(&redis, &[WINDOW]).await;
     let mut c = connect_as(nodes.a.addr, "ivan").await;
     let mut rc = ResumingClient::new(&c);
-    start_stream(&mut c, "long-one", "one").await;
-    start_stream(&mut c, "long-two", "two").await;
+    start_stream(&mut c, &mut rc, "long-one", "one").await;
+    start_stream(&mut c, &mut rc, "long-two", "two").await;
     rc.read_until(&mut c, |r| {
         r.streams.values().map(|s| s.last).sum::<u64>() >= 30
     })
@@ -679,7 +685,7 @@ async fn cancel_sent_to_the_other_node_closes_the_home_upstream() {
     let nodes = TwoNodes::start(&redis, &[WINDOW]).await;
     let mut c = connect_as(nodes.a.addr, "judy").await;
     let mut rc = ResumingClient::new(&c);
-    start_stream(&mut c, "forever-1", "f1").await;
+    start_stream(&mut c, &mut rc, "forever-1", "f1").await;
     rc.read_until(&mut c, |r| r.streams.get("f1").is_some_and(|s| s.last >= 3))
         .await;
     drop(c);
@@ -706,7 +712,7 @@ async fn a_home_node_killed_ends_its_streams_with_node_lost_on_the_other() {
     let nodes = TwoNodes::start(&redis, &[WINDOW]).await;
     let mut c = connect_as(nodes.a.addr, "karl").await;
     let mut rc = ResumingClient::new(&c);
-    start_stream(&mut c, "forever-2", "f2").await;
+    start_stream(&mut c, &mut rc, "forever-2", "f2").await;
     rc.read_until(&mut c, |r| r.streams.get("f2").is_some_and(|s| s.last >= 3))
         .await;
     drop(c);
@@ -737,5 +743,51 @@ async fn a_home_node_killed_ends_its_streams_with_node_lost_on_the_other() {
         killed.elapsed()
     );
     nodes.b.kill().await;
+    redis.kill().await;
+}
+
+#[tokio::test]
+async fn random_cuts_alternating_between_nodes_never_lose_or_repeat_a_position() {
+    use rand::{Rng, SeedableRng};
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let nodes = TwoNodes::start(&redis, &[WINDOW]).await;
+    let seed: u64 = rand::random();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut c = connect_as(nodes.a.addr, "lena").await;
+    let mut rc = ResumingClient::new(&c);
+    start_stream(&mut c, &mut rc, "many-1", "m1").await;
+    start_stream(&mut c, &mut rc, "many-2", "m2").await;
+    let total = |r: &ResumingClient| r.streams.values().map(|s| s.last).sum::<u64>();
+    let mut cuts = 0;
+    while rc.streams.values().any(|s| s.ended.is_none()) && cuts < 100 {
+        let goal = total(&rc) + rng.random_range(1..25);
+        let all_ended = |r: &ResumingClient| r.streams.values().all(|s| s.ended.is_some());
+        rc.read_until(&mut c, |r| total(r) >= goal || all_ended(r))
+            .await;
+        drop(c);
+        cuts += 1;
+        let to = if cuts % 2 == 1 {
+            nodes.b.addr
+        } else {
+            nodes.a.addr
+        };
+        c = rc.reconnect(to, "lena").await;
+    }
+    rc.read_until(&mut c, |r| r.streams.values().all(|s| s.ended.is_some()))
+        .await;
+    for id in ["m1", "m2"] {
+        let s = &rc.streams[id];
+        assert_eq!(s.ended.as_deref(), Some("ai:done"), "seed {seed}: {s:?}");
+        assert_eq!(
+            s.text,
+            Script::tokens(600, 3).text(),
+            "seed {seed}: stream {id}"
+        );
+    }
+    assert!(cuts >= 20, "seed {seed}: only {cuts} cuts");
+    eprintln!("seed {seed}: {cuts} cuts alternating between the nodes");
+    nodes.stop().await;
     redis.kill().await;
 }

@@ -206,7 +206,9 @@ async fn on_disconnect(socket: SocketRef, State(app): State<Arc<App>>) {
     }
     app.clients
         .detach(&b.client, b.attachment.epoch, DetachReason::Gone);
-    remote::note_home(&app, &b.client, false);
+    if !b.client.is_attached() {
+        remote::note_home(&app, &b.client, false);
+    }
 }
 
 async fn on_reconnect(

@@ -270,7 +270,10 @@ async fn write_remote(
     let _ = mail.write(att, &[ended()]).await;
     app.clients
         .detach(&client, attachment.epoch, DetachReason::Gone);
-    let _ = mail.set_home(&client.id(), false).await;
+    // Taken over by another connection: that one keeps the home record.
+    if !client.is_attached() {
+        let _ = mail.set_home(&client.id(), false).await;
+    }
 }
 
 /// End the attachment (`gone`) when the node the client is attached to

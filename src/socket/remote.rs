@@ -201,6 +201,10 @@ impl RemoteAttachment {
                 // node's own client of that id must not answer for it.
                 self.app.clients.registry.remove(&self.fresh);
             }
+            if name == event::RECONNECT_FAILED {
+                // Refused: this connection is this node's own client again.
+                self.socket.extensions.remove::<RemotePipe>();
+            }
             self.track(name, payload);
             let Ok(raw) = RawValue::from_string(payload.clone()) else {
                 continue;
@@ -244,20 +248,29 @@ impl RemoteAttachment {
         }
     }
 
-    /// Emit one event, waiting while socketioxide's channel is full;
-    /// false when the socket is closed.
+    /// Emit one event, waiting while socketioxide's channel is full (for
+    /// the transport's liveness window at most, as the socket writer does:
+    /// then the socket is closed); false when the socket is closed.
     async fn emit(&self, name: &str, payload: &RawValue) -> bool {
-        let name = name.to_string();
-        for _ in 0..1_000 {
-            match self.socket.emit(name.clone(), payload) {
+        let c = &self.app.config.server;
+        let liveness = Duration::from_millis(c.ping_interval_ms + c.ping_timeout_ms);
+        let since = Instant::now();
+        loop {
+            match self.socket.emit(name.to_string(), payload) {
                 Ok(()) => return true,
-                Err(SendError::Socket(SocketError::InternalChannelFull)) => {
+                Err(SendError::Socket(SocketError::InternalChannelFull))
+                    if since.elapsed() < liveness =>
+                {
                     tokio::time::sleep(Duration::from_millis(10)).await
+                }
+                Err(SendError::Socket(SocketError::InternalChannelFull)) => {
+                    tracing::info!(client = %self.pipe.client, "transport stuck; closing the socket");
+                    let _ = self.socket.clone().disconnect();
+                    return false;
                 }
                 Err(_) => return false,
             }
         }
-        false
     }
 
     /// The home died: every stream still live ends with `node_lost`.
