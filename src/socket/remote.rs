@@ -256,7 +256,7 @@ impl RemoteAttachment {
         let liveness = Duration::from_millis(c.ping_interval_ms + c.ping_timeout_ms);
         let since = Instant::now();
         loop {
-            match self.socket.emit(name.to_string(), payload) {
+            match self.socket.emit(name, payload) {
                 Ok(()) => return true,
                 Err(SendError::Socket(SocketError::InternalChannelFull))
                     if since.elapsed() < liveness =>
