@@ -88,6 +88,37 @@ impl RedisServer {
             && &buf == b"+PONG\r\n"
     }
 
+    /// `calls` of each command in `INFO commandstats` (for the printed
+    /// cost figures).
+    async fn calls(&self, commands: &[&str]) -> Vec<u64> {
+        let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await else {
+            return vec![0; commands.len()];
+        };
+        let _ = s.write_all(b"INFO commandstats\r\n").await;
+        let mut text = String::new();
+        let mut buf = vec![0u8; 65_536];
+        // One bulk reply; read until it stops coming.
+        while let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await
+        {
+            if n == 0 {
+                break;
+            }
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        commands
+            .iter()
+            .map(|c| {
+                let key = format!("cmdstat_{c}:calls=");
+                text.split(&key)
+                    .nth(1)
+                    .and_then(|rest| rest.split(',').next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0)
+            })
+            .collect()
+    }
+
     fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
@@ -653,6 +684,9 @@ async fn a_client_cut_on_one_node_resumes_on_the_other_exactly_once() {
     .await;
     drop(c);
     tokio::time::sleep(Duration::from_millis(200)).await;
+    let counted = ["xadd", "pexpire", "xread"];
+    let before = redis.calls(&counted).await;
+    let positions_before = rc.streams.values().map(|s| s.last).sum::<u64>();
     // On B, then cut again and back on A, then on B again.
     let mut c = rc.reconnect(nodes.b.addr, "ivan").await;
     rc.read_until(&mut c, |r| {
@@ -664,6 +698,15 @@ async fn a_client_cut_on_one_node_resumes_on_the_other_exactly_once() {
     let mut c = rc.reconnect(nodes.b.addr, "ivan").await;
     rc.read_until(&mut c, |r| r.streams.values().all(|s| s.ended.is_some()))
         .await;
+    let after = redis.calls(&counted).await;
+    let via_b = rc.streams.values().map(|s| s.last).sum::<u64>() - positions_before;
+    eprintln!(
+        "through node B: {via_b} positions; redis XADD {} (events and commands), \
+         write batches (PEXPIRE) {}, XREAD {}",
+        after[0] - before[0],
+        after[1] - before[1],
+        after[2] - before[2]
+    );
     for id in ["one", "two"] {
         let s = &rc.streams[id];
         assert_eq!(s.ended.as_deref(), Some("ai:done"), "{s:?}");

@@ -37,6 +37,6 @@ mod sessions;
 
 pub use link::{ClusterError, LinkState, RedisLink};
 pub use nodes::{FiguresSource, Heartbeat, NodeFigures, NodeTable};
-pub use pipe::{Command, Entry, NodeMail, Tail};
+pub use pipe::{Command, Entry, NodeMail, Tail, batch_of};
 pub use rate::SharedStreamLimit;
 pub use sessions::RedisStore;

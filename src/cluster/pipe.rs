@@ -8,8 +8,8 @@
 //! {node}` is a Redis stream of [`Command`]s to that node (resume, ack,
 //! cancel, touch, detach), read by one blocking reader per node.
 //! `{prefix}att:{id}` is a Redis stream per remote attachment: the home
-//! node writes the client's rendered events into it in batches (one
-//! pipeline per batch, not one round trip per token), the attached node
+//! node writes the client's rendered events into it in batches (one entry
+//! and one round trip per batch, not per token), the attached node
 //! tails it with `XREAD BLOCK` and trims what it has read. Credits still
 //! hold the home node back: deltas leave its outbox only while the
 //! client's acks (forwarded as commands) allow, so the attachment stream
@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Entries an attachment stream keeps at most (approximately).
+/// Entries (batches) an attachment stream keeps at most (approximately).
 const ATTACHMENT_CAP: usize = 4_096;
 /// Commands a node's stream keeps at most (approximately).
 const COMMANDS_CAP: usize = 10_000;
@@ -135,26 +135,34 @@ impl NodeMail {
         self.link.observe(r)
     }
 
-    /// Append `batch` to attachment `att`, in one round trip.
+    /// Append `batch` to attachment `att` as one entry (a JSON array of
+    /// `[name, payload]`), in one round trip.
     pub async fn write(&self, att: &str, batch: &[Entry]) -> Result<(), ClusterError> {
         let key = self.link.key(&format!("att:{att}"));
-        let mut pipe = redis::pipe();
-        for (name, payload) in batch {
-            pipe.cmd("XADD")
-                .arg(&key)
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(ATTACHMENT_CAP)
-                .arg("*")
-                .arg("e")
-                .arg(name)
-                .arg("p")
-                .arg(payload)
-                .ignore();
+        let mut body = String::from("[");
+        for (i, (name, payload)) in batch.iter().enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            let name =
+                serde_json::to_string(name).map_err(|e| ClusterError::Data(e.to_string()))?;
+            body.push_str(&format!("[{name},{payload}]"));
         }
-        pipe.pexpire(&key, self.reconnect_window.as_millis() as i64 + 60_000)
-            .ignore();
-        let r: redis::RedisResult<()> = pipe.query_async(&mut self.link.conn()).await;
+        body.push(']');
+        let r: redis::RedisResult<()> = redis::pipe()
+            .cmd("XADD")
+            .arg(&key)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(ATTACHMENT_CAP)
+            .arg("*")
+            .arg("b")
+            .arg(body)
+            .ignore()
+            .pexpire(&key, self.reconnect_window.as_millis() as i64 + 60_000)
+            .ignore()
+            .query_async(&mut self.link.conn())
+            .await;
         self.link.observe(r)
     }
 
@@ -232,6 +240,14 @@ impl Tail {
         }
         Ok(out)
     }
+}
+
+/// The events of one attachment entry, as [`NodeMail::write`] wrote them.
+pub fn batch_of(fields: &[String]) -> Vec<(String, Box<serde_json::value::RawValue>)> {
+    fields
+        .first()
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or_default()
 }
 
 impl Command {

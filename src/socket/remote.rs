@@ -14,7 +14,7 @@
 
 use crate::app::App;
 use crate::clients::{Client, random_hex};
-use crate::cluster::{Command, NodeMail, Tail};
+use crate::cluster::{Command, NodeMail, Tail, batch_of};
 use crate::error::GatewayError;
 use crate::protocol::{CancelReason, ReconnectRequest, StreamError, event};
 use serde_json::value::RawValue;
@@ -187,33 +187,35 @@ impl RemoteAttachment {
         }
     }
 
-    /// Emit the entries in order; false once the attachment is over.
+    /// Emit the entries' events in order; false once the attachment is
+    /// over.
     async fn emit_all(&mut self, entries: Vec<Vec<String>>) -> bool {
         for fields in entries {
-            let [name, payload] = fields.as_slice() else {
-                continue;
-            };
-            if name.is_empty() {
-                return false;
-            }
-            if name == event::RECONNECT_SUCCESS {
-                // The home gave this connection's id to the client: this
-                // node's own client of that id must not answer for it.
-                self.app.clients.registry.remove(&self.fresh);
-            }
-            if name == event::RECONNECT_FAILED {
-                // Refused: this connection is this node's own client again.
-                self.socket.extensions.remove::<RemotePipe>();
-            }
-            self.track(name, payload);
-            let Ok(raw) = RawValue::from_string(payload.clone()) else {
-                continue;
-            };
-            if !self.emit(name, &raw).await {
-                return false;
+            for (name, payload) in batch_of(&fields) {
+                if name.is_empty() {
+                    return false;
+                }
+                self.note(&name);
+                self.track(&name, payload.get());
+                if !self.emit(&name, &payload).await {
+                    return false;
+                }
             }
         }
         true
+    }
+
+    /// What the home's answer to the resume means for this node.
+    fn note(&self, name: &str) {
+        if name == event::RECONNECT_SUCCESS {
+            // The home gave this connection's id to the client: this
+            // node's own client of that id must not answer for it.
+            self.app.clients.registry.remove(&self.fresh);
+        }
+        if name == event::RECONNECT_FAILED {
+            // Refused: this connection is this node's own client again.
+            self.socket.extensions.remove::<RemotePipe>();
+        }
     }
 
     /// Keep `live` up to date: the streams the resume says are
