@@ -834,3 +834,49 @@ async fn random_cuts_alternating_between_nodes_never_lose_or_repeat_a_position()
     nodes.stop().await;
     redis.kill().await;
 }
+
+#[tokio::test]
+async fn a_refused_resume_on_the_other_node_says_why_and_leaves_the_connection_its_own() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let nodes = TwoNodes::start(&redis, &[WINDOW]).await;
+    let c = connect_as(nodes.a.addr, "mona").await;
+    let id = c.connected["clientId"].as_str().expect("id").to_string();
+    let token = c.connected["resumeToken"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    drop(c);
+    for (sub, token, reason) in [
+        ("mona", "wrong-token", "forbidden"),
+        ("nina", token.as_str(), "forbidden"),
+    ] {
+        let mut b = connect_as(nodes.b.addr, sub).await;
+        let req = json!({"previousClientId": id, "resumeToken": token});
+        b.emit("ai:reconnect", req).await;
+        let failed = b
+            .events_until(|n, _| n == "ai:reconnect:failed")
+            .await
+            .pop()
+            .expect("failed")
+            .1;
+        assert_eq!(failed["reason"], reason, "{failed}");
+        // The connection is node B's own client: its streams run on B.
+        let events = turn(
+            &mut b,
+            json!({"prompt": "on b", "provider": "ollama", "useOrchestrator": false}),
+        )
+        .await;
+        assert_eq!(events.last().expect("terminal").0, "ai:done");
+    }
+    // The right token still works after the refusals (they spend nothing).
+    let mut rc = ResumingClient {
+        client_id: id,
+        token,
+        streams: Default::default(),
+    };
+    rc.reconnect(nodes.b.addr, "mona").await;
+    nodes.stop().await;
+    redis.kill().await;
+}

@@ -16,7 +16,7 @@ use crate::app::App;
 use crate::clients::{Client, random_hex};
 use crate::cluster::{Command, NodeMail, Tail, batch_of};
 use crate::error::GatewayError;
-use crate::protocol::{CancelReason, ReconnectRequest, StreamError, event};
+use crate::protocol::{CancelReason, ReconnectFailed, ReconnectRequest, StreamError, event};
 use serde_json::value::RawValue;
 use socketioxide::extract::SocketRef;
 use socketioxide::{SendError, SocketError};
@@ -98,20 +98,7 @@ pub async fn attach_elsewhere(
     let Ok(tail) = mail.attachment(&att).await else {
         return false;
     };
-    let resume = Command::Resume {
-        att: att.to_string(),
-        from: here.to_string(),
-        previous_client_id: req.previous_client_id.clone(),
-        resume_token: req.resume_token.clone(),
-        new_client_id: fresh.id().to_string(),
-        owner: fresh.owner.as_ref().map(|u| u.0.to_string()),
-        owner_expires_at: fresh.owner_expires_at,
-        streams: req.streams.as_ref().map(|list| {
-            list.iter()
-                .map(|s| (s.stream_id.clone(), s.last_token_count))
-                .collect()
-        }),
-    };
+    let resume = resume_command(req, fresh, &att, &here);
     if mail.send(&home, &resume).await.is_err() {
         return false;
     }
@@ -128,11 +115,35 @@ pub async fn attach_elsewhere(
         socket: socket.clone(),
         fresh: fresh.clone(),
         pipe,
+        previous_client_id: req.previous_client_id.clone(),
+        answered: false,
         live: BTreeSet::new(),
     };
     app.shutdown.spawn(attached.run(tail));
     true
 }
+
+/// The command that asks the home to resume `req` onto this connection.
+fn resume_command(req: &ReconnectRequest, fresh: &Client, att: &str, here: &str) -> Command {
+    Command::Resume {
+        att: att.to_string(),
+        from: here.to_string(),
+        previous_client_id: req.previous_client_id.clone(),
+        resume_token: req.resume_token.clone(),
+        new_client_id: fresh.id().to_string(),
+        owner: fresh.owner.as_ref().map(|u| u.0.to_string()),
+        owner_expires_at: fresh.owner_expires_at,
+        streams: req.streams.as_ref().map(|list| {
+            list.iter()
+                .map(|s| (s.stream_id.clone(), s.last_token_count))
+                .collect()
+        }),
+    }
+}
+
+/// How long the home has to answer a resume before the client is told
+/// `unknown`.
+const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 
 /// Carries one attachment stream to the socket.
 struct RemoteAttachment {
@@ -140,6 +151,9 @@ struct RemoteAttachment {
     socket: SocketRef,
     fresh: Arc<Client>,
     pipe: RemotePipe,
+    previous_client_id: String,
+    /// The home has answered the resume (success or failure).
+    answered: bool,
     /// Streams started and not ended, for `node_lost`.
     live: BTreeSet<String>,
 }
@@ -150,6 +164,8 @@ enum TailEnd {
     Done,
     /// The home's liveness key lapsed.
     HomeLost,
+    /// The home never answered the resume.
+    NoAnswer,
 }
 
 impl RemoteAttachment {
@@ -157,8 +173,12 @@ impl RemoteAttachment {
         let beat = self.app.config.redis.heartbeat_interval_ms;
         let beat = Duration::from_millis(beat);
         let mut checked = Instant::now();
+        let asked = Instant::now();
         let root = self.app.shutdown.root.clone();
         let end = loop {
+            if !self.answered && asked.elapsed() > ANSWER_WITHIN {
+                break TailEnd::NoAnswer;
+            }
             let read = tokio::select! {
                 _ = root.cancelled() => break TailEnd::Done,
                 r = tail.next() => r,
@@ -182,8 +202,10 @@ impl RemoteAttachment {
                 }
             }
         };
-        if let TailEnd::HomeLost = end {
-            self.lost();
+        match end {
+            TailEnd::HomeLost if self.answered => self.lost(),
+            TailEnd::HomeLost | TailEnd::NoAnswer => self.refuse(),
+            TailEnd::Done => {}
         }
     }
 
@@ -206,7 +228,10 @@ impl RemoteAttachment {
     }
 
     /// What the home's answer to the resume means for this node.
-    fn note(&self, name: &str) {
+    fn note(&mut self, name: &str) {
+        if name == event::RECONNECT_SUCCESS || name == event::RECONNECT_FAILED {
+            self.answered = true;
+        }
         if name == event::RECONNECT_SUCCESS {
             // The home gave this connection's id to the client: this
             // node's own client of that id must not answer for it.
@@ -273,6 +298,18 @@ impl RemoteAttachment {
                 Err(_) => return false,
             }
         }
+    }
+
+    /// The home did not answer (or died first): the resume fails as for a
+    /// client no node holds, and this connection is this node's own again.
+    fn refuse(&self) {
+        tracing::warn!(home = %self.pipe.home, "home node did not answer a resume");
+        self.socket.extensions.remove::<RemotePipe>();
+        let failed = ReconnectFailed {
+            previous_client_id: self.previous_client_id.clone(),
+            reason: "unknown",
+        };
+        let _ = self.socket.emit(event::RECONNECT_FAILED, &failed);
     }
 
     /// The home died: every stream still live ends with `node_lost`.
