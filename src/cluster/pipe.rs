@@ -122,14 +122,20 @@ impl NodeMail {
 
     pub async fn send(&self, node: &str, cmd: &Command) -> Result<(), ClusterError> {
         let body = serde_json::to_string(cmd).map_err(|e| ClusterError::Data(e.to_string()))?;
-        let r: redis::RedisResult<()> = redis::cmd("XADD")
-            .arg(self.link.key(&format!("cmd:{node}")))
+        let key = self.link.key(&format!("cmd:{node}"));
+        // A node that is gone for a day leaves no command stream behind.
+        let r: redis::RedisResult<()> = redis::pipe()
+            .cmd("XADD")
+            .arg(&key)
             .arg("MAXLEN")
             .arg("~")
             .arg(COMMANDS_CAP)
             .arg("*")
             .arg("c")
             .arg(body)
+            .ignore()
+            .pexpire(&key, 86_400_000)
+            .ignore()
             .query_async(&mut self.link.conn())
             .await;
         self.link.observe(r)
@@ -166,10 +172,27 @@ impl NodeMail {
         self.link.observe(r)
     }
 
-    /// A reader of this node's commands, from now on.
+    /// A reader of this node's commands, from now on: after the newest
+    /// entry there is now (`$` would mean "after the newest" anew at each
+    /// read, and lose what came in between two reads).
     pub async fn commands(&self) -> Result<Tail, ClusterError> {
         let key = self.link.key(&format!("cmd:{}", self.link.node()));
-        Tail::open(self.link.clone(), key, "$".into(), false).await
+        type Newest = Vec<(String, Vec<String>)>;
+        let r: redis::RedisResult<Newest> = redis::cmd("XREVRANGE")
+            .arg(&key)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut self.link.conn())
+            .await;
+        let from = self
+            .link
+            .observe(r)?
+            .into_iter()
+            .next()
+            .map_or_else(|| "0-0".to_string(), |(id, _)| id);
+        Tail::open(self.link.clone(), key, from, false).await
     }
 
     /// A reader of attachment `att` from its start, trimming what it read.
