@@ -54,6 +54,10 @@ pub struct Stats {
     pub resumes_succeeded: AtomicU64,
     pub resumes_failed: AtomicU64,
     pub tokens_replayed: AtomicU64,
+    /// Batches this node wrote for clients attached to another node
+    /// (one Redis round trip each), and the events in them.
+    pub remote_batches: AtomicU64,
+    pub remote_events: AtomicU64,
     pub streams_active: AtomicU64,
     pub streams_started: AtomicU64,
     pub streams_completed: AtomicU64,

@@ -200,6 +200,16 @@ pub const FIGURES: &[Figure] = &[
         "streamgate_tokens_replayed_total",
         stat!(tokens_replayed),
     ),
+    counter(
+        "resume.remoteBatches",
+        "streamgate_remote_batches_total",
+        stat!(remote_batches),
+    ),
+    counter(
+        "resume.remoteEvents",
+        "streamgate_remote_events_total",
+        stat!(remote_events),
+    ),
     gauge(
         "backpressure.engagedClients",
         "streamgate_backpressure_engaged_clients",

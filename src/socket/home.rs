@@ -26,6 +26,7 @@ use crate::protocol::{CancelReason, ReconnectFailed, ReconnectSuccess, ResumedSt
 use dashmap::DashMap;
 use futures_util::FutureExt;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -256,6 +257,10 @@ async fn write_remote(
         }
         let entries: Vec<Entry> = batch.iter().filter_map(rendered).collect();
         if mail.write(att, &entries).await.is_ok() {
+            app.stats.remote_batches.fetch_add(1, Relaxed);
+            app.stats
+                .remote_events
+                .fetch_add(entries.len() as u64, Relaxed);
             for item in batch {
                 reader.sent(item);
             }
