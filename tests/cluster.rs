@@ -144,6 +144,7 @@ fn scripted(prompt: &str) -> Script {
         "slow" => Script::tokens(100, 20),
         p if p.starts_with("long") => Script::tokens(120, 5),
         p if p.starts_with("many") => Script::tokens(600, 3),
+        p if p.starts_with("flood") => Script::sized(50_000, 64, 0),
         p if p.starts_with("forever") => Script::tokens(100_000, 20),
         p => Script {
             tokens: vec!["re: ".into(), p[..p.len().min(12)].into()],
@@ -881,6 +882,78 @@ async fn a_refused_resume_on_the_other_node_says_why_and_leaves_the_connection_i
         streams: Default::default(),
     };
     rc.reconnect(nodes.b.addr, "mona").await;
+    nodes.stop().await;
+    redis.kill().await;
+}
+
+/// `redis-cli` on the test's server: the output lines of `args`.
+fn redis_cli(port: u16, args: &[&str]) -> Vec<String> {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Bytes Redis holds for every remote attachment stream now.
+fn attachment_bytes(port: u16) -> u64 {
+    let keys = redis_cli(port, &["--scan", "--pattern", "sg:att:*"]);
+    keys.iter()
+        .filter(|k| !k.is_empty())
+        .map(|k| {
+            redis_cli(port, &["MEMORY", "USAGE", k])
+                .first()
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn a_stalled_client_on_the_other_node_holds_the_home_and_redis_under_the_caps() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let nodes = TwoNodes::start(&redis, &[WINDOW]).await;
+    let mut c = connect_as(nodes.a.addr, "olga").await;
+    let mut rc = ResumingClient::new(&c);
+    start_stream(&mut c, &mut rc, "flood-1", "fl").await;
+    rc.read_until(&mut c, |r| r.streams["fl"].last >= 10).await;
+    drop(c);
+    let mut c = rc.reconnect(nodes.b.addr, "olga").await;
+    // Attached to B, reading nothing and acking nothing for 2 s, while
+    // the upstream could send 50,000 tokens of 64 bytes at once.
+    let (mut largest_bytes, mut largest_replay, mut in_redis) = (0, 0, 0);
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (_, stats) = get(nodes.a.addr, "/stats", None).await;
+        let q = &stats["queues"];
+        largest_bytes = largest_bytes.max(q["largestBytes"].as_u64().unwrap_or(0));
+        largest_replay = largest_replay.max(q["largestReplayBytes"].as_u64().unwrap_or(0));
+        in_redis = in_redis.max(attachment_bytes(redis.port));
+    }
+    eprintln!(
+        "stalled on B: home queue {largest_bytes} B, home replay {largest_replay} B, \
+         redis attachment {in_redis} B"
+    );
+    assert!(largest_bytes <= 1_048_576, "queue {largest_bytes}");
+    assert!(largest_replay <= 1_048_576, "replay {largest_replay}");
+    // An ack window (256 events) of 64-byte tokens, with their JSON.
+    assert!(in_redis <= 256 * 1024, "redis {in_redis}");
+    // Reading again: every position exactly once, then a cancel ends it.
+    rc.read_until(&mut c, |r| r.streams["fl"].last >= 2_000)
+        .await;
+    c.emit("ai:cancel", json!({"streamId": "fl"})).await;
+    rc.read_until(&mut c, |r| r.streams["fl"].ended.is_some())
+        .await;
+    assert_eq!(
+        rc.streams["fl"].ended.as_deref(),
+        Some("ai:stream:cancelled")
+    );
     nodes.stop().await;
     redis.kill().await;
 }
