@@ -957,3 +957,29 @@ async fn a_stalled_client_on_the_other_node_holds_the_home_and_redis_under_the_c
     nodes.stop().await;
     redis.kill().await;
 }
+
+#[tokio::test]
+async fn when_the_attached_node_dies_the_client_resumes_at_home_exactly_once() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let nodes = TwoNodes::start(&redis, &[WINDOW]).await;
+    let mut c = connect_as(nodes.a.addr, "pia").await;
+    let mut rc = ResumingClient::new(&c);
+    start_stream(&mut c, &mut rc, "long-p", "p").await;
+    rc.read_until(&mut c, |r| r.streams["p"].last >= 10).await;
+    drop(c);
+    let mut c = rc.reconnect(nodes.b.addr, "pia").await;
+    rc.read_until(&mut c, |r| r.streams["p"].last >= 40).await;
+    nodes.b.kill().await;
+    drop(c);
+    // Back on A (the home) with the token B's resume gave.
+    let mut c = rc.reconnect(nodes.a.addr, "pia").await;
+    rc.read_until(&mut c, |r| r.streams["p"].ended.is_some())
+        .await;
+    let s = &rc.streams["p"];
+    assert_eq!(s.ended.as_deref(), Some("ai:done"), "{s:?}");
+    assert_eq!(s.text, Script::tokens(120, 5).text());
+    nodes.a.kill().await;
+    redis.kill().await;
+}
