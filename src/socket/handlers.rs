@@ -6,7 +6,10 @@
 //! part, and answers through [`reply`]. Over the budget, only the first
 //! refusal of a run is answered with `ai:error` (an `ai:stream` asked for
 //! an acknowledgement always gets one). The fallible part runs under
-//! [`guard`], so a panic answers `internal` for that request only.
+//! [`guard`], so a panic answers `internal` for that request only. On a
+//! socket attached to a client at home on another node (a
+//! [`RemotePipe`]), `ai:ack`, `ai:cancel` and `ai:heartbeat` for streams
+//! this node does not run go to the home instead.
 
 use super::binding::Binding;
 use super::payload::{self, EventArg};
