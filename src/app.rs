@@ -15,6 +15,7 @@ use crate::error::ProviderError;
 use crate::orchestrator::Orchestrator;
 use crate::orchestrator::agents::AgentsError;
 use crate::outbox::OutboxSettings;
+use crate::outbox::replay::ReplayCaps;
 use crate::protocol::{BackpressurePolicy, RequestBounds};
 use crate::rate_limit::RateLimits;
 use crate::relay::{Relay, StreamSettings};
@@ -111,8 +112,11 @@ impl App {
             ack_window: bp.ack_window as u64,
             policy,
             slow_timeout: Duration::from_millis(bp.slow_client_timeout_ms),
-            replay_tokens: self.config.session.replay_buffer_tokens,
-            replay_bytes: self.config.session.replay_buffer_bytes,
+            replay: ReplayCaps {
+                deltas: self.config.session.replay_buffer_tokens,
+                bytes: self.config.session.replay_buffer_bytes,
+                unacked_bytes: self.config.session.replay_unacked_bytes,
+            },
         }
     }
 

@@ -102,6 +102,12 @@ pub struct ServerConfig {
     /// socketioxide's per-connection buffer of packets.
     #[validate(range(min = 8, message = "must be at least 8"))]
     pub socket_buffer: usize,
+    /// The WebSocket read buffer each connection holds for its whole life
+    /// (tungstenite allocates it up front; a larger frame grows it while
+    /// it is read). Clients send small frames (acks, heartbeats), so a
+    /// small one saves memory per idle connection.
+    #[validate(range(min = 256, message = "must be at least 256"))]
+    pub ws_read_buffer_bytes: usize,
     /// How long shutdown waits for streams to send their terminal events.
     pub shutdown_grace_ms: u64,
 }
@@ -137,6 +143,10 @@ pub struct SessionConfig {
     /// resume can send again what a dropped connection swallowed.
     pub replay_buffer_tokens: usize,
     pub replay_buffer_bytes: usize,
+    /// The byte cap while a client has never sent `ai:ack`: nothing it
+    /// says bounds the records, which every stream of every such client
+    /// would otherwise fill.
+    pub replay_unacked_bytes: usize,
 }
 
 /// Conversations the gateway keeps (`sessionId` on `ai:stream`): the
@@ -324,6 +334,7 @@ impl Default for ServerConfig {
             ping_interval_ms: 25_000,
             ping_timeout_ms: 20_000,
             socket_buffer: 128,
+            ws_read_buffer_bytes: 1024,
             shutdown_grace_ms: 2_000,
         }
     }
@@ -352,6 +363,7 @@ impl Default for SessionConfig {
             reconnect_window_ms: 30_000,
             replay_buffer_tokens: 1_024,
             replay_buffer_bytes: 262_144,
+            replay_unacked_bytes: 32_768,
         }
     }
 }

@@ -7,7 +7,7 @@ use super::credits::Credits;
 use super::event::{Control, StreamEvent};
 use super::pressure::{Admit, Episode, Load, admit};
 use super::queue::Queues;
-use super::replay::{MemoryReplay, ReplayLog};
+use super::replay::{MemoryReplay, ReplayCaps, ReplayLog};
 use crate::protocol::{Backpressure, BackpressurePolicy, Token};
 use crate::telemetry::Stats;
 use std::sync::atomic::Ordering::Relaxed;
@@ -37,8 +37,7 @@ pub struct OutboxSettings {
     pub policy: BackpressurePolicy,
     pub slow_timeout: Duration,
     /// Per stream: sent deltas kept for replay on resume.
-    pub replay_tokens: usize,
-    pub replay_bytes: usize,
+    pub replay: ReplayCaps,
 }
 
 /// Control events past this many queued are dropped: a client flooding
@@ -69,10 +68,7 @@ impl State {
             episode: Episode::default(),
             returned_notice: None,
             dropped: 0,
-            replay: Box::new(MemoryReplay::new(
-                settings.replay_tokens,
-                settings.replay_bytes,
-            )),
+            replay: Box::new(MemoryReplay::new(settings.replay)),
             detached: false,
             closed: false,
             flushing: false,
@@ -210,12 +206,12 @@ impl ClientOutbox {
                 self.stats.tokens_dropped.fetch_add(1, Relaxed);
                 return Ok(Pushed::Dropped);
             }
-            Admit::Merge => match s.queues.merge_into_last(t) {
+            Admit::Merge => match s.queues.merge_into_last(StreamEvent::Token(t)) {
                 Ok(()) => {
                     self.stats.tokens_coalesced.fetch_add(1, Relaxed);
                     return Ok(Pushed::Coalesced);
                 }
-                Err(t) => s.queues.push_stream(StreamEvent::Token(t)),
+                Err(e) => s.queues.push_stream(e),
             },
             Admit::Wait => return Err((t, s.detached)),
         }

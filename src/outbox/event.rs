@@ -12,6 +12,7 @@
 
 use crate::protocol::{
     Backpressure, Done, StreamCancelled, StreamComplete, StreamError, StreamStart, Token,
+    TokenMetadata,
 };
 use serde_json::value::RawValue;
 use std::sync::Arc;
@@ -77,6 +78,41 @@ impl StreamEvent {
 
     pub fn is_delta(&self) -> bool {
         matches!(self, Self::Token(_))
+    }
+
+    /// The one merge rule: may this queued event absorb `next`, queued
+    /// right behind it, into one event (the protocol's coalesced form,
+    /// lossless)? Consecutive text deltas of one stream may. Both the
+    /// coalesce policy (at push) and a writer's take ask this.
+    pub fn may_absorb(&self, next: &StreamEvent) -> bool {
+        matches!((self, next), (Self::Token(a), Self::Token(b)) if a.stream_id == b.stream_id)
+    }
+
+    /// Absorb `next` if [`may_absorb`](Self::may_absorb) allows it: its
+    /// text appended, its position taken, the pieces summed; otherwise
+    /// `next` is handed back.
+    pub fn absorb(&mut self, next: StreamEvent) -> Result<(), StreamEvent> {
+        if !self.may_absorb(&next) {
+            return Err(next);
+        }
+        let pieces = self.pieces() + next.pieces();
+        match (self, next) {
+            (Self::Token(last), Self::Token(t)) => {
+                last.data.push_str(&t.data);
+                last.token_count = t.token_count;
+                last.metadata = Some(TokenMetadata { coalesced: pieces });
+                Ok(())
+            }
+            (_, next) => Err(next),
+        }
+    }
+
+    /// Bytes of text a delta carries (0 for other events).
+    pub fn text_len(&self) -> usize {
+        match self {
+            Self::Token(t) => t.data.len(),
+            _ => 0,
+        }
     }
 
     /// The stream's last event: nothing of it follows.

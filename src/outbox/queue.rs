@@ -11,13 +11,35 @@
 
 use super::credits::StreamCredits;
 use super::event::{Control, Outcome, StreamEvent};
-use crate::protocol::{Token, TokenMetadata};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 /// Ended streams whose queues (and replay records) are kept for a resume,
 /// per client.
 pub const ENDED_KEPT: usize = 32;
+
+/// How much a writer's take may merge into one event: the pieces it may
+/// carry (the credits left) and the bytes of text.
+#[derive(Debug, Clone, Copy)]
+pub struct MergeLimit {
+    pub pieces: u64,
+    pub bytes: usize,
+}
+
+impl MergeLimit {
+    /// Take one event as it was queued.
+    pub const NONE: Self = Self {
+        pieces: 0,
+        bytes: 0,
+    };
+
+    /// May `event` absorb `next` and stay within the limit?
+    fn allows(&self, event: &StreamEvent, next: &StreamEvent) -> bool {
+        event.may_absorb(next)
+            && event.pieces() + next.pieces() <= self.pieces
+            && event.text_len() + next.text_len() <= self.bytes
+    }
+}
 
 /// One stream's queue and what the outbox knows of the stream.
 #[derive(Default)]
@@ -106,30 +128,29 @@ impl Queues {
         }
     }
 
-    /// Merge `token` into its stream's last queued event, if that is a
-    /// token; otherwise hand it back.
-    pub fn merge_into_last(&mut self, token: Token) -> Result<(), Token> {
-        let Some(StreamEvent::Token(last)) = self
-            .streams
-            .get_mut(&token.stream_id)
-            .and_then(|q| q.items.back_mut())
-        else {
-            return Err(token);
+    /// Merge `delta` into its stream's last queued event, if that may
+    /// absorb it ([`StreamEvent::may_absorb`]); otherwise hand it back.
+    pub fn merge_into_last(&mut self, delta: StreamEvent) -> Result<(), StreamEvent> {
+        let Some(q) = self.streams.get_mut(delta.stream_id()) else {
+            return Err(delta);
         };
-        let pieces = last.metadata.as_ref().map_or(1, |m| m.coalesced) + 1;
-        last.data.push_str(&token.data);
-        last.token_count = token.token_count;
-        last.metadata = Some(TokenMetadata { coalesced: pieces });
-        self.bytes += token.data.len();
-        if let Some(q) = self.streams.get_mut(&token.stream_id) {
-            q.position = token.token_count;
+        let Some(last) = q.items.back_mut() else {
+            return Err(delta);
+        };
+        let (added, position) = (delta.text_len(), delta.position());
+        last.absorb(delta)?;
+        if let Some(p) = position {
+            q.position = p;
         }
+        self.bytes += added;
         Ok(())
     }
 
     /// The next stream event in round-robin order; a stream whose next
-    /// event is a delta is skipped unless `deltas_allowed`.
-    pub fn pop_stream(&mut self, deltas_allowed: bool) -> Option<StreamEvent> {
+    /// event is a delta is skipped unless `deltas_allowed`. The deltas
+    /// queued right behind a taken delta are merged into it within
+    /// `merge` (several tokens already waiting go out as one event).
+    pub fn pop_stream(&mut self, deltas_allowed: bool, merge: MergeLimit) -> Option<StreamEvent> {
         for _ in 0..self.ring.len() {
             let id = self.ring.pop_front()?;
             let Some(q) = self.streams.get_mut(&id) else {
@@ -139,13 +160,32 @@ impl Queues {
                 self.ring.push_back(id);
                 continue;
             }
-            let Some(event) = q.items.pop_front() else {
+            let Some(mut event) = q.items.pop_front() else {
                 continue;
             };
+            let (mut events, mut weight) = (1, event.weight());
+            while q
+                .items
+                .front()
+                .is_some_and(|next| merge.allows(&event, next))
+            {
+                let Some(next) = q.items.pop_front() else {
+                    break;
+                };
+                let w = next.weight();
+                match event.absorb(next) {
+                    Ok(()) => (events, weight) = (events + 1, weight + w),
+                    Err(next) => {
+                        q.items.push_front(next);
+                        break;
+                    }
+                }
+            }
             if !q.items.is_empty() {
                 self.ring.push_back(id);
             }
-            self.count_out(event.weight());
+            self.events -= events;
+            self.bytes = self.bytes.saturating_sub(weight);
             return Some(event);
         }
         None

@@ -6,7 +6,10 @@
 //! stream's record up to the acknowledged position (with credits on, that
 //! bounds a record by the ack window). Without acks a record keeps the
 //! newest `max_tokens` deltas / `max_bytes` bytes; older ones are taken as
-//! delivered. Entries are stored exactly as sent (coalesced events
+//! delivered. A client that has never acked keeps less
+//! (`max_unacked_bytes`): nothing it says bounds its records, so they are
+//! only a guess at what a dropped connection swallowed, held for every
+//! stream it has. Entries are stored exactly as sent (coalesced events
 //! included) and keyed by position, so a client's `lastTokenCount`, which is
 //! always the position of an event it received, falls on an entry boundary.
 //!
@@ -48,21 +51,39 @@ struct Record {
     bytes: usize,
 }
 
+/// How much one stream's record keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplayCaps {
+    pub deltas: usize,
+    pub bytes: usize,
+    /// The byte cap while the client has never acked.
+    pub unacked_bytes: usize,
+}
+
 /// The in-memory store of one client.
 pub struct MemoryReplay {
     records: HashMap<Arc<str>, Record>,
-    max_deltas: usize,
-    max_bytes: usize,
+    caps: ReplayCaps,
+    /// The client has acked at least once (its acks trim the records).
+    acked: bool,
     bytes: usize,
 }
 
 impl MemoryReplay {
-    pub fn new(max_deltas: usize, max_bytes: usize) -> Self {
+    pub fn new(caps: ReplayCaps) -> Self {
         Self {
             records: HashMap::new(),
-            max_deltas,
-            max_bytes,
+            caps,
+            acked: false,
             bytes: 0,
+        }
+    }
+
+    fn max_bytes(&self) -> usize {
+        if self.acked {
+            self.caps.bytes
+        } else {
+            self.caps.unacked_bytes.min(self.caps.bytes)
         }
     }
 }
@@ -76,6 +97,7 @@ fn size(event: &StreamEvent) -> usize {
 
 impl ReplayLog for MemoryReplay {
     fn record(&mut self, event: StreamEvent) {
+        let (max_deltas, max_bytes) = (self.caps.deltas, self.max_bytes());
         let r = self.records.entry(event.stream_id().clone()).or_default();
         let n = size(&event);
         r.bytes += n;
@@ -86,7 +108,7 @@ impl ReplayLog for MemoryReplay {
         r.items.push_back(event);
         // Keep the newest: evict the oldest deltas past the caps (a start
         // or terminal event is never evicted; there is one of each).
-        while r.deltas > self.max_deltas || r.bytes > self.max_bytes {
+        while r.deltas > max_deltas || r.bytes > max_bytes {
             let Some(pos) = r.items.iter().position(StreamEvent::is_delta) else {
                 break;
             };
@@ -100,6 +122,7 @@ impl ReplayLog for MemoryReplay {
     }
 
     fn trim(&mut self, stream: &str, position: u64) {
+        self.acked = true;
         let Some(r) = self.records.get_mut(stream) else {
             return;
         };
@@ -168,13 +191,21 @@ mod tests {
         })
     }
 
+    fn caps(deltas: usize, bytes: usize) -> ReplayCaps {
+        ReplayCaps {
+            deltas,
+            bytes,
+            unacked_bytes: bytes,
+        }
+    }
+
     fn positions(events: &[StreamEvent]) -> Vec<u64> {
         events.iter().filter_map(StreamEvent::position).collect()
     }
 
     #[tokio::test]
     async fn replays_after_the_last_position_and_trims_on_ack() {
-        let mut r = MemoryReplay::new(100, 1 << 20);
+        let mut r = MemoryReplay::new(caps(100, 1 << 20));
         for n in 1..=5 {
             r.record(token(n, "x"));
         }
@@ -185,10 +216,32 @@ mod tests {
 
     #[tokio::test]
     async fn keeps_the_newest_deltas_under_the_caps() {
-        let mut r = MemoryReplay::new(3, 1 << 20);
+        let mut r = MemoryReplay::new(caps(3, 1 << 20));
         for n in 1..=10 {
             r.record(token(n, "x"));
         }
         assert_eq!(positions(&r.take_after("s", None).await), vec![8, 9, 10]);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_never_acked_keeps_less_until_it_acks() {
+        // 10 bytes of text + 64 of accounting per token.
+        let mut r = MemoryReplay::new(ReplayCaps {
+            deltas: 100,
+            bytes: 10 * 74,
+            unacked_bytes: 2 * 74,
+        });
+        for n in 1..=5 {
+            r.record(token(n, "0123456789"));
+        }
+        assert_eq!(r.bytes(), 2 * 74, "never acked: the newest two");
+        r.trim("s", 4);
+        for n in 6..=12 {
+            r.record(token(n, "0123456789"));
+        }
+        assert_eq!(
+            positions(&r.take_after("s", Some(4)).await),
+            (5..=12).collect::<Vec<_>>()
+        );
     }
 }
