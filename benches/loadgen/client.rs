@@ -108,6 +108,8 @@ pub struct ClientResult {
     /// Per stream: `ai:stream` sent → first token received, µs.
     pub ttft_us: Vec<u64>,
     pub tokens: u64,
+    /// Events that carried tokens (fewer than `tokens` when merged).
+    pub token_events: u64,
     pub completed: u32,
     pub cancelled: u32,
     /// Streams still running when `stop` fired (expected for slow readers).
@@ -263,6 +265,7 @@ pub async fn run(mut ws: Ws, plan: ClientPlan) -> ClientResult {
                             let data = p.data.as_deref().unwrap_or("");
                             let lat = plan.record_latency.then_some(&mut res.latencies_us);
                             let id = &plan.streams[i].id;
+                            res.token_events += 1;
                             res.tokens += take_tokens(
                                 data,
                                 id,

@@ -244,6 +244,7 @@ fn on_event(
             let got =
                 client::take_tokens(&text, &sp.id, &mut st.tokens, lat, recv_us, &mut res.errors);
             res.tokens += got;
+            res.token_events += 1;
             if got == 0 {
                 res.errors
                     .push(format!("{}: no token in {}", sp.id, clip(&text)));

@@ -277,6 +277,12 @@ fn collect(row: &mut Row, results: &[ClientResult]) -> u64 {
     results.iter().map(|r| r.tokens).sum()
 }
 
+/// Tokens per event that carried tokens (above 1 when tokens were merged).
+fn per_event(row: &mut Row, results: &[ClientResult], tokens: u64) {
+    let events: u64 = results.iter().map(|r| r.token_events).sum();
+    row.set("tokens_per_event", tokens as f64 / events.max(1) as f64);
+}
+
 fn ms(us: f64) -> f64 {
     us / 1000.0
 }
@@ -314,6 +320,7 @@ async fn throughput(server: &Running, row: &mut Row, scale: &Scale) {
         row.fail(format!("{tokens} tokens delivered, {want} sent"));
     }
     row.set("tokens", tokens as f64);
+    per_event(row, &results, tokens);
     row.set("wall_s", wall);
     row.set("tokens_per_s", tokens as f64 / wall);
     row.set("cpu_s_per_mtok", cpu / tokens.max(1) as f64 * 1e6);
@@ -365,6 +372,7 @@ async fn latency(server: &Running, row: &mut Row, scale: &Scale) {
     ttft.sort_unstable();
     row.set("streams", total as f64);
     row.set("tokens", tokens as f64);
+    per_event(row, &results, tokens);
     row.set("added_p50_ms", ms(quantile(&lat, 0.50)));
     row.set("added_p99_ms", ms(quantile(&lat, 0.99)));
     row.set("added_p999_ms", ms(quantile(&lat, 0.999)));
@@ -582,6 +590,7 @@ async fn http(server: &Running, target: Target, row: &mut Row, scale: &Scale) {
     ttft.sort_unstable();
     row.set("streams", n as f64);
     row.set("tokens", tokens as f64);
+    per_event(row, &results, tokens);
     row.set("added_p50_ms", ms(quantile(&lat, 0.50)));
     row.set("added_p99_ms", ms(quantile(&lat, 0.99)));
     row.set("added_max_ms", ms(quantile(&lat, 1.0)));

@@ -127,9 +127,17 @@ impl OutboxReader {
     /// `stop` is cancelled, or once the outbox is flushing (shutdown) and
     /// nothing may go now: deliver what can be delivered, then stop.
     pub async fn next(&mut self, stop: &CancellationToken) -> Option<Outbound> {
+        let mut woken = false;
         loop {
             if stop.is_cancelled() {
                 return None;
+            }
+            if std::mem::take(&mut woken) {
+                // Woken by a push: let the tasks already runnable (the
+                // stream tasks, the upstream connections with data read)
+                // run first, so that what they push goes in this take.
+                // No timer: on an idle runtime this returns at once.
+                tokio::task::yield_now().await;
             }
             let wake = self.outbox.wake_reader.notified();
             let due = match self.outbox.take(self.sent.take()) {
@@ -143,12 +151,12 @@ impl OutboxReader {
             // per event when the client keeps up.
             match due {
                 Some(at) => tokio::select! {
-                    _ = wake => {}
+                    _ = wake => woken = true,
                     _ = tokio::time::sleep_until(at) => {}
                     _ = stop.cancelled() => return None,
                 },
                 None => tokio::select! {
-                    _ = wake => {}
+                    _ = wake => woken = true,
                     _ = stop.cancelled() => return None,
                 },
             }
