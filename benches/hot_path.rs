@@ -31,14 +31,14 @@ fn decode(c: &mut Criterion) {
     let mut g = c.benchmark_group("decode_upstream_line");
     g.throughput(Throughput::Elements(1));
     g.bench_function("one_line_per_read", |b| {
-        let mut codec = NdjsonCodec::new(OllamaLines);
+        let mut codec = NdjsonCodec::new(OllamaLines::default());
         b.iter(|| black_box(decode_read(&mut codec, black_box(LINE))));
     });
     // A fast upstream delivers many lines per read.
     let batch: Vec<u8> = LINE.repeat(64);
     g.throughput(Throughput::Elements(64));
     g.bench_function("64_lines_per_read", |b| {
-        let mut codec = NdjsonCodec::new(OllamaLines);
+        let mut codec = NdjsonCodec::new(OllamaLines::default());
         b.iter(|| black_box(decode_read(&mut codec, black_box(&batch))));
     });
     g.finish();

@@ -270,6 +270,12 @@ pub struct ProviderConfig {
     /// `anthropic`: `max_tokens` when the request sets none (the Messages
     /// API requires one).
     pub max_tokens_default: u32,
+    /// Whether requests with `tools` may go to this provider (unset: yes,
+    /// but for `simulated`). A model that cannot take them: say `false`.
+    pub accepts_tools: Option<bool>,
+    /// Whether requests with images may go to this provider (unset: yes,
+    /// but for `simulated`).
+    pub accepts_images: Option<bool>,
 }
 
 impl Default for ProviderConfig {
@@ -284,6 +290,8 @@ impl Default for ProviderConfig {
             reply_tokens: 64,
             api_key_env: String::new(),
             max_tokens_default: 4_096,
+            accepts_tools: None,
+            accepts_images: None,
         }
     }
 }

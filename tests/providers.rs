@@ -34,18 +34,15 @@ fn request() -> UpstreamRequest {
     UpstreamRequest {
         model: "test-model".into(),
         messages: vec![
-            ChatMessage {
-                role: Role::System,
-                content: "Be brief.".into(),
-            },
-            ChatMessage {
-                role: Role::User,
-                content: "Say hello".into(),
-            },
+            ChatMessage::text(Role::System, "Be brief."),
+            ChatMessage::text(Role::User, "Say hello"),
         ],
         temperature: Some(0.5),
         max_tokens: None,
         stop: Vec::new(),
+        tools: Vec::new(),
+        tool_choice: None,
+        reasoning: None,
     }
 }
 
@@ -111,7 +108,8 @@ async fn openai_streams_tokens_finish_and_usage() {
             finish_reason: "stop".into(),
             usage: Some(Usage {
                 prompt_tokens: Some(11),
-                completion_tokens: Some(3)
+                completion_tokens: Some(3),
+                ..Usage::default()
             })
         }
     );
@@ -292,7 +290,8 @@ async fn anthropic_streams_tokens_finish_and_usage() {
             finish_reason: "stop".into(),
             usage: Some(Usage {
                 prompt_tokens: Some(21),
-                completion_tokens: Some(2)
+                completion_tokens: Some(2),
+                ..Usage::default()
             })
         }
     );

@@ -15,6 +15,10 @@ fn scripted(prompt: &str) -> Script {
     match prompt {
         p if p.starts_with("long") => Script::tokens(120, 2),
         p if p.starts_with("forever") => Script::tokens(100_000, 20),
+        p if p.starts_with("late") => Script {
+            first_delay: Duration::from_millis(700),
+            ..Script::tokens(5, 2)
+        },
         _ => Script::tokens(40, 2),
     }
 }
@@ -370,5 +374,31 @@ async fn randomized_cuts_never_lose_or_repeat_a_token() {
     );
     let (_, stats) = get_json(gw.addr, "/stats").await;
     assert_eq!(stats["resume"]["succeeded"], cycles);
+    gw.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_stream_resumed_before_its_first_event_is_live_not_unknown() {
+    let fake = FakeOllama::start(scripted).await;
+    let gw = start(resume_config(&fake)).await;
+    let mut c = SioClient::connect_ok(gw.addr).await;
+    let mut rc = ResumingClient::new(&c);
+    let ack = c
+        .emit_ack("ai:stream", json!({"prompt": "late", "streamId": "early"}))
+        .await;
+    assert_eq!(ack["ok"], true);
+    rc.streams.insert("early".into(), Seen::default());
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let mut c = rc.reconnect(gw.addr).await;
+    while rc.streams["early"].ended.is_none() {
+        let (name, p) = c.next_event().await.unwrap();
+        assert_ne!(name, "ai:error", "the stream is live: {p}");
+        rc.absorb(&name, &p);
+    }
+    let s = &rc.streams["early"];
+    assert!(s.started);
+    assert_eq!(s.ended.as_deref(), Some("ai:done"));
+    assert_eq!(s.text, Script::tokens(5, 2).text());
     gw.shutdown().await.unwrap();
 }

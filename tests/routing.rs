@@ -119,7 +119,7 @@ fn routing_cost() {
     std::hint::black_box(orch.classify(&long));
     println!(
         "classify: {classify:?} per prompt, route (with prompt building): {route:?}, a {}-char prompt: {:?}",
-        long.prompt.len(),
+        long.prompt_text().len(),
         started.elapsed()
     );
 }
@@ -142,7 +142,7 @@ fn orchestrated_route_names_agent_and_builds_the_system_prompt() {
         roles,
         [Role::System, Role::User, Role::Assistant, Role::User]
     );
-    let system = &route.messages[0].content;
+    let system = route.messages[0].content.text();
     assert!(
         system.contains("cart.js") && system.contains("export const total"),
         "{system}"
@@ -155,7 +155,7 @@ fn orchestrated_route_names_agent_and_builds_the_system_prompt() {
     assert_eq!(route.temperature, Some(0.2));
     assert_eq!(route.max_tokens, Some(2048));
     assert_eq!(
-        route.messages.last().unwrap().content,
+        route.messages.last().unwrap().content.text(),
         "Write unit tests for this"
     );
 }

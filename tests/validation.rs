@@ -263,3 +263,159 @@ async fn handshake_with_bad_policy_is_refused() {
     assert_eq!(c.connected["backpressurePolicy"], "drop");
     gw.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn bad_agent_fields_table() {
+    let fake = FakeOllama::start(|_| Script::tokens(1, 1)).await;
+    let gw = start(config_for(&fake.base_url())).await;
+    let mut c = SioClient::connect_ok(gw.addr).await;
+    let tool = |name: &str| json!({"name": name, "parameters": {"type": "object"}});
+    let many: Vec<Value> = (0..129).map(|i| tool(&format!("t{i}"))).collect();
+    let huge = json!([{"name": "big", "parameters": {"type": "object", "description": "d".repeat(65 * 1024)}}]);
+    let user_image = |image: Value| json!([{"role": "user", "content": [{"type": "text", "text": "see"}, image]}]);
+    // (payload, field, a word the rule must contain)
+    let table: Vec<(Value, &str, &str)> = vec![
+        (
+            json!({"prompt": "x", "tools": "read_file"}),
+            "tools",
+            "sequence",
+        ),
+        (
+            json!({"prompt": "x", "tools": many}),
+            "tools",
+            "at most 128",
+        ),
+        (
+            json!({"prompt": "x", "tools": [{"name": "read file"}]}),
+            "tools[0].name",
+            "[A-Za-z0-9_-]",
+        ),
+        (
+            json!({"prompt": "x", "tools": [{"name": ""}]}),
+            "tools[0].name",
+            "1..=64",
+        ),
+        (
+            json!({"prompt": "x", "tools": [{"parameters": {}}]}),
+            "tools[0].name",
+            "required",
+        ),
+        (
+            json!({"prompt": "x", "tools": [tool("a"), tool("a")]}),
+            "tools[1].name",
+            "unique",
+        ),
+        (
+            json!({"prompt": "x", "tools": [{"name": "a", "parameters": [1]}]}),
+            "tools[0].parameters",
+            "JSON Schema object",
+        ),
+        (
+            json!({"prompt": "x", "tools": huge}),
+            "tools[0].parameters",
+            "65536 bytes",
+        ),
+        (
+            json!({"prompt": "x", "tools": [tool("a")], "toolChoice": "sometimes"}),
+            "toolChoice",
+            "auto, none, required",
+        ),
+        (
+            json!({"prompt": "x", "tools": [tool("a")], "toolChoice": {"name": "b"}}),
+            "toolChoice.name",
+            "one of tools",
+        ),
+        (
+            json!({"prompt": "x", "toolChoice": "required"}),
+            "toolChoice",
+            "needs tools",
+        ),
+        (
+            json!({"prompt": "x", "reasoning": {"effort": "extreme"}}),
+            "reasoning.effort",
+            "extreme",
+        ),
+        (
+            json!({"prompt": "x", "reasoning": {"budgetTokens": 10}}),
+            "reasoning.budgetTokens",
+            "1024",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "hi"}]}),
+            "prompt",
+            "tool results",
+        ),
+        (
+            json!({"messages": [{"role": "tool", "content": "42"}]}),
+            "messages[0].toolCallId",
+            "required",
+        ),
+        (
+            json!({"prompt": "x", "messages": [{"role": "user", "content": "a", "toolCalls": [
+            {"id": "c", "name": "a", "arguments": "{}"}]}]}),
+            "messages[0].toolCalls",
+            "assistant",
+        ),
+        (
+            json!({"prompt": "x", "messages": [{"role": "assistant", "content": "", "toolCalls": [
+            {"id": "c", "name": "a", "arguments": "{not json"}]}]}),
+            "messages[0].toolCalls[0].arguments",
+            "JSON object",
+        ),
+        (
+            json!({"prompt": "x", "messages": [{"role": "assistant", "content": "", "toolCalls": [
+            {"id": "", "name": "a", "arguments": "{}"}]}]}),
+            "messages[0].toolCalls[0].id",
+            "1..=256",
+        ),
+        (
+            json!({"prompt": "x", "messages": user_image(json!({"type": "image", "mediaType": "image/tiff", "data": "AAAA"}))}),
+            "messages[0].content[1].mediaType",
+            "image/png",
+        ),
+        (
+            json!({"prompt": "x", "messages": user_image(json!({"type": "image", "mediaType": "image/png", "data": "not base64!"}))}),
+            "messages[0].content[1].data",
+            "base64",
+        ),
+        (
+            json!({"prompt": "x", "messages": user_image(json!({"type": "image", "url": "file:///etc/passwd"}))}),
+            "messages[0].content[1].url",
+            "http(s)",
+        ),
+        (
+            json!({"prompt": "x", "messages": user_image(json!({"type": "image"}))}),
+            "messages[0].content[1]",
+            "data (with mediaType) or url",
+        ),
+        (
+            json!({"prompt": "x", "messages": user_image(json!({"type": "video", "url": "https://x"}))}),
+            "messages[0].content",
+            "video",
+        ),
+        (
+            json!({"prompt": "x", "sessionId": "s1", "messages": [{"role": "assistant", "content": "earlier"}]}),
+            "messages",
+            "sessionId",
+        ),
+    ];
+    for (payload, field, word) in table {
+        let ack = c.emit_ack("ai:stream", payload.clone()).await;
+        assert_eq!(ack["ok"], false, "{payload}");
+        assert_eq!(ack["error"]["code"], "invalid_request", "{payload}: {ack}");
+        let ev = next_error(&mut c).await;
+        assert_eq!(ev["details"]["field"], field, "{payload}: {ev}");
+        let rule = ev["details"]["rule"].as_str().unwrap_or("");
+        let msg = ev["error"].as_str().unwrap_or("");
+        assert!(
+            rule.contains(word) || msg.contains(word),
+            "{payload}: {ev} lacks {word:?}"
+        );
+    }
+    assert!(fake.log().is_empty(), "nothing reached the upstream");
+    assert!(
+        c.still_open(Duration::from_millis(200)).await,
+        "connection dropped"
+    );
+    gw.shutdown().await.unwrap();
+}

@@ -255,6 +255,9 @@ impl Client {
                     cancel: self.cancel.child_token(),
                     reason: OnceLock::new(),
                 });
+                // Known to the outbox from now on, so a resume before the
+                // stream's first event finds it live, not unknown.
+                self.outbox.open_stream(v.key());
                 v.insert(control.clone());
                 Ok(control)
             }

@@ -6,7 +6,9 @@
 //! streams), opened as an HTTP stream ([`super::stream`]) and answered with
 //! axum's `Sse`, whose events [`SseRender`] makes from the stream's events:
 //! `event: start`, one `id: N` event per token (`count` is the position),
-//! then the `done` object or the error object, after which the body ends.
+//! `event: reasoning` and `event: tool_call` for thinking and tool-call
+//! pieces (their `id:` the position too), then the `done` object or the
+//! error object, after which the body ends.
 //! axum's keep-alive sends `: keep-alive` whenever nothing was sent for
 //! `http.sse_keepalive_ms`.
 
@@ -18,7 +20,8 @@ use crate::clients::Liveness;
 use crate::error::{GatewayError, Owned};
 use crate::outbox::{Outbound, StreamEvent};
 use crate::protocol::sse::{
-    ChatStreamRequest, SseDone, SseError, SseErrorBody, SseStart, SseToken,
+    ChatStreamRequest, SseDone, SseError, SseErrorBody, SseReasoning, SseStart, SseToken,
+    SseToolCall,
 };
 use crate::protocol::{CancelReason, FieldError};
 use axum::Router;
@@ -44,7 +47,10 @@ async fn start(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> 
         let who = caller(&app, &headers, Shape::Plain)?;
         let req: ChatStreamRequest = json_body(&headers, &body, Shape::Plain)?;
         let (partial, on_close) = (req.partial, close_policy(req.resumable));
-        let (id, feed) = stream::open(&app, who.0, req.into_stream_request(), on_close)
+        let req = req
+            .into_stream_request()
+            .map_err(|e| ApiError::new(&e.into(), Shape::Plain))?;
+        let (id, feed) = stream::open(&app, who.0, req, on_close)
             .await
             .map_err(|e| ApiError::new(&e, Shape::Plain))?;
         Ok::<_, ApiError>(respond(&app, id, feed, SseRender::new(partial)))
@@ -203,6 +209,25 @@ impl SseRender {
                     .id(t.token_count.to_string())
                     .json_data(token)
             }
+            StreamEvent::Reasoning(r) => Event::default()
+                .event("reasoning")
+                .id(r.token_count.to_string())
+                .json_data(SseReasoning {
+                    stream_id: &r.stream_id,
+                    data: &r.data,
+                    token_count: r.token_count,
+                }),
+            StreamEvent::ToolCall(c) => Event::default()
+                .event("tool_call")
+                .id(c.token_count.to_string())
+                .json_data(SseToolCall {
+                    stream_id: &c.stream_id,
+                    index: c.index,
+                    id: &c.id,
+                    name: &c.name,
+                    arguments_delta: &c.arguments_delta,
+                    token_count: c.token_count,
+                }),
             StreamEvent::Complete(_) => return None,
             StreamEvent::Done(d) => {
                 self.finished = true;
@@ -215,6 +240,8 @@ impl SseRender {
                     finish_reason: d.finish_reason.clone(),
                     usage: d.usage.clone(),
                     session_id: d.session_id.clone(),
+                    tool_calls: d.tool_calls.clone(),
+                    reasoning: d.reasoning.clone(),
                 })
             }
             StreamEvent::Cancelled(c) => {

@@ -44,6 +44,9 @@ pub struct AgentSpec {
     pub temperature: Option<f64>,
     #[serde(default)]
     pub max_tokens: Option<u32>,
+    /// Tools this agent always offers, merged with a request's own.
+    #[serde(default)]
+    pub tools: Vec<crate::protocol::ToolSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -154,6 +157,13 @@ impl AgentsFile {
             }
             if agent.intents.is_empty() {
                 return bad(key("intents"), "must list at least one intent".into());
+            }
+            let names = agent.tools.iter().map(validator::Validate::validate);
+            if let Some(Err(e)) = names.into_iter().find(Result::is_err) {
+                return bad(key("tools"), e.to_string());
+            }
+            if let Err(e) = crate::protocol::check_tools(&agent.tools, None) {
+                return bad(key(&e.field), e.rule);
             }
             if let Some(i) = agent
                 .intents

@@ -68,18 +68,18 @@ impl LlmRouter {
                 .clone()
                 .unwrap_or_else(|| self.provider.default_model().clone()),
             messages: vec![
-                ChatMessage {
-                    role: Role::System,
-                    content: self.instructions.to_string(),
-                },
-                ChatMessage {
-                    role: Role::User,
-                    content: prompt.chars().take(MAX_PROMPT_CHARS).collect(),
-                },
+                ChatMessage::text(Role::System, self.instructions.to_string()),
+                ChatMessage::text(
+                    Role::User,
+                    prompt.chars().take(MAX_PROMPT_CHARS).collect::<String>(),
+                ),
             ],
             temperature: Some(0.0),
             max_tokens: Some(8),
             stop: Vec::new(),
+            tools: Vec::new(),
+            tool_choice: None,
+            reasoning: None,
         };
         let provider = self.provider.clone();
         let intents = self.intents.clone();

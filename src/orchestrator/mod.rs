@@ -24,7 +24,7 @@ pub mod router;
 
 use crate::config::Config;
 use crate::error::GatewayError;
-use crate::protocol::{ChatMessage, Role, StreamRequest};
+use crate::protocol::{ChatMessage, ReasoningRequest, Role, StreamRequest, ToolChoice, ToolSpec};
 use crate::upstream::{Provider, ProviderSet, UpstreamRequest};
 use agents::{AgentSpec, AgentsError, AgentsFile, render_prompt};
 use futures_util::future::BoxFuture;
@@ -48,6 +48,11 @@ pub struct Route {
     pub temperature: Option<f64>,
     pub max_tokens: Option<u32>,
     pub stop: Vec<String>,
+    /// The tools offered: the agent's, then the request's (the request's
+    /// win where the names meet).
+    pub tools: Vec<ToolSpec>,
+    pub tool_choice: Option<ToolChoice>,
+    pub reasoning: Option<ReasoningRequest>,
     /// Pause before fallback attempt `n` is `n` × this.
     pub fallback_backoff: Duration,
     /// Set when the rules were unsure and the LLM router is on: resolves to
@@ -85,6 +90,9 @@ impl Route {
             temperature: self.temperature,
             max_tokens: self.max_tokens,
             stop: self.stop.clone(),
+            tools: self.tools.clone(),
+            tool_choice: self.tool_choice.clone(),
+            reasoning: self.reasoning.clone(),
         }
     }
 }
@@ -313,7 +321,7 @@ impl Orchestrator {
     pub fn classify(&self, req: &StreamRequest) -> (Option<&str>, Classification) {
         let c = self
             .router
-            .classify(&req.prompt, req.agent_context.as_ref());
+            .classify(req.prompt_text(), req.agent_context.as_ref());
         (c.best.map(|i| self.router.intent_name(i)), c)
     }
 
@@ -373,7 +381,7 @@ impl Orchestrator {
         let started = Instant::now();
         let c = self
             .router
-            .classify(&req.prompt, req.agent_context.as_ref());
+            .classify(req.prompt_text(), req.agent_context.as_ref());
         let t = &self.table;
         let decision = match c.best.filter(|_| c.confidence >= self.min_confidence) {
             Some(i) => Decision {
@@ -389,7 +397,7 @@ impl Orchestrator {
         match (&self.llm, decision.unsure) {
             (Some(llm), true) => {
                 // Counted and logged when the LLM has answered (or not).
-                let (table, req, ask) = (t.clone(), req.clone(), llm.classify(&req.prompt));
+                let (table, req, ask) = (t.clone(), req.clone(), llm.classify(req.prompt_text()));
                 let reasons = format!("rules unsure ({})", self.router.explain(&c));
                 route.refine = Mutex::new(Some(Box::pin(async move {
                     let d = match ask.await {
@@ -467,11 +475,7 @@ impl AgentTable {
     fn route_direct(&self, req: &StreamRequest) -> Result<Route, GatewayError> {
         let name = req.provider.as_deref().unwrap_or(&self.default_provider);
         let chain = self.provider_chain(name)?;
-        let mut messages = req.messages.clone();
-        messages.push(ChatMessage {
-            role: Role::User,
-            content: req.prompt.clone(),
-        });
+        let messages = conversation(None, req);
         self.stats.direct.fetch_add(1, Relaxed);
         tracing::debug!(provider = name, "routed direct");
         Ok(Route {
@@ -484,6 +488,9 @@ impl AgentTable {
             temperature: req.temperature,
             max_tokens: req.max_tokens,
             stop: req.stop.clone(),
+            tools: req.tools.clone(),
+            tool_choice: req.tool_choice.clone(),
+            reasoning: req.reasoning.clone(),
             fallback_backoff: self.fallback_backoff,
             refine: Mutex::new(None),
         })
@@ -499,19 +506,8 @@ impl AgentTable {
             .or(agent.spec.provider.as_deref())
             .unwrap_or(&self.default_provider);
         let chain = self.provider_chain(name)?;
-        let mut messages = Vec::with_capacity(req.messages.len() + 2);
         let system = render_prompt(&agent.spec.system_prompt, req.agent_context.as_ref());
-        if !system.is_empty() {
-            messages.push(ChatMessage {
-                role: Role::System,
-                content: system,
-            });
-        }
-        messages.extend(req.messages.iter().cloned());
-        messages.push(ChatMessage {
-            role: Role::User,
-            content: req.prompt.clone(),
-        });
+        let messages = conversation(Some(system).filter(|s| !s.is_empty()), req);
         Ok(Route {
             chain,
             model: req
@@ -526,8 +522,35 @@ impl AgentTable {
             temperature: req.temperature.or(agent.spec.temperature),
             max_tokens: req.max_tokens.or(agent.spec.max_tokens),
             stop: req.stop.clone(),
+            tools: merge_tools(&agent.spec.tools, &req.tools),
+            tool_choice: req.tool_choice.clone(),
+            reasoning: req.reasoning.clone(),
             fallback_backoff: self.fallback_backoff,
             refine: Mutex::new(None),
         })
     }
+}
+
+/// What the upstream is sent: the system prompt (when routed to an agent),
+/// the request's messages (the session's history is among them by now),
+/// then the prompt, unless the request continues after tool results.
+fn conversation(system: Option<String>, req: &StreamRequest) -> Vec<ChatMessage> {
+    let mut messages = Vec::with_capacity(req.messages.len() + 2);
+    messages.extend(system.map(|s| ChatMessage::text(Role::System, s)));
+    messages.extend(req.messages.iter().cloned());
+    if let Some(prompt) = &req.prompt {
+        messages.push(ChatMessage::text(Role::User, prompt.clone()));
+    }
+    messages
+}
+
+/// The agent's tools, then the request's; a request's tool replaces the
+/// agent's of the same name.
+fn merge_tools(agent: &[ToolSpec], request: &[ToolSpec]) -> Vec<ToolSpec> {
+    agent
+        .iter()
+        .filter(|a| !request.iter().any(|r| r.name == a.name))
+        .chain(request)
+        .cloned()
+        .collect()
 }

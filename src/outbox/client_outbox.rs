@@ -155,11 +155,16 @@ impl ClientOutbox {
         self.lock().replay.bytes()
     }
 
-    /// Queue a delta under the client's policy; under `slow` (and
-    /// `coalesce` past its byte cap) this waits for room, which is what
-    /// holds the stream's upstream back.
+    /// Queue a text delta (see [`ClientOutbox::push_delta`]).
     pub async fn push_token(&self, token: Token) -> Result<Pushed, TooSlow> {
-        let mut pending = token;
+        self.push_delta(StreamEvent::Token(token)).await
+    }
+
+    /// Queue a delta (text, reasoning, a tool call's arguments) under the
+    /// client's policy; under `slow` (and `coalesce` past its byte cap)
+    /// this waits for room, which is what holds the stream's upstream back.
+    pub async fn push_delta(&self, delta: StreamEvent) -> Result<Pushed, TooSlow> {
+        let mut pending = delta;
         let mut stalled_since: Option<Instant> = None;
         loop {
             let room = self.has_room.notified();
@@ -188,7 +193,7 @@ impl ClientOutbox {
 
     /// One attempt to place `t`, or `t` handed back (with whether the
     /// client is detached) to wait for room.
-    fn admit_token(&self, s: &mut State, t: Token) -> Result<Pushed, (Token, bool)> {
+    fn admit_token(&self, s: &mut State, t: StreamEvent) -> Result<Pushed, (StreamEvent, bool)> {
         if s.closed {
             return Ok(Pushed::Queued);
         }
@@ -200,22 +205,32 @@ impl ClientOutbox {
             detached: s.detached,
         };
         match admit(self.settings.policy, load) {
-            Admit::Queue => s.queues.push_stream(StreamEvent::Token(t)),
+            Admit::Queue => s.queues.push_stream(t),
             Admit::Drop => {
                 s.dropped += 1;
                 self.stats.tokens_dropped.fetch_add(1, Relaxed);
                 return Ok(Pushed::Dropped);
             }
-            Admit::Merge => match s.queues.merge_into_last(StreamEvent::Token(t)) {
+            Admit::Merge => match s.queues.merge_into_last(t) {
                 Ok(()) => {
                     self.stats.tokens_coalesced.fetch_add(1, Relaxed);
                     return Ok(Pushed::Coalesced);
                 }
-                Err(e) => s.queues.push_stream(e),
+                Err(t) => s.queues.push_stream(t),
             },
             Admit::Wait => return Err((t, s.detached)),
         }
         Ok(Pushed::Queued)
+    }
+
+    /// A stream was admitted: know it (live, nothing queued yet) before
+    /// its first event, for a resume that comes before the start.
+    pub fn open_stream(&self, id: &Arc<str>) {
+        self.change(|s| {
+            if !s.closed && s.queues.open(id) {
+                s.replay.forget(id);
+            }
+        });
     }
 
     /// Queue a stream's start, completion or terminal event: never refused,

@@ -136,7 +136,7 @@ mod tests {
     }
 
     fn start() -> StreamEvent {
-        StreamEvent::Start(StreamStart {
+        StreamEvent::Start(Box::new(StreamStart {
             stream_id: Arc::from("s"),
             provider: "p".into(),
             model: "m".into(),
@@ -144,11 +144,11 @@ mod tests {
             intent: None,
             session_id: None,
             timestamp: 0,
-        })
+        }))
     }
 
     fn done(n: u64) -> StreamEvent {
-        StreamEvent::Done(Done {
+        StreamEvent::Done(Box::new(Done {
             stream_id: "s".into(),
             total_tokens: n,
             duration: 0,
@@ -158,7 +158,9 @@ mod tests {
             full_response: None,
             session_id: None,
             turn: None,
-        })
+            tool_calls: Vec::new(),
+            reasoning: None,
+        }))
     }
 
     #[test]

@@ -11,21 +11,28 @@
 //! backpressure. Nothing here knows how any of it goes on the wire.
 
 use crate::protocol::{
-    Backpressure, Done, StreamCancelled, StreamComplete, StreamError, StreamStart, Token,
-    TokenMetadata,
+    Backpressure, Done, ReasoningDelta, StreamCancelled, StreamComplete, StreamError, StreamStart,
+    Token, TokenMetadata, ToolCallDelta,
 };
 use serde_json::value::RawValue;
 use std::sync::Arc;
 
-/// One event of one stream.
+/// One event of one stream. Queues hold many of these, so the enum stays
+/// the size of a token: the events a stream has once (start, done,
+/// cancelled) and the larger tool-call pieces are boxed.
 #[derive(Debug, Clone)]
 pub enum StreamEvent {
-    Start(StreamStart),
+    Start(Box<StreamStart>),
+    /// A piece of the answer's text.
     Token(Token),
+    /// A piece of the model's thinking.
+    Reasoning(ReasoningDelta),
+    /// A piece of a tool call's arguments.
+    ToolCall(Box<ToolCallDelta>),
     /// Routing facts of a completed stream; the `Done` follows at once.
     Complete(StreamComplete),
-    Done(Done),
-    Cancelled(StreamCancelled),
+    Done(Box<Done>),
+    Cancelled(Box<StreamCancelled>),
     Failed(StreamError),
 }
 
@@ -52,6 +59,8 @@ impl StreamEvent {
         match self {
             Self::Start(p) => &p.stream_id,
             Self::Token(p) => &p.stream_id,
+            Self::Reasoning(p) => &p.stream_id,
+            Self::ToolCall(p) => &p.stream_id,
             Self::Complete(p) => &p.stream_id,
             Self::Done(p) => &p.stream_id,
             Self::Cancelled(p) => &p.stream_id,
@@ -63,56 +72,96 @@ impl StreamEvent {
     pub fn position(&self) -> Option<u64> {
         match self {
             Self::Token(t) => Some(t.token_count),
+            Self::Reasoning(r) => Some(r.token_count),
+            Self::ToolCall(c) => Some(c.token_count),
             _ => None,
         }
     }
 
-    /// Upstream pieces carried (a coalesced token carries several): what
+    /// Upstream pieces carried (a coalesced delta carries several): what
     /// credits count.
     pub fn pieces(&self) -> u64 {
+        let merged = |m: &Option<TokenMetadata>| m.as_ref().map_or(1, |m| m.coalesced);
         match self {
-            Self::Token(t) => t.metadata.as_ref().map_or(1, |m| m.coalesced),
+            Self::Token(t) => merged(&t.metadata),
+            Self::Reasoning(r) => merged(&r.metadata),
+            Self::ToolCall(c) => merged(&c.metadata),
             _ => 0,
         }
     }
 
     pub fn is_delta(&self) -> bool {
-        matches!(self, Self::Token(_))
+        matches!(
+            self,
+            Self::Token(_) | Self::Reasoning(_) | Self::ToolCall(_)
+        )
     }
 
-    /// The one merge rule: may this queued event absorb `next`, queued
-    /// right behind it, into one event (the protocol's coalesced form,
-    /// lossless)? Consecutive text deltas of one stream may. Both the
-    /// coalesce policy (at push) and a writer's take ask this.
+    /// A delta's text (the token, the thinking, the argument piece).
+    pub fn delta_text(&self) -> Option<&str> {
+        match self {
+            Self::Token(t) => Some(&t.data),
+            Self::Reasoning(r) => Some(&r.data),
+            Self::ToolCall(c) => Some(&c.arguments_delta),
+            _ => None,
+        }
+    }
+
+    /// The one merge rule: may this queued delta absorb `next`, queued
+    /// right behind it in the same stream, into one event (the protocol's
+    /// coalesced form, lossless)? The same kind of piece may: text with
+    /// text, thinking with thinking, arguments of the same tool call. Both
+    /// the coalesce policy (at push) and a writer's take ask this.
     pub fn may_absorb(&self, next: &StreamEvent) -> bool {
-        matches!((self, next), (Self::Token(a), Self::Token(b)) if a.stream_id == b.stream_id)
+        self.stream_id() == next.stream_id()
+            && match (self, next) {
+                (Self::Token(_), Self::Token(_)) | (Self::Reasoning(_), Self::Reasoning(_)) => true,
+                (Self::ToolCall(a), Self::ToolCall(b)) => a.index == b.index,
+                _ => false,
+            }
     }
 
-    /// Absorb `next` if [`may_absorb`](Self::may_absorb) allows it: its
-    /// text appended, its position taken, the pieces summed; otherwise
-    /// `next` is handed back.
+    /// Merge `next` into this delta if [`may_absorb`](Self::may_absorb)
+    /// allows it: its text appended, its position taken, the pieces
+    /// summed. Otherwise `next` is handed back.
     pub fn absorb(&mut self, next: StreamEvent) -> Result<(), StreamEvent> {
         if !self.may_absorb(&next) {
             return Err(next);
         }
-        let pieces = self.pieces() + next.pieces();
-        match (self, next) {
-            (Self::Token(last), Self::Token(t)) => {
-                last.data.push_str(&t.data);
-                last.token_count = t.token_count;
-                last.metadata = Some(TokenMetadata { coalesced: pieces });
-                Ok(())
-            }
-            (_, next) => Err(next),
-        }
+        let (data, count, metadata, add, at) = match (self, &next) {
+            (Self::Token(a), Self::Token(b)) => (
+                &mut a.data,
+                &mut a.token_count,
+                &mut a.metadata,
+                &b.data,
+                b.token_count,
+            ),
+            (Self::Reasoning(a), Self::Reasoning(b)) => (
+                &mut a.data,
+                &mut a.token_count,
+                &mut a.metadata,
+                &b.data,
+                b.token_count,
+            ),
+            (Self::ToolCall(a), Self::ToolCall(b)) => (
+                &mut a.arguments_delta,
+                &mut a.token_count,
+                &mut a.metadata,
+                &b.arguments_delta,
+                b.token_count,
+            ),
+            _ => return Err(next),
+        };
+        let pieces = metadata.as_ref().map_or(1, |m| m.coalesced) + next.pieces();
+        data.push_str(add);
+        *count = at;
+        *metadata = Some(TokenMetadata { coalesced: pieces });
+        Ok(())
     }
 
     /// Bytes of text a delta carries (0 for other events).
     pub fn text_len(&self) -> usize {
-        match self {
-            Self::Token(t) => t.data.len(),
-            _ => 0,
-        }
+        self.delta_text().map_or(0, str::len)
     }
 
     /// The stream's last event: nothing of it follows.
@@ -132,9 +181,11 @@ impl StreamEvent {
     /// Rough bytes held, for the byte caps (text plus framing).
     pub fn weight(&self) -> usize {
         match self {
-            Self::Token(t) => t.data.len() + 96,
-            Self::Done(d) => d.full_response.as_ref().map_or(0, String::len) + 192,
-            _ => 192,
+            Self::Done(d) => {
+                let calls: usize = d.tool_calls.iter().map(|c| c.arguments.len() + 64).sum();
+                d.full_response.as_ref().map_or(0, String::len) + calls + 192
+            }
+            e => e.delta_text().map_or(192, |t| t.len() + 96),
         }
     }
 }

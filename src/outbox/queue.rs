@@ -128,17 +128,19 @@ impl Queues {
         }
     }
 
-    /// Merge `delta` into its stream's last queued event, if that may
-    /// absorb it ([`StreamEvent::may_absorb`]); otherwise hand it back.
-    pub fn merge_into_last(&mut self, delta: StreamEvent) -> Result<(), StreamEvent> {
-        let Some(q) = self.streams.get_mut(delta.stream_id()) else {
-            return Err(delta);
+    /// Merge the delta `event` into its stream's last queued event, if
+    /// that may absorb it ([`StreamEvent::may_absorb`]); otherwise hand it
+    /// back.
+    pub fn merge_into_last(&mut self, event: StreamEvent) -> Result<(), StreamEvent> {
+        let Some(q) = self.streams.get_mut(event.stream_id()) else {
+            return Err(event);
         };
         let Some(last) = q.items.back_mut() else {
-            return Err(delta);
+            return Err(event);
         };
-        let (added, position) = (delta.text_len(), delta.position());
-        last.absorb(delta)?;
+        let added = event.text_len();
+        let position = event.position();
+        last.absorb(event)?;
         if let Some(p) = position {
             q.position = p;
         }
@@ -244,6 +246,24 @@ impl Queues {
         let old = self.ended.pop_front()?;
         self.streams.remove(&old);
         Some(old)
+    }
+
+    /// Know stream `id` before its first event. An ended stream's queue
+    /// under that id, drained, gives way to the new stream; true then (its
+    /// replay record is not the new stream's either).
+    pub fn open(&mut self, id: &Arc<str>) -> bool {
+        match self.streams.get_mut(id) {
+            None => {
+                self.streams.insert(id.clone(), StreamQueue::default());
+                false
+            }
+            Some(q) if q.outcome.is_some() && q.items.is_empty() => {
+                *q = StreamQueue::default();
+                self.revived(id);
+                true
+            }
+            Some(_) => false,
+        }
     }
 
     /// `id` started again (a new stream under an ended one's id).

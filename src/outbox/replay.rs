@@ -89,10 +89,7 @@ impl MemoryReplay {
 }
 
 fn size(event: &StreamEvent) -> usize {
-    match event {
-        StreamEvent::Token(t) => t.data.len() + 64,
-        _ => 128,
-    }
+    event.delta_text().map_or(128, |t| t.len() + 64)
 }
 
 impl ReplayLog for MemoryReplay {

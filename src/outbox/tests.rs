@@ -33,7 +33,7 @@ pub fn outbox_with(ack_window: u64, policy: BackpressurePolicy) -> Arc<ClientOut
 }
 
 pub fn start(id: &str) -> StreamEvent {
-    StreamEvent::Start(StreamStart {
+    StreamEvent::Start(Box::new(StreamStart {
         stream_id: id.into(),
         provider: "p".into(),
         model: "m".into(),
@@ -41,7 +41,7 @@ pub fn start(id: &str) -> StreamEvent {
         intent: None,
         session_id: None,
         timestamp: 0,
-    })
+    }))
 }
 
 pub fn token(id: &str, n: u64, data: &str) -> Token {
@@ -55,7 +55,7 @@ pub fn token(id: &str, n: u64, data: &str) -> Token {
 }
 
 pub fn done(id: &str, n: u64) -> StreamEvent {
-    StreamEvent::Done(Done {
+    StreamEvent::Done(Box::new(Done {
         stream_id: id.into(),
         total_tokens: n,
         duration: 0,
@@ -65,7 +65,9 @@ pub fn done(id: &str, n: u64) -> StreamEvent {
         full_response: None,
         session_id: None,
         turn: None,
-    })
+        tool_calls: Vec::new(),
+        reasoning: None,
+    }))
 }
 
 fn text(item: &Outbound) -> Option<&str> {
@@ -267,4 +269,16 @@ async fn a_rewind_after_merged_sends_falls_on_their_boundaries() {
     assert_eq!(text(&item), Some("345"));
     r.sent(item);
     assert!(o.is_empty());
+}
+
+/// Queues hold many events: one must stay the size of a token event (the
+/// rare and large ones are boxed), or every queued token pays for them.
+#[test]
+fn a_queued_event_is_the_size_of_a_token() {
+    let token = std::mem::size_of::<crate::protocol::Token>();
+    assert!(
+        std::mem::size_of::<StreamEvent>() <= token + 8,
+        "{}",
+        std::mem::size_of::<StreamEvent>()
+    );
 }

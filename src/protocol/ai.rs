@@ -8,6 +8,10 @@
 //! camelCase keys; handlers never build JSON by hand. docs/protocol.md
 //! restates the contract; this file is its code.
 
+use super::agent::{
+    Content, MAX_TOOLS, MessageReasoning, ReasoningData, ReasoningRequest, ToolCall, ToolChoice,
+    ToolSpec, check_content, check_tools,
+};
 use super::session::is_valid_id;
 use super::validate::{FieldError, serialized_size_within};
 use serde::{Deserialize, Serialize};
@@ -21,6 +25,8 @@ pub mod event {
     pub const STREAM: &str = "ai:stream";
     pub const STREAM_START: &str = "ai:stream:start";
     pub const TOKEN: &str = "ai:token";
+    pub const REASONING: &str = "ai:reasoning";
+    pub const TOOL_CALL: &str = "ai:tool_call";
     pub const STREAM_COMPLETE: &str = "ai:stream:complete";
     pub const DONE: &str = "ai:done";
     pub const STREAM_CANCELLED: &str = "ai:stream:cancelled";
@@ -68,18 +74,79 @@ pub struct HandshakeAuth {
     pub backpressure_policy: Option<BackpressurePolicy>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     System,
+    #[default]
     User,
     Assistant,
+    /// A tool's result, answering the assistant's call `toolCallId`.
+    Tool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Validate)]
+/// One message of a conversation: text or parts (images), and for an
+/// agent's loop the assistant's tool calls (with the reasoning its
+/// provider wants back) and the tools' results.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Validate)]
+#[serde(rename_all = "camelCase")]
 pub struct ChatMessage {
     pub role: Role,
-    pub content: String,
+    pub content: Content,
+    /// (`tool_calls` too, for the snake_case HTTP frontends.)
+    #[serde(default, skip_serializing_if = "Vec::is_empty", alias = "tool_calls")]
+    #[validate(nested)]
+    pub tool_calls: Vec<ToolCall>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "tool_call_id"
+    )]
+    #[validate(length(min = 1, max = 256, message = "must be 1..=256 characters"))]
+    pub tool_call_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<MessageReasoning>,
+}
+
+impl ChatMessage {
+    /// A text message.
+    pub fn text(role: Role, content: impl Into<String>) -> Self {
+        Self {
+            role,
+            content: Content::Text(content.into()),
+            ..Self::default()
+        }
+    }
+
+    /// The rules that relate its fields, named under `field`.
+    fn check(&self, field: &str) -> Result<(), FieldError> {
+        check_content(&self.content, &format!("{field}.content"))?;
+        let name = |f: &str| format!("{field}.{f}");
+        match self.role {
+            Role::Tool if self.tool_call_id.is_none() => Err(FieldError::new(
+                name("toolCallId"),
+                "is required for a tool message",
+            )),
+            Role::Assistant | Role::Tool => Ok(()),
+            _ if !self.tool_calls.is_empty() => Err(FieldError::new(
+                name("toolCalls"),
+                "only an assistant message carries tool calls",
+            )),
+            _ if self.reasoning.is_some() => Err(FieldError::new(
+                name("reasoning"),
+                "only an assistant message carries reasoning",
+            )),
+            _ => Ok(()),
+        }?;
+        for (i, call) in self.tool_calls.iter().enumerate() {
+            let parsed = serde_json::from_str::<Value>(&call.arguments);
+            if !parsed.is_ok_and(|v| v.is_object()) {
+                let f = format!("{field}.toolCalls[{i}].arguments");
+                return Err(FieldError::new(f, "must be a JSON object as text"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Editor context an IDE frontend attaches to a prompt. Kept as free-form
@@ -93,8 +160,10 @@ pub type AgentContext = serde_json::Map<String, Value>;
 #[derive(Debug, Clone, Default, Deserialize, Validate)]
 #[serde(rename_all = "camelCase")]
 pub struct StreamRequest {
+    /// Required, unless `messages` ends with tool results (the model then
+    /// continues after them).
     #[validate(length(min = 1, message = "must be a non-empty string"))]
-    pub prompt: String,
+    pub prompt: Option<String>,
     #[serde(default)]
     #[validate(nested)]
     pub messages: Vec<ChatMessage>,
@@ -115,6 +184,12 @@ pub struct StreamRequest {
     /// empty with it.
     #[validate(custom(function = "validate_session_id"))]
     pub session_id: Option<String>,
+    #[serde(default)]
+    #[validate(nested)]
+    pub tools: Vec<ToolSpec>,
+    pub tool_choice: Option<ToolChoice>,
+    #[validate(nested)]
+    pub reasoning: Option<ReasoningRequest>,
     /// The agent to serve, by name: set by doors whose clients pick one
     /// (`agent:<name>` on `/v1`); never read from an `/ai` payload.
     #[serde(skip)]
@@ -123,6 +198,10 @@ pub struct StreamRequest {
     /// (`stop` on `/v1`); never read from an `/ai` payload.
     #[serde(skip)]
     pub stop: Vec<String>,
+    /// The prompt is the last of `messages` (a user message with images,
+    /// as `/v1` sends it): set by doors only.
+    #[serde(skip)]
+    pub prompt_in_messages: bool,
 }
 
 /// Limits from config that a request is checked against.
@@ -145,13 +224,26 @@ pub fn check_stream_sizes(payload: &Value, bounds: &RequestBounds) -> Result<(),
         check_prompt(prompt, bounds.max_prompt_chars)?;
     }
     if let Some(Value::Array(messages)) = payload.get("messages") {
-        check_messages(
-            messages.len(),
-            messages
+        let text_len = |c: &Value| match c {
+            Value::String(s) => s.len(),
+            Value::Array(parts) => parts
                 .iter()
-                .filter_map(|m| m.get("content").and_then(Value::as_str)),
-            bounds,
-        )?;
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .map(str::len)
+                .sum(),
+            _ => 0,
+        };
+        let lengths = messages
+            .iter()
+            .filter_map(|m| m.get("content"))
+            .map(text_len);
+        check_messages(messages.len(), lengths, bounds)?;
+    }
+    if let Some(Value::Array(tools)) = payload.get("tools")
+        && tools.len() > MAX_TOOLS
+    {
+        let rule = format!("must hold at most {MAX_TOOLS} tools (got {})", tools.len());
+        return Err(FieldError::new("tools", rule));
     }
     if let Some(ctx @ Value::Object(_)) = payload.get("agentContext") {
         check_agent_context(ctx, bounds.max_agent_context_bytes)?;
@@ -174,9 +266,9 @@ fn check_prompt(prompt: &str, max_chars: usize) -> Result<(), FieldError> {
     Ok(())
 }
 
-fn check_messages<'a>(
+fn check_messages(
     count: usize,
-    contents: impl Iterator<Item = &'a str>,
+    text_lengths: impl Iterator<Item = usize>,
     bounds: &RequestBounds,
 ) -> Result<(), FieldError> {
     if count > bounds.max_messages {
@@ -189,8 +281,8 @@ fn check_messages<'a>(
         ));
     }
     let mut total = 0usize;
-    for content in contents {
-        total = total.saturating_add(content.len());
+    for len in text_lengths {
+        total = total.saturating_add(len);
         if total > bounds.max_messages_bytes {
             return Err(FieldError::new(
                 "messages",
@@ -225,10 +317,21 @@ impl StreamRequest {
     /// config. Returns the first broken one; the payload-shape rules have
     /// already passed by then.
     pub fn check_bounds(&self, bounds: &RequestBounds) -> Result<(), FieldError> {
-        if self.session_id.is_some() && !self.messages.is_empty() {
+        // With a session, `messages` may carry only this turn's tool
+        // results: the rest of the history is the session's.
+        if self.session_id.is_some() && self.messages.iter().any(|m| m.role != Role::Tool) {
             return Err(FieldError::new("messages", MESSAGES_WITH_SESSION));
         }
-        check_prompt(&self.prompt, bounds.max_prompt_chars)?;
+        match &self.prompt {
+            Some(prompt) => check_prompt(prompt, bounds.max_prompt_chars)?,
+            None if self.ends_with_tool_results() || self.prompt_in_messages => {}
+            None => {
+                return Err(FieldError::new(
+                    "prompt",
+                    "is required (it may be left out only when messages end with tool results)",
+                ));
+            }
+        }
         if let Some(n) = self.max_tokens
             && n > bounds.max_tokens_limit
         {
@@ -239,13 +342,33 @@ impl StreamRequest {
         }
         check_messages(
             self.messages.len(),
-            self.messages.iter().map(|m| m.content.as_str()),
+            self.messages.iter().map(|m| m.content.text().len()),
             bounds,
         )?;
+        for (i, m) in self.messages.iter().enumerate() {
+            m.check(&format!("messages[{i}]"))?;
+        }
+        check_tools(&self.tools, self.tool_choice.as_ref())?;
         if let Some(ctx) = &self.agent_context {
             check_agent_context(ctx, bounds.max_agent_context_bytes)?;
         }
         Ok(())
+    }
+
+    /// The prompt's text (empty when the request continues after tool
+    /// results).
+    pub fn prompt_text(&self) -> &str {
+        self.prompt.as_deref().unwrap_or("")
+    }
+
+    /// Does `messages` end with tool results (so no prompt is needed)?
+    pub fn ends_with_tool_results(&self) -> bool {
+        self.messages.last().is_some_and(|m| m.role == Role::Tool)
+    }
+
+    /// Does any message carry an image?
+    pub fn has_images(&self) -> bool {
+        self.messages.iter().any(|m| m.content.has_images())
     }
 }
 
@@ -387,6 +510,16 @@ pub struct StreamComplete {
 pub struct Usage {
     pub prompt_tokens: Option<u64>,
     pub completion_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_read_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_write_tokens: Option<u64>,
+    /// Counted by the gateway, not the upstream (a cancelled stream whose
+    /// upstream never said).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub estimated: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -404,6 +537,12 @@ pub struct Done {
     /// turn's number in it (1 for the first; null without a session).
     pub session_id: Option<Arc<str>>,
     pub turn: Option<u64>,
+    /// The calls the model made, each whole, when it stopped to call tools.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// Opaque reasoning data to send back with the next turn.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<ReasoningData>,
 }
 
 /// Why a stream ended before its upstream finished.
@@ -435,6 +574,9 @@ pub struct StreamCancelled {
     pub stream_id: Arc<str>,
     pub reason: CancelReason,
     pub token_count: u64,
+    /// As far as known (`estimated` when the upstream never said).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -516,8 +658,20 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The first broken rule, from the payload's shape or, once that
+    /// passes, from the rules that relate fields.
     fn err(v: Value) -> FieldError {
-        parse_payload::<StreamRequest>(v).unwrap_err().0.remove(0)
+        let bounds = RequestBounds {
+            max_prompt_chars: 100,
+            max_tokens_limit: 100,
+            max_messages: 10,
+            max_messages_bytes: 1_000,
+            max_agent_context_bytes: 1_000,
+        };
+        match parse_payload::<StreamRequest>(v) {
+            Err(mut e) => e.0.remove(0),
+            Ok(req) => req.check_bounds(&bounds).expect_err("a broken rule"),
+        }
     }
 
     #[test]

@@ -8,12 +8,14 @@
 //! every broken field. docs/protocol.md restates the contracts. Types here
 //! are plain data: they know no socket, no queue and no upstream.
 
+pub mod agent;
 pub mod ai;
 pub mod openai;
 pub mod session;
 pub mod sse;
 pub mod validate;
 
+pub use agent::*;
 pub use ai::*;
 pub use session::{SessionDetail, SessionList, SessionMessage, SessionSummary, TurnStatus};
 pub use validate::{FieldError, Invalid, camel, parse_payload, serialized_size_within};

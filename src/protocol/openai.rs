@@ -6,6 +6,7 @@
 //! `Serialize` structs shaped exactly like OpenAI's, so that an SDK's own
 //! parsing (and its stream accumulation) works unchanged.
 
+use super::agent::Effort;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use validator::Validate;
@@ -28,11 +29,43 @@ pub struct ChatCompletionRequest {
     #[validate(range(min = 1, message = "must be at least 1"))]
     pub max_completion_tokens: Option<u32>,
     pub stop: Option<Stop>,
-    /// Read so that a request carrying them is not refused as malformed;
-    /// what is done with them is the door's business.
-    pub tools: Option<Vec<Value>>,
+    #[serde(default)]
+    pub tools: Vec<Tool>,
+    /// `"auto"`, `"none"`, `"required"` or `{ "type": "function",
+    /// "function": { "name" } }`.
     pub tool_choice: Option<Value>,
+    pub reasoning_effort: Option<Effort>,
     pub user: Option<String>,
+}
+
+/// `tools[i]`: `{ "type": "function", "function": { name, description?,
+/// parameters? } }`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Tool {
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+    pub function: Function,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Function {
+    pub name: String,
+    pub description: Option<String>,
+    pub parameters: Option<Value>,
+}
+
+/// An assistant message's `tool_calls[i]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MessageToolCall {
+    pub id: String,
+    pub function: CallFunction,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CallFunction {
+    pub name: String,
+    #[serde(default)]
+    pub arguments: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -64,7 +97,8 @@ pub struct Message {
     pub role: String,
     #[serde(default)]
     pub content: Option<Content>,
-    pub tool_calls: Option<Vec<Value>>,
+    #[serde(default)]
+    pub tool_calls: Vec<MessageToolCall>,
     pub tool_call_id: Option<String>,
     pub name: Option<String>,
 }
@@ -82,7 +116,13 @@ pub struct Part {
     #[serde(rename = "type")]
     pub kind: String,
     pub text: Option<String>,
-    pub image_url: Option<Value>,
+    pub image_url: Option<ImageUrl>,
+}
+
+/// `image_url`: a URL, or a `data:<type>;base64,<data>` URL.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ImageUrl {
+    pub url: String,
 }
 
 // ---------------------------------------------------------------------------
@@ -117,6 +157,29 @@ pub struct Delta<'a> {
     pub role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<DeltaToolCall<'a>>,
+}
+
+/// `delta.tool_calls[i]`: `id`, `type` and the name only on a call's
+/// first piece, as OpenAI sends them.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeltaToolCall<'a> {
+    pub index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
+    pub function: DeltaFunction<'a>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeltaFunction<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+    pub arguments: &'a str,
 }
 
 /// `chat.completion` (`stream: false`).
@@ -142,8 +205,28 @@ pub struct CompletionChoice<'a> {
 #[derive(Debug, Clone, Serialize)]
 pub struct AssistantMessage<'a> {
     pub role: &'static str,
-    pub content: &'a str,
+    /// `null` when the model only called tools.
+    pub content: Option<&'a str>,
     pub refusal: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<WholeToolCall<'a>>,
+}
+
+/// `message.tool_calls[i]` of a whole completion.
+#[derive(Debug, Clone, Serialize)]
+pub struct WholeToolCall<'a> {
+    pub id: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub function: WholeFunction<'a>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WholeFunction<'a> {
+    pub name: &'a str,
+    pub arguments: &'a str,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -151,6 +234,20 @@ pub struct CompletionUsage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub total_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion_tokens_details: Option<CompletionTokensDetails>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PromptTokensDetails {
+    pub cached_tokens: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct CompletionTokensDetails {
+    pub reasoning_tokens: u64,
 }
 
 /// `GET /v1/models`.

@@ -9,6 +9,7 @@
 //! types as they are. Plain data: nothing here knows a store, a socket or
 //! an upstream.
 
+use super::agent::{Content, MessageReasoning, ToolCall};
 use super::ai::{ChatMessage, Role};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -23,30 +24,51 @@ pub enum TurnStatus {
     Error,
 }
 
-/// One message of a session, as `GET /api/chat/sessions/{id}` shows it.
-/// `toolCalls` / `toolCallId` are part of the contract for agents' tools
-/// (PROTOCOL.md part 2); no provider produces them yet, so they are absent.
+/// One message of a session, as `GET /api/chat/sessions/{id}` shows it:
+/// the assistant's tool calls (and the reasoning its provider wants back,
+/// sent again next turn) and the tools' results are kept as turns too.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionMessage {
     pub role: Role,
     pub content: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tool_calls: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<MessageReasoning>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<TurnStatus>,
     pub timestamp: u64,
 }
 
 impl SessionMessage {
-    /// The message as the upstream receives it (role and text only).
+    /// The message as the upstream receives it.
     pub fn to_chat(&self) -> ChatMessage {
         ChatMessage {
             role: self.role,
-            content: self.content.clone(),
+            content: Content::Text(self.content.clone()),
+            tool_calls: self.tool_calls.clone(),
+            tool_call_id: self.tool_call_id.clone(),
+            reasoning: self.reasoning.clone(),
         }
+    }
+
+    /// Bytes it holds, for the session's bounds.
+    pub fn bytes(&self) -> usize {
+        let calls: usize = self
+            .tool_calls
+            .iter()
+            .map(|c| c.id.len() + c.name.len() + c.arguments.len())
+            .sum();
+        let reasoning = self.reasoning.as_ref().map_or(0, |r| {
+            [&r.text, &r.signature, &r.redacted]
+                .iter()
+                .map(|s| s.as_ref().map_or(0, String::len))
+                .sum()
+        });
+        self.content.len() + calls + reasoning
     }
 }
 
@@ -99,8 +121,9 @@ mod tests {
         let m = SessionMessage {
             role: Role::Assistant,
             content: "hi".into(),
-            tool_calls: None,
+            tool_calls: Vec::new(),
             tool_call_id: None,
+            reasoning: None,
             status: Some(TurnStatus::Cancelled),
             timestamp: 7,
         };

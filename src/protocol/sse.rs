@@ -7,16 +7,31 @@
 //! plain `Serialize` structs that the HTTP door's SSE writer fills from the
 //! stream's events.
 
-use super::ai::{AgentContext, CancelReason, StreamRequest, Usage, validate_session_id};
+use super::agent::{ReasoningData, ReasoningRequest, ToolCall, ToolChoice, ToolSpec};
+use super::ai::{
+    AgentContext, CancelReason, ChatMessage, Role, StreamRequest, Usage, validate_session_id,
+};
+use super::validate::FieldError;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use validator::Validate;
 
-/// `POST /api/chat/stream`.
+/// `POST /api/chat/stream`: the `/ai` request's fields in snake_case, the
+/// prompt named `message` (left out only when `messages` ends with tool
+/// results: an agent's loop continuing after its tools ran).
 #[derive(Debug, Clone, Deserialize, Validate)]
 pub struct ChatStreamRequest {
     #[validate(length(min = 1, message = "must be a non-empty string"))]
-    pub message: String,
+    pub message: Option<String>,
+    #[serde(default)]
+    #[validate(nested)]
+    pub messages: Vec<ChatMessage>,
+    #[serde(default)]
+    #[validate(nested)]
+    pub tools: Vec<ToolSpec>,
+    pub tool_choice: Option<ToolChoice>,
+    #[validate(nested)]
+    pub reasoning: Option<ReasoningRequest>,
     #[validate(custom(function = "validate_session_id"))]
     pub session_id: Option<String>,
     #[validate(length(min = 1, max = 128, message = "must be 1..=128 characters"))]
@@ -39,9 +54,20 @@ pub struct ChatStreamRequest {
 
 impl ChatStreamRequest {
     /// The engine's request (the orchestrator routes it unless told not to).
-    pub fn into_stream_request(self) -> StreamRequest {
-        StreamRequest {
+    pub fn into_stream_request(self) -> Result<StreamRequest, FieldError> {
+        let continues = self.messages.last().is_some_and(|m| m.role == Role::Tool);
+        if self.message.is_none() && !continues {
+            return Err(FieldError::new(
+                "message",
+                "is required (it may be left out only when messages end with tool results)",
+            ));
+        }
+        Ok(StreamRequest {
             prompt: self.message,
+            messages: self.messages,
+            tools: self.tools,
+            tool_choice: self.tool_choice,
+            reasoning: self.reasoning,
             session_id: self.session_id,
             use_orchestrator: Some(self.use_orchestrator.unwrap_or(true)),
             model: self.model,
@@ -50,7 +76,7 @@ impl ChatStreamRequest {
             max_tokens: self.max_tokens,
             agent_context: self.agent_context,
             ..StreamRequest::default()
-        }
+        })
     }
 }
 
@@ -74,6 +100,26 @@ pub struct SseToken<'a> {
     pub partial: Option<&'a str>,
 }
 
+/// `event: reasoning`: a piece of the model's thinking (the `/ai` event's
+/// fields, in snake_case; its `id:` is `token_count`).
+#[derive(Debug, Clone, Serialize)]
+pub struct SseReasoning<'a> {
+    pub stream_id: &'a str,
+    pub data: &'a str,
+    pub token_count: u64,
+}
+
+/// `event: tool_call`: a piece of a tool call's arguments.
+#[derive(Debug, Clone, Serialize)]
+pub struct SseToolCall<'a> {
+    pub stream_id: &'a str,
+    pub index: u32,
+    pub id: &'a str,
+    pub name: &'a str,
+    pub arguments_delta: &'a str,
+    pub token_count: u64,
+}
+
 /// The last event of a stream that completed.
 #[derive(Debug, Clone, Serialize)]
 pub struct SseDone {
@@ -85,6 +131,10 @@ pub struct SseDone {
     pub finish_reason: String,
     pub usage: Option<Usage>,
     pub session_id: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<ReasoningData>,
 }
 
 /// The last event of a stream that failed or was cancelled.

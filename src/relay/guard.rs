@@ -20,7 +20,7 @@ use crate::clients::Client;
 use crate::error::GatewayError;
 use crate::outbox::StreamEvent;
 use crate::protocol::{StreamError, TurnStatus};
-use crate::sessions::SessionLease;
+use crate::sessions::{SessionLease, TurnReply};
 use crate::telemetry::Stats;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -78,7 +78,7 @@ impl StreamGuard {
     }
 
     /// Append the turn to the session and release it; a no-op without one.
-    pub async fn end_turn(&mut self, reply: Option<String>, status: TurnStatus) {
+    pub async fn end_turn(&mut self, reply: Option<TurnReply>, status: TurnStatus) {
         if let Some(lease) = self.session.take() {
             lease.end(reply, status).await;
         }
@@ -145,7 +145,7 @@ mod tests {
     use crate::config::SessionsConfig;
     use crate::outbox::{ClientOutbox, OutboxSettings};
     use crate::protocol::BackpressurePolicy;
-    use crate::protocol::Role;
+    use crate::protocol::{ChatMessage, Role};
     use crate::rate_limit::ClientBudget;
     use crate::sessions::{MemoryStore, SessionStore};
     use tokio_util::sync::CancellationToken;
@@ -203,9 +203,14 @@ mod tests {
         let stats = Arc::new(Stats::default());
         let client = client(&stats);
         let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new(&SessionsConfig::default()));
-        let (lease, _) = SessionLease::begin(&store, None, "chat", "why?")
-            .await
-            .unwrap();
+        let (lease, _) = SessionLease::begin(
+            &store,
+            None,
+            "chat",
+            vec![ChatMessage::text(Role::User, "why?")],
+        )
+        .await
+        .unwrap();
         client.add_stream("a".into(), 10).unwrap();
         let guard = StreamGuard::new("a".into(), client.clone(), stats).with_session(Some(lease));
         let task = tokio::spawn(async move {

@@ -12,8 +12,10 @@
 //! client's outbox and never touches a transport: whichever door attached
 //! a writer carries the events on.
 
+mod finish;
 mod guard;
 mod open;
+mod progress;
 mod task;
 
 pub use guard::{EndedAs, StreamGuard};
@@ -21,12 +23,13 @@ pub use task::StreamTask;
 
 use crate::clients::{Client, random_hex};
 use crate::error::GatewayError;
-use crate::orchestrator::Orchestrator;
-use crate::protocol::{RequestBounds, StreamRequest};
+use crate::orchestrator::{Orchestrator, Route};
+use crate::protocol::{ChatMessage, FieldError, RequestBounds, Role, StreamRequest};
 use crate::rate_limit::RateLimits;
 use crate::sessions::{SessionLease, SessionStore};
 use crate::shutdown::Shutdown;
 use crate::telemetry::Stats;
+use crate::upstream::Provider;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
@@ -64,18 +67,22 @@ impl Relay {
         let session = match req.session_id.as_deref() {
             Some(id) => {
                 let owner = client.owner.as_ref();
+                let input = turn_input(&req);
                 let (lease, history) =
-                    SessionLease::begin(&self.sessions, owner, id, &req.prompt).await?;
-                // A session request carries no `messages` (checked above):
-                // the stored history takes their place, so the route sends
-                // the agent's system prompt, the history, then the prompt.
-                req.messages = history;
+                    SessionLease::begin(&self.sessions, owner, id, input).await?;
+                // A session request carries no `messages` but this turn's
+                // tool results (checked above): the stored history goes
+                // before them, so the route sends the agent's system
+                // prompt, the history, the tool results, then the prompt.
+                let results = std::mem::replace(&mut req.messages, history);
+                req.messages.extend(results);
                 Some(lease)
             }
             None => None,
         };
         // From here on, a refusal drops `session`, which releases it.
-        let route = self.orchestrator.route(&req)?;
+        let mut route = self.orchestrator.route(&req)?;
+        keep_capable(&mut route, &req)?;
         self.rate_limits.stream_start(&client.rate_key())?;
         let id: Arc<str> = match &req.stream_id {
             Some(id) => id.as_str().into(),
@@ -101,4 +108,41 @@ impl Relay {
         self.shutdown.spawn_stream(task.run(guard).instrument(span));
         Ok(id)
     }
+}
+
+/// What a session's turn keeps as its input: the tool results it carries,
+/// then the prompt.
+fn turn_input(req: &StreamRequest) -> Vec<ChatMessage> {
+    let mut input = req.messages.clone();
+    if let Some(prompt) = &req.prompt {
+        input.push(ChatMessage::text(Role::User, prompt.clone()));
+    }
+    input
+}
+
+/// Keep the providers of the route's chain that can take what the request
+/// carries (tools, images); refuse, naming the field, when the provider
+/// asked for cannot, before any upstream call.
+fn keep_capable(route: &mut Route, req: &StreamRequest) -> Result<(), GatewayError> {
+    let (tools, images) = (!route.tools.is_empty(), req.has_images());
+    let can = |p: &Arc<dyn Provider>| {
+        let a = p.accepts();
+        (a.tools || !tools) && (a.images || !images)
+    };
+    if let Some(first) = route.chain.first()
+        && !can(first)
+    {
+        let (field, what) = if tools && !first.accepts().tools {
+            ("tools", "tools")
+        } else {
+            ("messages", "images")
+        };
+        let rule = format!(
+            "cannot be sent to provider {} (it does not take {what})",
+            first.name()
+        );
+        return Err(FieldError::new(field, rule).into());
+    }
+    route.chain.retain(can);
+    Ok(())
 }

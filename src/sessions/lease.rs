@@ -6,12 +6,12 @@
 //! guard keeps it, and the stream's finish ends it with the turn
 //! ([`SessionLease::end`]). Dropping it unended (a refused admission, a
 //! task that died) releases the busy mark through the store's synchronous
-//! `abandon`, so no path can leave a session busy for ever. It copies the
-//! prompt once, for the turn it will append; it never touches a stream's
-//! events.
+//! `abandon`, so no path can leave a session busy for ever. It keeps the
+//! turn's input (the prompt, the tool results), for the turn it will
+//! append; it never touches a stream's events.
 
 use super::store::{LeaseKey, SessionStore};
-use super::turn::Turn;
+use super::turn::{Turn, TurnReply};
 use crate::auth::UserId;
 use crate::error::GatewayError;
 use crate::protocol::{ChatMessage, TurnStatus, now_ms};
@@ -23,18 +23,19 @@ pub struct SessionLease {
     /// Taken when the turn is ended or abandoned: `Drop` then does nothing.
     key: Option<LeaseKey>,
     turn: u64,
-    prompt: String,
+    input: Vec<ChatMessage>,
     asked_at: u64,
 }
 
 impl SessionLease {
-    /// Open a turn of `prompt` on session `id` for `owner`; returns the
-    /// lease and the history to send before the prompt.
+    /// Open a turn of `input` (tool results, then the prompt) on session
+    /// `id` for `owner`; returns the lease and the history to send before
+    /// the input.
     pub async fn begin(
         store: &Arc<dyn SessionStore>,
         owner: Option<&UserId>,
         id: &str,
-        prompt: &str,
+        input: Vec<ChatMessage>,
     ) -> Result<(Self, Vec<ChatMessage>), GatewayError> {
         let begun = store.begin(owner, id).await?;
         let lease = Self {
@@ -42,7 +43,7 @@ impl SessionLease {
             id: begun.key.id.clone(),
             key: Some(begun.key),
             turn: begun.turn,
-            prompt: prompt.to_owned(),
+            input,
             asked_at: now_ms(),
         };
         Ok((lease, begun.history))
@@ -59,7 +60,7 @@ impl SessionLease {
 
     /// Append the turn (`reply` as the client received it) and release the
     /// session.
-    pub async fn end(mut self, reply: Option<String>, status: TurnStatus) {
+    pub async fn end(mut self, reply: Option<TurnReply>, status: TurnStatus) {
         if let Some(key) = self.key.take() {
             let turn = self.turn_with(reply, status);
             self.store.end(key, turn).await;
@@ -75,9 +76,9 @@ impl SessionLease {
         }
     }
 
-    fn turn_with(&mut self, reply: Option<String>, status: TurnStatus) -> Turn {
+    fn turn_with(&mut self, reply: Option<TurnReply>, status: TurnStatus) -> Turn {
         Turn {
-            prompt: std::mem::take(&mut self.prompt),
+            input: std::mem::take(&mut self.input),
             asked_at: self.asked_at,
             reply,
             status,

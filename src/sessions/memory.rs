@@ -208,7 +208,7 @@ impl MemoryStore {
     /// returns the bytes added and dropped.
     fn append(&self, s: &mut Session, turn: Turn) -> (usize, usize) {
         let messages = turn.into_messages();
-        let bytes = messages.iter().map(|m| m.content.len()).sum();
+        let bytes = messages.iter().map(SessionMessage::bytes).sum();
         s.messages += messages.len();
         s.bytes += bytes;
         s.turns += 1;

@@ -2,7 +2,8 @@
 //! ownership, on a clock the tests move by hand.
 
 use super::*;
-use crate::protocol::{Role, TurnStatus};
+use crate::protocol::{ChatMessage, Role, TurnStatus};
+use crate::sessions::TurnReply;
 
 fn limits() -> SessionsConfig {
     SessionsConfig {
@@ -21,9 +22,12 @@ fn user(sub: &str) -> UserId {
 
 fn turn(prompt: &str, reply: &str) -> Turn {
     Turn {
-        prompt: prompt.into(),
+        input: vec![ChatMessage::text(Role::User, prompt)],
         asked_at: 1,
-        reply: Some(reply.into()),
+        reply: Some(TurnReply {
+            text: reply.into(),
+            ..TurnReply::default()
+        }),
         status: TurnStatus::Complete,
         ended_at: 2,
     }
@@ -49,11 +53,12 @@ fn history_comes_back_in_order_and_turns_count_up() {
     assert_eq!(exchange(&store, None, "s", turn("q2", "a2"), now), 2);
     let begun = store.begin_at(None, "s", now).unwrap();
     assert_eq!(begun.turn, 3);
-    let history: Vec<(Role, &str)> = begun
+    let texts: Vec<(Role, String)> = begun
         .history
         .iter()
-        .map(|m| (m.role, m.content.as_str()))
+        .map(|m| (m.role, m.content.text().into_owned()))
         .collect();
+    let history: Vec<(Role, &str)> = texts.iter().map(|(r, t)| (*r, t.as_str())).collect();
     assert_eq!(
         history,
         [

@@ -31,4 +31,4 @@ mod turn;
 pub use lease::SessionLease;
 pub use memory::MemoryStore;
 pub use store::{Begun, LeaseKey, SessionFigures, SessionStore};
-pub use turn::Turn;
+pub use turn::{Turn, TurnReply};

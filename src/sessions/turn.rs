@@ -1,51 +1,77 @@
 //! [`Turn`]: one exchange of a session, as a finished stream hands it to
 //! the store, and the messages it is kept as.
 //!
-//! The reply is the text the client received (the deltas up to the
-//! stream's terminal position); a turn with no reply text keeps only the
-//! prompt. The turn's status goes on its last message, so that a reader of
-//! the session sees how each turn ended. Plain data; no store, no stream.
+//! A turn's input is the user's prompt, or the tools' results the client
+//! sent back (an agent's loop), or both. The reply is what the client
+//! received (the text up to the stream's terminal position, the tool calls
+//! of a completed turn, the reasoning the provider wants back); a turn with
+//! no reply keeps only its input. The turn's status goes on its last
+//! message, so that a reader of the session sees how each turn ended. Plain
+//! data; no store, no stream.
 
-use crate::protocol::{Role, SessionMessage, TurnStatus};
+use crate::protocol::{ChatMessage, MessageReasoning, Role, SessionMessage, ToolCall, TurnStatus};
 
-/// One exchange: the user's prompt and the assistant's reply.
+/// One exchange: its input and the assistant's reply.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Turn {
-    pub prompt: String,
+    /// Tool results first (they answer the previous turn's calls), then
+    /// the prompt.
+    pub input: Vec<ChatMessage>,
     /// When the stream was admitted (ms since the epoch).
     pub asked_at: u64,
-    /// The reply as the client received it; `None` or empty when no token
-    /// arrived.
-    pub reply: Option<String>,
+    /// The reply as the client received it; `None` when nothing arrived.
+    pub reply: Option<TurnReply>,
     pub status: TurnStatus,
     /// When the stream ended (ms since the epoch).
     pub ended_at: u64,
 }
 
+/// The assistant's side of a turn.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TurnReply {
+    pub text: String,
+    pub tool_calls: Vec<ToolCall>,
+    pub reasoning: Option<MessageReasoning>,
+}
+
+impl TurnReply {
+    fn is_empty(&self) -> bool {
+        self.text.is_empty() && self.tool_calls.is_empty() && self.reasoning.is_none()
+    }
+}
+
 impl Turn {
-    /// The messages this turn is kept as: the prompt, then the reply when
+    /// The messages this turn is kept as: its input, then the reply when
     /// there is one; the status on the last of them.
     pub fn into_messages(self) -> Vec<SessionMessage> {
-        let message = |role, content, status, timestamp| SessionMessage {
-            role,
-            content,
-            tool_calls: None,
-            tool_call_id: None,
-            status,
-            timestamp,
-        };
-        match self.reply.filter(|r| !r.is_empty()) {
-            Some(reply) => vec![
-                message(Role::User, self.prompt, None, self.asked_at),
-                message(Role::Assistant, reply, Some(self.status), self.ended_at),
-            ],
-            None => vec![message(
-                Role::User,
-                self.prompt,
-                Some(self.status),
-                self.asked_at,
-            )],
+        let mut out: Vec<SessionMessage> = self
+            .input
+            .into_iter()
+            .map(|m| SessionMessage {
+                role: m.role,
+                content: m.content.text().into_owned(),
+                tool_calls: Vec::new(),
+                tool_call_id: m.tool_call_id,
+                reasoning: None,
+                status: None,
+                timestamp: self.asked_at,
+            })
+            .collect();
+        if let Some(reply) = self.reply.filter(|r| !r.is_empty()) {
+            out.push(SessionMessage {
+                role: Role::Assistant,
+                content: reply.text,
+                tool_calls: reply.tool_calls,
+                tool_call_id: None,
+                reasoning: reply.reasoning,
+                status: None,
+                timestamp: self.ended_at,
+            });
         }
+        if let Some(last) = out.last_mut() {
+            last.status = Some(self.status);
+        }
+        out
     }
 }
 
@@ -55,9 +81,12 @@ mod tests {
 
     fn turn(reply: Option<&str>, status: TurnStatus) -> Turn {
         Turn {
-            prompt: "q".into(),
+            input: vec![ChatMessage::text(Role::User, "q")],
             asked_at: 1,
-            reply: reply.map(str::to_owned),
+            reply: reply.map(|text| TurnReply {
+                text: text.into(),
+                ..TurnReply::default()
+            }),
             status,
             ended_at: 2,
         }

@@ -12,6 +12,8 @@ pub fn emit(socket: &SocketRef, item: &Outbound) -> Result<(), SendError> {
         Outbound::Stream(e) => match e {
             StreamEvent::Start(p) => socket.emit(event::STREAM_START, p),
             StreamEvent::Token(p) => socket.emit(event::TOKEN, p),
+            StreamEvent::Reasoning(p) => socket.emit(event::REASONING, p),
+            StreamEvent::ToolCall(p) => socket.emit(event::TOOL_CALL, p),
             StreamEvent::Complete(p) => socket.emit(event::STREAM_COMPLETE, p),
             StreamEvent::Done(p) => socket.emit(event::DONE, p),
             StreamEvent::Cancelled(p) => socket.emit(event::STREAM_CANCELLED, p),
@@ -28,6 +30,8 @@ pub fn name(item: &Outbound) -> &'static str {
         Outbound::Stream(e) => match e {
             StreamEvent::Start(_) => event::STREAM_START,
             StreamEvent::Token(_) => event::TOKEN,
+            StreamEvent::Reasoning(_) => event::REASONING,
+            StreamEvent::ToolCall(_) => event::TOOL_CALL,
             StreamEvent::Complete(_) => event::STREAM_COMPLETE,
             StreamEvent::Done(_) => event::DONE,
             StreamEvent::Cancelled(_) => event::STREAM_CANCELLED,

@@ -26,6 +26,6 @@ pub mod sse;
 pub use anthropic::{AnthropicEventDecoder, AnthropicProvider};
 pub use ollama::{OllamaLines, OllamaProvider};
 pub use openai::{OpenAiEventDecoder, OpenAiProvider};
-pub use provider::{Chunk, ChunkStream, Provider, ProviderProfile, UpstreamRequest};
+pub use provider::{Accepts, Chunk, ChunkStream, Provider, ProviderProfile, UpstreamRequest};
 pub use set::ProviderSet;
 pub use simulated::SimulatedProvider;

@@ -83,8 +83,8 @@ impl SimulatedProvider {
         let prompt = request
             .messages
             .last()
-            .map(|m| m.content.as_str())
-            .unwrap_or("");
+            .map(|m| m.content.text())
+            .unwrap_or_default();
         let echo: Vec<&str> = prompt.split_whitespace().take(6).collect();
         let mut words: Vec<String> = vec!["You".into(), "asked:".into()];
         words.extend(echo.iter().map(|w| w.to_string()));
@@ -125,7 +125,7 @@ impl Provider for SimulatedProvider {
         let prompt_tokens: u64 = request
             .messages
             .iter()
-            .map(|m| m.content.split_whitespace().count() as u64)
+            .map(|m| m.content.text().split_whitespace().count() as u64)
             .sum();
         let interval = self.interval;
         let n = tokens.len() as u64;
@@ -135,6 +135,7 @@ impl Provider for SimulatedProvider {
             usage: Some(Usage {
                 prompt_tokens: Some(prompt_tokens),
                 completion_tokens: Some(n),
+                ..Usage::default()
             }),
         };
         let stream = futures_util::stream::iter(tokens.into_iter().map(Chunk::Token).chain([done]))

@@ -124,7 +124,7 @@ where
                         st.ended = true;
                         st.ready.clear();
                     }
-                    Chunk::Token(_) => st.any_token = true,
+                    _ => st.any_token = true,
                 }
                 return Some((Ok(chunk), st));
             }

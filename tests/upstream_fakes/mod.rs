@@ -36,6 +36,8 @@ pub fn init() {
     });
 }
 
+pub mod agent_wire;
+
 // ------------------------------------------------------------ fake upstream
 
 /// What the fake answers one request with.
@@ -49,7 +51,14 @@ pub enum Reply {
     Sse { parts: Vec<String>, hold: bool },
     /// These bytes as the whole response, then the connection closes.
     Raw(String),
+    /// 200, `application/x-ndjson`, chunked: each line one HTTP chunk, as
+    /// Ollama streams.
+    Ndjson(Vec<String>),
 }
+
+/// How a fake picks its reply: from the request body, so one fake can
+/// play several turns of an agent loop.
+type Script = dyn Fn(&Value) -> Reply + Send + Sync;
 
 pub struct Recorded {
     head: String,
@@ -66,6 +75,13 @@ pub struct Fake {
 
 impl Fake {
     pub async fn start(reply: Reply) -> Fake {
+        Self::scripted(move |_| reply.clone()).await
+    }
+
+    /// A fake that answers each request with what `script` builds from
+    /// its JSON body.
+    pub async fn scripted(script: impl Fn(&Value) -> Reply + Send + Sync + 'static) -> Fake {
+        let script: Arc<Script> = Arc::new(script);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -73,8 +89,8 @@ impl Fake {
         let recorded = requests.clone();
         tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
-                let (reply, recorded, tx) = (reply.clone(), recorded.clone(), tx.clone());
-                tokio::spawn(serve(sock, reply, recorded, tx));
+                let (script, recorded, tx) = (script.clone(), recorded.clone(), tx.clone());
+                tokio::spawn(serve(sock, script, recorded, tx));
             }
         });
         Fake {
@@ -92,11 +108,21 @@ impl Fake {
     pub fn count(&self) -> usize {
         self.requests.lock().unwrap().len()
     }
+
+    /// Every request body so far, in arrival order.
+    pub fn bodies(&self) -> Vec<Value> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.body.clone())
+            .collect()
+    }
 }
 
 async fn serve(
     mut sock: TcpStream,
-    reply: Reply,
+    script: Arc<Script>,
     recorded: Arc<Mutex<Vec<Recorded>>>,
     closed: mpsc::UnboundedSender<()>,
 ) {
@@ -127,6 +153,7 @@ async fn serve(
         }
     }
     let body = serde_json::from_slice(&buf[head_end..head_end + len]).unwrap_or(Value::Null);
+    let reply = script(&body);
     recorded.lock().unwrap().push(Recorded {
         head,
         body,
@@ -143,17 +170,15 @@ async fn serve(
         Reply::Raw(bytes) => {
             let _ = sock.write_all(bytes.as_bytes()).await;
         }
-        Reply::Sse { parts, hold } => {
-            let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n";
-            if sock.write_all(head.as_bytes()).await.is_err() {
-                return;
+        Reply::Ndjson(lines) => {
+            if write_chunks(&mut sock, "application/x-ndjson", &lines).await {
+                let _ = sock.write_all(b"0\r\n\r\n").await;
+                let _ = sock.read(&mut tmp).await;
             }
-            for part in parts {
-                let chunk = format!("{:x}\r\n{part}\r\n", part.len());
-                if sock.write_all(chunk.as_bytes()).await.is_err() {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Reply::Sse { parts, hold } => {
+            if !write_chunks(&mut sock, "text/event-stream", &parts).await {
+                return;
             }
             if !hold {
                 let _ = sock.write_all(b"0\r\n\r\n").await;
@@ -182,6 +207,25 @@ async fn serve(
             }
         }
     }
+}
+
+/// A 200 head and each part as one HTTP chunk, a short pause between;
+/// false once the client is gone.
+async fn write_chunks(sock: &mut TcpStream, content_type: &str, parts: &[String]) -> bool {
+    let head = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
+    if sock.write_all(head.as_bytes()).await.is_err() {
+        return false;
+    }
+    for part in parts {
+        let chunk = format!("{:x}\r\n{part}\r\n", part.len());
+        if sock.write_all(chunk.as_bytes()).await.is_err() {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    true
 }
 
 // ------------------------------------------------------------ wire bytes

@@ -1,139 +1,22 @@
-//! Any OpenAI-compatible server (OpenAI, DeepSeek, vLLM, llama.cpp's
-//! `llama-server`, LM Studio, …): `POST {base}/chat/completions` with
-//! `stream: true` and `stream_options.include_usage`, answered with SSE.
-//!
-//! Each `data:` event is a `chat.completion.chunk`: text in
-//! `choices[0].delta.content`, the finish reason in the chunk that ends the
-//! choice, then (with `include_usage`) a chunk with empty `choices` and the
-//! `usage`, then `data: [DONE]`, which is where [`Chunk::Done`] is emitted.
-//! An `{"error":…}` object (as a body or as an event) is an error. A body
-//! that ends after a finish reason but without `[DONE]` still completes
-//! (some servers omit it); one that ends before a finish reason is broken.
-//!
-//! Base URLs follow the official SDK's `OPENAI_BASE_URL`, which includes the
-//! API version (`https://api.openai.com/v1`), with one convenience: a base
-//! URL with no path at all (`http://localhost:8080`) gets `/v1` added, so
-//! both `https://api.openai.com` and `https://api.openai.com/v1` work, and a
-//! base with its own path (`https://host/api/openai/v1beta`) is used as is.
+//! Reading an OpenAI-compatible stream: each `data:` event is a
+//! `chat.completion.chunk`, read into the gateway's deltas: thinking in
+//! `delta.reasoning_content`, text in `delta.content`, pieces of tool calls
+//! in `delta.tool_calls[i]` (by index, `id` and name on the first piece);
+//! the finish reason in the chunk that ends the choice, then (with
+//! `include_usage`) a chunk with empty `choices` and the `usage` (with its
+//! reasoning and cached-prompt counts), then `data: [DONE]`, which is where
+//! [`Chunk::Done`] is emitted. An `{"error":…}` object (as a body or as an
+//! event) is an error. A body that ends after a finish reason but without
+//! `[DONE]` still completes (some servers omit it); one that ends before a
+//! finish reason is broken.
 
-use super::http::{self, ApiKey};
-use super::provider::{Chunk, ChunkStream, Provider, ProviderProfile, UpstreamRequest};
-use super::sse::{DecodeError, EventDecoder};
-use crate::config::ProviderConfig;
-use crate::error::ProviderError;
-use crate::protocol::{ChatMessage, Usage};
-use crate::telemetry::ProviderStats;
+use crate::protocol::Usage;
+use crate::upstream::http;
+use crate::upstream::provider::Chunk;
+use crate::upstream::sse::{DecodeError, EventDecoder};
 use eventsource_stream::Event;
-use futures_util::future::BoxFuture;
-use reqwest::header::{AUTHORIZATION, HeaderMap};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::collections::VecDeque;
-use std::sync::Arc;
-
-pub struct OpenAiProvider {
-    profile: ProviderProfile,
-    chat_url: String,
-    models_url: String,
-    client: reqwest::Client,
-    key: Arc<ApiKey>,
-}
-
-/// `{base}` as the API root the paths hang off (see the module docs).
-pub fn api_root(base: &str) -> Result<String, String> {
-    let url = reqwest::Url::parse(base).map_err(|e| format!("base_url {base:?}: {e}"))?;
-    let root = base.trim_end_matches('/');
-    Ok(if url.path().trim_matches('/').is_empty() {
-        format!("{root}/v1")
-    } else {
-        root.to_string()
-    })
-}
-
-#[derive(Serialize)]
-struct ChatBody<'a> {
-    model: &'a str,
-    messages: &'a [ChatMessage],
-    stream: bool,
-    stream_options: StreamOptions,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    temperature: Option<f64>,
-    /// `max_tokens`, not the newer `max_completion_tokens`: every
-    /// compatible server accepts it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_tokens: Option<u32>,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    stop: &'a [String],
-}
-
-#[derive(Serialize)]
-struct StreamOptions {
-    include_usage: bool,
-}
-
-impl OpenAiProvider {
-    pub fn new(
-        name: &str,
-        config: &ProviderConfig,
-        stats: Arc<ProviderStats>,
-    ) -> Result<Self, ProviderError> {
-        let root = api_root(&config.base_url).map_err(|detail| ProviderError::Unavailable {
-            provider: name.to_string(),
-            detail,
-        })?;
-        let key = ApiKey::from_env(config);
-        let mut headers = HeaderMap::new();
-        if let Some((h, v)) = key.header(AUTHORIZATION, "Bearer ", name)? {
-            headers.insert(h, v);
-        }
-        tracing::info!(provider = name, api_root = %root, key_env = %key.env, key_set = key.is_set(), "openai-compatible provider");
-        Ok(Self {
-            profile: ProviderProfile::new(name, config, stats),
-            chat_url: format!("{root}/chat/completions"),
-            models_url: format!("{root}/models"),
-            client: http::client(name, config, headers)?,
-            key: Arc::new(key),
-        })
-    }
-}
-
-impl Provider for OpenAiProvider {
-    fn profile(&self) -> &ProviderProfile {
-        &self.profile
-    }
-
-    fn open(
-        &self,
-        request: UpstreamRequest,
-    ) -> BoxFuture<'static, Result<ChunkStream, ProviderError>> {
-        let body = ChatBody {
-            model: &request.model,
-            messages: &request.messages,
-            stream: true,
-            stream_options: StreamOptions {
-                include_usage: true,
-            },
-            temperature: request.temperature,
-            max_tokens: request.max_tokens,
-            stop: &request.stop,
-        };
-        let send = self.client.post(&self.chat_url).json(&body).send();
-        http::open_sse(
-            self.profile.name.clone(),
-            self.key.clone(),
-            send,
-            OpenAiEventDecoder::default(),
-        )
-    }
-
-    fn probe(&self) -> BoxFuture<'static, Result<(), ProviderError>> {
-        http::probe(
-            self.profile.name.clone(),
-            self.key.clone(),
-            &self.client,
-            &self.models_url,
-        )
-    }
-}
 
 #[derive(Deserialize)]
 struct CompletionChunk {
@@ -159,6 +42,32 @@ struct Choice {
 struct Delta {
     #[serde(default)]
     content: Option<String>,
+    /// DeepSeek, vLLM and llama.cpp's name for the thinking text;
+    /// `reasoning` is what some other servers call it.
+    #[serde(default, alias = "reasoning")]
+    reasoning_content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<ToolCallPiece>,
+}
+
+/// `delta.tool_calls[i]`: keyed by `index`; `id` and `function.name` only
+/// on a call's first piece, `function.arguments` in pieces.
+#[derive(Deserialize)]
+struct ToolCallPiece {
+    #[serde(default)]
+    index: u32,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    function: Option<FunctionPiece>,
+}
+
+#[derive(Deserialize)]
+struct FunctionPiece {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -167,6 +76,57 @@ struct UsageBody {
     prompt_tokens: Option<u64>,
     #[serde(default)]
     completion_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens_details: Option<CompletionDetails>,
+    #[serde(default)]
+    prompt_tokens_details: Option<PromptDetails>,
+}
+
+#[derive(Deserialize)]
+struct CompletionDetails {
+    #[serde(default)]
+    reasoning_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct PromptDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+}
+
+impl From<UsageBody> for Usage {
+    fn from(u: UsageBody) -> Self {
+        Usage {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            reasoning_tokens: u.completion_tokens_details.and_then(|d| d.reasoning_tokens),
+            cache_read_tokens: u.prompt_tokens_details.and_then(|d| d.cached_tokens),
+            ..Usage::default()
+        }
+    }
+}
+
+/// A choice's delta as the gateway's chunks: the thinking, the text, then
+/// the tool-call pieces, in that order.
+fn push_delta(delta: Delta, out: &mut VecDeque<Chunk>) {
+    let some = |s: Option<String>| s.filter(|s| !s.is_empty());
+    if let Some(r) = some(delta.reasoning_content) {
+        out.push_back(Chunk::Reasoning(r));
+    }
+    if let Some(c) = some(delta.content) {
+        out.push_back(Chunk::Token(c));
+    }
+    for piece in delta.tool_calls {
+        let (name, arguments) = piece
+            .function
+            .map_or((None, None), |f| (f.name, f.arguments));
+        out.push_back(Chunk::ToolCall {
+            index: piece.index,
+            id: piece.id,
+            name,
+            arguments: arguments.unwrap_or_default(),
+        });
+    }
 }
 
 /// The `chat.completion.chunk` events of one stream: keeps the finish
@@ -215,20 +175,15 @@ impl EventDecoder for OpenAiEventDecoder {
             )));
         }
         for choice in chunk.choices.into_iter().filter(|c| c.index == 0) {
-            if let Some(content) = choice.delta.and_then(|d| d.content)
-                && !content.is_empty()
-            {
-                out.push_back(Chunk::Token(content));
+            if let Some(delta) = choice.delta {
+                push_delta(delta, out);
             }
             if choice.finish_reason.is_some() {
                 self.finish_reason = choice.finish_reason;
             }
         }
         if let Some(u) = chunk.usage {
-            self.usage = Some(Usage {
-                prompt_tokens: u.prompt_tokens,
-                completion_tokens: u.completion_tokens,
-            });
+            self.usage = Some(u.into());
         }
         Ok(())
     }
@@ -247,8 +202,8 @@ impl EventDecoder for OpenAiEventDecoder {
 
 #[cfg(test)]
 mod tests {
-    use super::super::sse::decode_pieces;
     use super::*;
+    use crate::upstream::sse::decode_pieces;
 
     /// A byte-exact OpenAI stream: role chunk, two text chunks (one with a
     /// two-byte character, to split inside it), a keep-alive comment, the
@@ -273,6 +228,7 @@ mod tests {
                 usage: Some(Usage {
                     prompt_tokens: Some(7),
                     completion_tokens: Some(2),
+                    ..Usage::default()
                 }),
             }),
         ]
@@ -328,28 +284,62 @@ mod tests {
         );
     }
 
-    #[test]
-    fn base_urls_with_and_without_v1() {
-        assert_eq!(
-            api_root("https://api.openai.com").unwrap(),
-            "https://api.openai.com/v1"
-        );
-        assert_eq!(
-            api_root("https://api.openai.com/").unwrap(),
-            "https://api.openai.com/v1"
-        );
-        assert_eq!(
-            api_root("https://api.openai.com/v1").unwrap(),
-            "https://api.openai.com/v1"
-        );
-        assert_eq!(
-            api_root("http://127.0.0.1:8080/v1/").unwrap(),
-            "http://127.0.0.1:8080/v1"
-        );
-        assert_eq!(
-            api_root("https://example.com/api/openai/v1beta").unwrap(),
-            "https://example.com/api/openai/v1beta"
-        );
-        assert!(api_root("not a url").is_err());
+    /// Thinking, then two parallel tool calls whose arguments come in
+    /// pieces (id and name on the first only), the finish reason
+    /// `tool_calls`, and usage with its reasoning and cached counts.
+    pub const TOOL_BODY: &str = concat!(
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"reasoning_content\":\"Look at \"},\"finish_reason\":null}]}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"both files\"},\"finish_reason\":null}]}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_a\",\"type\":\"function\",\"function\":{\"name\":\"read_file\",\"arguments\":\"\"}}]},\"finish_reason\":null}]}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"pa\"}}]},\"finish_reason\":null}]}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":1,\"id\":\"call_b\",\"type\":\"function\",\"function\":{\"name\":\"list_dir\",\"arguments\":\"{\\\"dir\\\":\"}}]},\"finish_reason\":null}]}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"th\\\":\\\"a.rs\\\"}\"}}]},\"finish_reason\":null}]}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":1,\"function\":{\"arguments\":\"\\\"src\\\"}\"}}]},\"finish_reason\":null}]}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n",
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":30,\"completion_tokens\":20,\"total_tokens\":50,\"prompt_tokens_details\":{\"cached_tokens\":12},\"completion_tokens_details\":{\"reasoning_tokens\":5}}}\n\n",
+        "data: [DONE]\n\n",
+    );
+
+    fn tool_want() -> Vec<Result<Chunk, String>> {
+        let piece = |index, id: Option<&str>, name: Option<&str>, arguments: &str| {
+            Ok(Chunk::ToolCall {
+                index,
+                id: id.map(Into::into),
+                name: name.map(Into::into),
+                arguments: arguments.into(),
+            })
+        };
+        vec![
+            Ok(Chunk::Reasoning("Look at ".into())),
+            Ok(Chunk::Reasoning("both files".into())),
+            piece(0, Some("call_a"), Some("read_file"), ""),
+            piece(0, None, None, "{\"pa"),
+            piece(1, Some("call_b"), Some("list_dir"), "{\"dir\":"),
+            piece(0, None, None, "th\":\"a.rs\"}"),
+            piece(1, None, None, "\"src\"}"),
+            Ok(Chunk::Done {
+                finish_reason: "tool_calls".into(),
+                usage: Some(Usage {
+                    prompt_tokens: Some(30),
+                    completion_tokens: Some(20),
+                    reasoning_tokens: Some(5),
+                    cache_read_tokens: Some(12),
+                    ..Usage::default()
+                }),
+            }),
+        ]
+    }
+
+    #[tokio::test]
+    async fn tool_calls_and_reasoning_decode_the_same_at_every_split() {
+        let bytes = TOOL_BODY.as_bytes();
+        for cut in 0..=bytes.len() {
+            let got = decode_pieces(
+                vec![&bytes[..cut], &bytes[cut..]],
+                OpenAiEventDecoder::default(),
+            )
+            .await;
+            assert_eq!(got, tool_want(), "split at byte {cut}");
+        }
     }
 }
