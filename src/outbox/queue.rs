@@ -18,6 +18,12 @@ use std::sync::Arc;
 /// per client.
 pub const ENDED_KEPT: usize = 32;
 
+/// Text bytes one merged event carries at most, whoever merges (the
+/// coalesce policy at push, a writer's take): a frame stays a frame, not a
+/// backlog, so what a transport buffers per event is small (hyper takes a
+/// whole body frame however large, past its own buffer cap).
+pub const MERGED_TEXT_MAX: usize = 16 * 1024;
+
 /// How much a writer's take may merge into one event: the pieces it may
 /// carry (the credits left) and the bytes of text.
 #[derive(Debug, Clone, Copy)]
@@ -139,6 +145,9 @@ impl Queues {
             return Err(event);
         };
         let added = event.text_len();
+        if last.text_len() + added > MERGED_TEXT_MAX {
+            return Err(event);
+        }
         let position = event.position();
         last.absorb(event)?;
         if let Some(p) = position {

@@ -13,15 +13,11 @@
 
 use super::client_outbox::{ClientOutbox, State};
 use super::event::{Outbound, StreamEvent};
-use super::queue::MergeLimit;
+use super::queue::{MERGED_TEXT_MAX, MergeLimit};
 use crate::protocol::BackpressurePolicy;
 use std::sync::Arc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-/// Text bytes one take merges into one event at most: a frame stays a
-/// frame, not a backlog.
-pub const TAKE_MERGE_BYTES: usize = 16 * 1024;
 
 /// The exclusive right to take events out of one outbox.
 pub struct OutboxReader {
@@ -66,14 +62,14 @@ impl ClientOutbox {
 
     /// How much one take may merge: under `coalesce`, tokens of a stream
     /// already queued when the writer takes go out as one event (one
-    /// frame, one write), within the credits left and [`TAKE_MERGE_BYTES`];
+    /// frame, one write), within the credits left and [`MERGED_TEXT_MAX`];
     /// a token that is alone goes at once, as it is. The other policies
     /// send each token as its own event.
     fn take_merge(&self, s: &State) -> MergeLimit {
         match self.settings.policy {
             BackpressurePolicy::Coalesce => MergeLimit {
                 pieces: s.credits.room(),
-                bytes: TAKE_MERGE_BYTES,
+                bytes: MERGED_TEXT_MAX,
             },
             BackpressurePolicy::Slow | BackpressurePolicy::Drop => MergeLimit::NONE,
         }
