@@ -51,7 +51,9 @@ struct Args {
     /// Scenarios to run (default: all).
     #[arg(long = "scenario", value_enum)]
     scenarios: Vec<Scenario>,
-    /// Targets to run (default: all; with --smoke: streamgate, ceiling).
+    /// Targets to run (default: streamgate, node, python, ceiling; with
+    /// --smoke: streamgate, ceiling). Opt-in: litellm (HTTP scenarios only)
+    /// and streamgate-before (LOADGEN_BEFORE_BIN, run in LOADGEN_BEFORE_DIR).
     #[arg(long = "target", value_enum)]
     targets: Vec<Target>,
     /// Runs of each (scenario, target); tables show medians.
