@@ -2,23 +2,25 @@
 //!
 //! This is the one place where the engine's parts are made and given to
 //! each other: providers, orchestrator, clients, the relay, the session
-//! store, rate limits, authentication, counters and the shutdown tree, and
-//! where the engine's periodic sweeps (rate-limit keys, idle sessions) are
-//! started. Doors (the `/ai`
-//! socket, ops endpoints, HTTP) receive an `Arc<App>` and call into its
-//! parts; the app names no door, so nothing here depends on a transport.
+//! store, rate limits, the connection table, authentication, counters and
+//! the shutdown tree, and where the engine's periodic work (rate-limit
+//! keys, idle sessions, giving freed memory back) is started. Doors (the
+//! `/ai` socket, ops endpoints, HTTP) receive an `Arc<App>` and call into
+//! its parts; the app names no door, so nothing here depends on a
+//! transport. At startup it asks every provider once whether it can be
+//! reached, so that a missing model server is said once, then.
 
 use crate::auth::{AuthSetupError, Authenticator};
 use crate::clients::Clients;
 use crate::config::Config;
+use crate::connections::Connections;
 use crate::error::ProviderError;
 use crate::orchestrator::Orchestrator;
 use crate::orchestrator::agents::AgentsError;
 use crate::outbox::OutboxSettings;
-use crate::outbox::replay::ReplayCaps;
 use crate::protocol::{BackpressurePolicy, RequestBounds};
 use crate::rate_limit::RateLimits;
-use crate::relay::{Relay, StreamSettings};
+use crate::relay::{Relay, StreamSettings, StreamSlots};
 use crate::sessions::{MemoryStore, SessionStore};
 use crate::shutdown::Shutdown;
 use crate::telemetry::Stats;
@@ -35,8 +37,10 @@ pub struct App {
     /// Conversations kept for `sessionId` (in memory by default; the same
     /// store the relay holds).
     pub sessions: Arc<dyn SessionStore>,
-    /// Rate limits shared by all connections (per IP, per user).
+    /// Rate limits shared by all connections (per address, per user).
     pub rate_limits: Arc<RateLimits>,
+    /// Live connections per client address and in all, with their caps.
+    pub connections: Arc<Connections>,
     /// Handshake token check; `None` when auth is off.
     pub auth: Option<Authenticator>,
     pub stats: Arc<Stats>,
@@ -69,10 +73,12 @@ impl App {
         let auth = Authenticator::from_config(&config.auth)?;
         log_auth(auth.as_ref());
         let shutdown = Shutdown::new(Duration::from_millis(config.server.shutdown_grace_ms));
-        let rate_limits = Arc::new(RateLimits::new(&config.limits));
+        let rate_limits = Arc::new(RateLimits::new(&config.limits, stats.clone()));
+        let connections = Arc::new(Connections::new(&config.limits, stats.clone()));
         let clients = Clients::new(
             Duration::from_millis(config.session.reconnect_window_ms),
             config.heartbeat_interval(),
+            config.limits.max_clients,
             shutdown.clone(),
             stats.clone(),
         );
@@ -82,6 +88,7 @@ impl App {
             rate_limits: rate_limits.clone(),
             sessions: sessions.clone(),
             settings: stream_settings(&config),
+            slots: StreamSlots::new(config.limits.max_live_streams),
             stats: stats.clone(),
             shutdown: shutdown.clone(),
         };
@@ -93,6 +100,7 @@ impl App {
             relay,
             sessions,
             rate_limits,
+            connections,
             auth,
             stats,
             shutdown,
@@ -100,6 +108,8 @@ impl App {
         });
         app.spawn_rate_limit_sweeper();
         app.spawn_session_sweeper();
+        app.spawn_provider_probe();
+        app.spawn_memory_trimmer();
         Ok(app)
     }
 
@@ -112,12 +122,50 @@ impl App {
             ack_window: bp.ack_window as u64,
             policy,
             slow_timeout: Duration::from_millis(bp.slow_client_timeout_ms),
-            replay: ReplayCaps {
-                deltas: self.config.session.replay_buffer_tokens,
-                bytes: self.config.session.replay_buffer_bytes,
-                unacked_bytes: self.config.session.replay_unacked_bytes,
-            },
+            replay_tokens: self.config.session.replay_buffer_tokens,
+            replay_bytes: self.config.session.replay_buffer_bytes,
+            replay_unacked_bytes: self.config.session.replay_unacked_bytes,
+            replay_bytes_per_client: self.config.session.replay_bytes_per_client,
+            max_replay_bytes: self.config.limits.max_replay_bytes,
         }
+    }
+
+    /// Give freed memory back to the system after many clients left
+    /// (see `memory`), until shutdown.
+    fn spawn_memory_trimmer(&self) {
+        let (stats, root) = (self.stats.clone(), self.shutdown.root.clone());
+        self.shutdown.spawn(async move {
+            let mut trimmer = crate::memory::Trimmer::default();
+            let mut every = tokio::time::interval(crate::memory::Trimmer::EVERY);
+            loop {
+                tokio::select! {
+                    _ = root.cancelled() => return,
+                    _ = every.tick() => { trimmer.tick(&stats); }
+                }
+            }
+        });
+    }
+
+    /// Ask every provider once whether it can be reached, and say so for
+    /// those that cannot (streams then say it at debug only).
+    fn spawn_provider_probe(&self) {
+        let providers = self.providers.clone();
+        let root = self.shutdown.root.clone();
+        self.shutdown.spawn(async move {
+            let probes = providers
+                .iter()
+                .map(|p| async move { (p, p.probe().await) });
+            tokio::select! {
+                _ = root.cancelled() => {}
+                results = futures_util::future::join_all(probes) => {
+                    for (p, result) in results {
+                        if let Err(e) = result {
+                            crate::relay::note_unreachable(p.as_ref(), &e);
+                        }
+                    }
+                }
+            }
+        });
     }
 
     /// Forget idle rate-limit keys every minute, until shutdown.
@@ -161,6 +209,9 @@ fn stream_settings(config: &Config) -> StreamSettings {
         max_concurrent_streams: s.max_concurrent_streams,
         stream_timeout: config.stream_timeout(),
         first_token_timeout: config.first_token_timeout(),
+        idle_timeout: Duration::from_millis(s.idle_timeout_ms),
+        token_leeway_secs: config.auth.leeway_secs,
+        max_replay_bytes: config.limits.max_replay_bytes,
         request_bounds: RequestBounds {
             max_prompt_chars: s.max_prompt_chars,
             max_tokens_limit: s.max_tokens_limit,

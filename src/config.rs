@@ -9,7 +9,9 @@
 //! [`Config::validate`] rejects bad values with the key's name and the rule:
 //! the range rules are `validator` attributes on the fields, and what
 //! relates several keys (a fallback naming another provider, a burst for a
-//! limit that is on) is checked by hand after them.
+//! limit that is on) is checked by hand after them. A bad value is told
+//! with its dotted key (as README names it) and where it came from: the
+//! environment variable that was set, with its value, or the file.
 
 use crate::protocol::BackpressurePolicy;
 use crate::protocol::validate::{FieldError, FieldNames, validation_errors};
@@ -79,9 +81,22 @@ pub struct RateLimitConfig {
     /// `ai:stream` per user (JWT `sub`; per client when auth is off).
     pub streams_per_minute: u32,
     pub streams_burst: u32,
-    /// New `/ai` connections per client IP address.
+    /// New connections per client address: Engine.IO sessions and, apart,
+    /// `/ai` joins (a client makes one of each per connection).
     pub connections_per_minute: u32,
     pub connections_burst: u32,
+    /// Live connections (Engine.IO sessions: a WebSocket, or a
+    /// long-polling session) per client address (0: no cap).
+    pub max_connections_per_address: usize,
+    /// Live connections in the process (0: no cap).
+    pub max_connections: usize,
+    /// Clients held in the process, attached or inside their reconnect
+    /// window (0: no cap).
+    pub max_clients: usize,
+    /// Live streams in the process, each an upstream request (0: no cap).
+    pub max_live_streams: usize,
+    /// Bytes held for replay by all clients together (0: no cap).
+    pub max_replay_bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
@@ -110,6 +125,16 @@ pub struct ServerConfig {
     pub ws_read_buffer_bytes: usize,
     /// How long shutdown waits for streams to send their terminal events.
     pub shutdown_grace_ms: u64,
+    /// An Engine.IO session that has not joined `/ai` this long after its
+    /// handshake is closed.
+    #[validate(range(min = 1, message = "must be at least 1"))]
+    pub connect_timeout_ms: u64,
+    /// Peers (IP addresses or CIDR blocks) whose `Forwarded` /
+    /// `X-Forwarded-For` headers name the real client address. Env
+    /// `STREAMGATE_SERVER__TRUSTED_PROXIES` takes a comma list.
+    #[serde(deserialize_with = "list_or_comma_string")]
+    #[validate(custom(function = "ip_networks"))]
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
@@ -121,6 +146,11 @@ pub struct StreamsConfig {
     pub stream_timeout_ms: u64,
     #[validate(range(min = 1, message = "must be at least 1"))]
     pub first_token_timeout_ms: u64,
+    /// Once streaming, no token for this long ends the stream with
+    /// `ai:stream:error` `timeout` (time the client holds it back is not
+    /// counted).
+    #[validate(range(min = 1, message = "must be at least 1"))]
+    pub idle_timeout_ms: u64,
     #[validate(range(min = 1, message = "must be at least 1"))]
     pub max_prompt_chars: usize,
     #[validate(range(min = 1, message = "must be at least 1"))]
@@ -147,6 +177,9 @@ pub struct SessionConfig {
     /// says bounds the records, which every stream of every such client
     /// would otherwise fill.
     pub replay_unacked_bytes: usize,
+    /// Per client: bytes kept for replay across all its streams, ended
+    /// ones included; past it the oldest entries go first.
+    pub replay_bytes_per_client: usize,
 }
 
 /// Conversations the gateway keeps (`sessionId` on `ai:stream`): the
@@ -276,6 +309,9 @@ pub struct ProviderConfig {
     /// Whether requests with images may go to this provider (unset: yes,
     /// but for `simulated`).
     pub accepts_images: Option<bool>,
+    /// Live streams this provider serves at once (0: only the process
+    /// cap, `limits.max_live_streams`).
+    pub max_streams: usize,
 }
 
 impl Default for ProviderConfig {
@@ -292,6 +328,7 @@ impl Default for ProviderConfig {
             max_tokens_default: 4_096,
             accepts_tools: None,
             accepts_images: None,
+            max_streams: 0,
         }
     }
 }
@@ -344,6 +381,8 @@ impl Default for ServerConfig {
             socket_buffer: 128,
             ws_read_buffer_bytes: 1024,
             shutdown_grace_ms: 2_000,
+            connect_timeout_ms: 10_000,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -354,6 +393,7 @@ impl Default for StreamsConfig {
             max_concurrent_streams: 10,
             stream_timeout_ms: 300_000,
             first_token_timeout_ms: 60_000,
+            idle_timeout_ms: 30_000,
             max_prompt_chars: 32_768,
             max_tokens_limit: 8_192,
             max_messages: 256,
@@ -372,6 +412,7 @@ impl Default for SessionConfig {
             replay_buffer_tokens: 1_024,
             replay_buffer_bytes: 262_144,
             replay_unacked_bytes: 32_768,
+            replay_bytes_per_client: 1_048_576,
         }
     }
 }
@@ -416,14 +457,19 @@ impl Default for AuthConfig {
 impl Default for RateLimitConfig {
     fn default() -> Self {
         Self {
-            events_per_minute: 60,
-            events_burst: 30,
+            events_per_minute: 1_800,
+            events_burst: 120,
             acks_per_minute: 60_000,
             acks_burst: 1_000,
-            streams_per_minute: 30,
-            streams_burst: 10,
-            connections_per_minute: 60,
-            connections_burst: 30,
+            streams_per_minute: 900,
+            streams_burst: 60,
+            connections_per_minute: 600,
+            connections_burst: 200,
+            max_connections_per_address: 500,
+            max_connections: 10_000,
+            max_clients: 10_000,
+            max_live_streams: 1_000,
+            max_replay_bytes: 268_435_456,
         }
     }
 }
@@ -478,7 +524,7 @@ pub const LEGACY_ENV: &[(&str, &str)] = &[
     ("OLLAMA_DEFAULT_MODEL", "providers.ollama.default_model"),
     ("OPENAI_BASE_URL", "providers.openai.base_url"),
     ("ANTHROPIC_BASE_URL", "providers.anthropic.base_url"),
-    // Named in PROTOCOL.md; without the mapping the `STREAMGATE_` prefix
+    // Named in docs/protocol.md; without the mapping the `STREAMGATE_` prefix
     // below would read them as top-level keys.
     ("STREAMGATE_JWT_SECRET", "auth.jwt_secret"),
     ("STREAMGATE_JWT_PUBLIC_KEY", "auth.jwt_public_key"),
@@ -525,13 +571,85 @@ impl ProviderKind {
     }
 }
 
-/// Startup stops on this, with the key and the rule in the message.
+/// Startup stops on this, with the key and the rule in the message, and
+/// where the value came from when it was not a default.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("config: {0}")]
     Load(#[from] Box<figment::Error>),
-    #[error("config: {key} {rule}")]
-    Invalid { key: String, rule: String },
+    #[error("config: {key} {rule}{}", from_clause(from))]
+    Invalid {
+        key: String,
+        rule: String,
+        /// `NAME=value` of the variable that set it, or the file.
+        from: Option<String>,
+    },
+}
+
+fn from_clause(from: &Option<String>) -> String {
+    from.as_ref()
+        .map(|f| format!(" (from {f})"))
+        .unwrap_or_default()
+}
+
+impl ConfigError {
+    fn invalid(key: impl Into<String>, rule: impl Into<String>) -> Self {
+        Self::Invalid {
+            key: key.into(),
+            rule: rule.into(),
+            from: None,
+        }
+    }
+
+    /// Say where the value of the key came from.
+    fn traced(self, figment: &Figment) -> Self {
+        match self {
+            Self::Invalid { key, rule, .. } => Self::Invalid {
+                from: source_of(&key, figment),
+                key,
+                rule,
+            },
+            other => other,
+        }
+    }
+
+    /// A figment error, told by its dotted key and its source when it has
+    /// a key (an unknown key keeps figment's own words).
+    fn from_figment(e: figment::Error, figment: &Figment) -> Self {
+        if e.path.is_empty() {
+            return Self::Load(Box::new(e));
+        }
+        let key = e.path.join(".").to_lowercase();
+        Self::invalid(key, format!(": {}", e.kind)).traced(figment)
+    }
+}
+
+/// Where the value of `key` came from: the environment variable that set
+/// it (`NAME=value`; the value hidden for secrets), or the file. The
+/// environment is read in the order the layers apply (`STREAMGATE_…`
+/// last, so it wins).
+fn source_of(key: &str, figment: &Figment) -> Option<String> {
+    let set = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let shown = |name: &str, value: String| {
+        if key.contains("secret") {
+            format!("{name} (value hidden)")
+        } else {
+            format!("{name}={value}")
+        }
+    };
+    let prefixed = format!("STREAMGATE_{}", key.replace('.', "__").to_uppercase());
+    if let Some(v) = set(&prefixed) {
+        return Some(shown(&prefixed, v));
+    }
+    if let Some((name, _)) = LEGACY_ENV.iter().find(|(_, k)| *k == key)
+        && let Some(v) = set(name)
+    {
+        return Some(shown(name, v));
+    }
+    match figment.find_metadata(key)?.source.as_ref()? {
+        figment::Source::File(path) => Some(path.display().to_string()),
+        _ => None,
+    }
 }
 
 impl Config {
@@ -548,10 +666,10 @@ impl Config {
         }
         if let Some(path) = file {
             if !path.exists() {
-                return Err(ConfigError::Invalid {
-                    key: "--config".into(),
-                    rule: format!("names a file that does not exist: {}", path.display()),
-                });
+                return Err(ConfigError::invalid(
+                    "--config",
+                    format!("names a file that does not exist: {}", path.display()),
+                ));
             }
             figment = figment.merge(Toml::file(path));
         }
@@ -571,10 +689,13 @@ impl Config {
         figment = figment.merge(legacy).merge(
             Env::prefixed("STREAMGATE_")
                 .split("__")
-                .ignore(&["jwt_secret", "jwt_public_key"]),
+                // STREAMGATE_LOG_FORMAT is the command line's (--log-format).
+                .ignore(&["jwt_secret", "jwt_public_key", "log_format"]),
         );
-        let config: Config = figment.extract().map_err(Box::new)?;
-        config.validate()?;
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::from_figment(e, &figment))?;
+        config.validate().map_err(|e| e.traced(&figment))?;
         Ok(config)
     }
 
@@ -582,20 +703,15 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let first = |e: validator::ValidationErrors, prefix: &str| {
             let f = validation_errors(e, FieldNames::AsIs).0.remove(0);
-            ConfigError::Invalid {
-                key: format!("{prefix}{}", f.field),
-                rule: f.rule,
-            }
+            ConfigError::invalid(format!("{prefix}{}", f.field), f.rule)
         };
         Validate::validate(self).map_err(|e| first(e, ""))?;
         for (name, p) in &self.providers {
             p.validate()
                 .map_err(|e| first(e, &format!("providers.{name}.")))?;
         }
-        self.check_relations().map_err(|f| ConfigError::Invalid {
-            key: f.field,
-            rule: f.rule,
-        })
+        self.check_relations()
+            .map_err(|f| ConfigError::invalid(f.field, f.rule))
     }
 
     /// Rules that relate several keys.
@@ -691,6 +807,23 @@ impl Config {
 
     pub fn heartbeat_interval(&self) -> Duration {
         Duration::from_millis(self.session.heartbeat_interval_ms)
+    }
+}
+
+/// An IP address (`10.1.2.3`, `::1`) or a CIDR block (`10.0.0.0/8`).
+pub fn parse_network(s: &str) -> Option<ipnet::IpNet> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+}
+
+/// Every entry an IP address or a CIDR block.
+fn ip_networks(list: &[String]) -> Result<(), validator::ValidationError> {
+    match list.iter().find(|p| parse_network(p).is_none()) {
+        None => Ok(()),
+        Some(bad) => Err(validator::ValidationError::new("ip_networks")
+            .with_message(format!("must list IP addresses or CIDR blocks (got {bad:?})").into())),
     }
 }
 

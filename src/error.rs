@@ -25,6 +25,16 @@ pub enum GatewayError {
     },
     #[error("too many streams (limit {limit})")]
     TooManyStreams { limit: usize },
+    /// The process (or, with `provider`, every provider the route could
+    /// use) runs its maximum of live streams.
+    #[error("stream capacity reached (limit {limit}, provider {provider:?})")]
+    StreamCapacity {
+        provider: Option<String>,
+        limit: usize,
+    },
+    /// A cap on what the gateway holds (see [`Capacity`]).
+    #[error("server busy: {limit:?} (max {max})")]
+    ServerBusy { limit: Capacity, max: usize },
     #[error("duplicate stream id {0}")]
     DuplicateStreamId(String),
     #[error("unknown stream {0}")]
@@ -93,8 +103,42 @@ pub enum RateLimit {
     Acks,
     /// Streams started by one user.
     Streams,
-    /// New connections from one IP address.
+    /// Streams started from one client address (auth off: there are no
+    /// users).
+    StreamsFromAddress,
+    /// New connections (Engine.IO sessions, `/ai` joins) from one address.
     Connections,
+}
+
+/// A cap on what the gateway holds (see `config::RateLimitConfig`),
+/// named as its config key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capacity {
+    /// Live connections of one client address.
+    ConnectionsPerAddress,
+    /// Live connections in the process.
+    Connections,
+    /// Clients held in the process.
+    Clients,
+    /// Replay bytes held in the process.
+    ReplayBytes,
+}
+
+impl Capacity {
+    /// The config key of the cap (`limits.<key>`).
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::ConnectionsPerAddress => "max_connections_per_address",
+            Self::Connections => "max_connections",
+            Self::Clients => "max_clients",
+            Self::ReplayBytes => "max_replay_bytes",
+        }
+    }
+
+    /// Whether it is the process's own (not one address's).
+    pub fn is_process_wide(self) -> bool {
+        !matches!(self, Self::ConnectionsPerAddress)
+    }
 }
 
 /// What went wrong talking to an upstream. The `String`s are for logs; the
@@ -119,6 +163,9 @@ pub enum ProviderError {
     /// No first token within the first-token timeout.
     #[error("{provider} sent no token within {after:?}")]
     FirstTokenTimeout { provider: String, after: Duration },
+    /// Streaming had begun, then no chunk came for the idle timeout.
+    #[error("{provider} sent nothing for {after:?} mid-stream")]
+    IdleTimeout { provider: String, after: Duration },
 }
 
 impl ProviderError {
@@ -127,7 +174,8 @@ impl ProviderError {
             Self::Unavailable { provider, .. }
             | Self::Upstream { provider, .. }
             | Self::Rejected { provider, .. }
-            | Self::FirstTokenTimeout { provider, .. } => provider,
+            | Self::FirstTokenTimeout { provider, .. }
+            | Self::IdleTimeout { provider, .. } => provider,
         }
     }
 
@@ -150,7 +198,8 @@ impl GatewayError {
             Self::Unauthorized(_) | Self::TakenOver => "unauthorized",
             Self::Forbidden { .. } => "forbidden",
             Self::RateLimited { .. } => "rate_limited",
-            Self::TooManyStreams { .. } => "too_many_streams",
+            Self::TooManyStreams { .. } | Self::StreamCapacity { .. } => "too_many_streams",
+            Self::ServerBusy { .. } => "server_busy",
             Self::DuplicateStreamId(_) => "duplicate_stream_id",
             Self::UnknownStream(_) => "unknown_stream",
             Self::ModelNotAllowed { .. } => "model_not_allowed",
@@ -160,7 +209,9 @@ impl GatewayError {
             Self::Provider(ProviderError::Upstream { .. } | ProviderError::Rejected { .. }) => {
                 "upstream_error"
             }
-            Self::Provider(ProviderError::FirstTokenTimeout { .. }) => "timeout",
+            Self::Provider(
+                ProviderError::FirstTokenTimeout { .. } | ProviderError::IdleTimeout { .. },
+            ) => "timeout",
             Self::Internal(_) => "internal",
         }
     }
@@ -171,6 +222,8 @@ impl GatewayError {
             Self::RateLimited { .. }
                 | Self::TooManyStreams { .. }
                 | Self::SessionBusy(_)
+                | Self::StreamCapacity { .. }
+                | Self::ServerBusy { .. }
                 | Self::Provider(_)
                 | Self::Internal(_)
         )
@@ -192,6 +245,7 @@ impl GatewayError {
                         "too many ai:ack events from this client (acks are cumulative; send one per 32 tokens or 100 ms)"
                     }
                     RateLimit::Streams => "too many streams started by this user",
+                    RateLimit::StreamsFromAddress => "too many streams started from this address",
                     RateLimit::Connections => "too many new connections from this address",
                 };
                 format!("{what}; retry after {} ms", retry_after_ms(*retry_after))
@@ -201,6 +255,20 @@ impl GatewayError {
                     "this client already has {limit} live streams (the limit); wait for one to end"
                 )
             }
+            Self::StreamCapacity {
+                provider: None,
+                limit,
+            } => format!(
+                "the gateway runs its maximum of {limit} live streams; retry when one has ended"
+            ),
+            Self::StreamCapacity {
+                provider: Some(p),
+                limit,
+            } => format!(
+                "provider {p} runs its maximum of {limit} live streams and the route has no \
+                 other provider with room; retry when one has ended"
+            ),
+            Self::ServerBusy { limit, max } => server_busy_message(*limit, *max),
             Self::DuplicateStreamId(id) => {
                 format!("streamId {id:?} is already a live stream of this client")
             }
@@ -252,10 +320,43 @@ impl GatewayError {
                     after.as_millis()
                 )
             }
+            Self::Provider(ProviderError::IdleTimeout { provider, after }) => {
+                format!(
+                    "provider {provider} sent no token for {} ms mid-stream (idle timeout); \
+                     its request was closed",
+                    after.as_millis()
+                )
+            }
             Self::TakenOver => {
                 "this client was taken over by another connection (ai:reconnect)".to_string()
             }
             Self::Internal(_) => "internal error".to_string(),
+        }
+    }
+
+    /// The sentence the earlier designs' frontends are told (PROTOCOL.md
+    /// part 3), in their own words where they had some: `Provider not
+    /// found: <name>` and `session busy`; otherwise [`Self::client_message`].
+    pub fn dialect_message(&self) -> String {
+        match self {
+            Self::UnknownProvider { name, .. } => format!("Provider not found: {name}"),
+            Self::SessionBusy(_) => "session busy".to_string(),
+            e => e.client_message(),
+        }
+    }
+
+    /// The same error with the request field `from` named `to`, for a
+    /// door whose clients call the engine's field by another name (the
+    /// prompt is `message` in one design, the last message in another).
+    pub fn with_field_renamed(self, from: &str, to: &str) -> Self {
+        match self {
+            Self::InvalidRequest(Invalid(mut fields)) => {
+                for f in fields.iter_mut().filter(|f| f.field == from) {
+                    f.field = to.to_string();
+                }
+                Self::InvalidRequest(Invalid(fields))
+            }
+            e => e,
         }
     }
 
@@ -295,7 +396,16 @@ impl GatewayError {
             Self::RateLimited { retry_after, .. } => {
                 json!({ "retryAfterMs": retry_after_ms(*retry_after) })
             }
-            Self::TooManyStreams { limit } => json!({ "limit": limit }),
+            Self::TooManyStreams { limit } => json!({ "limit": limit, "scope": "client" }),
+            Self::StreamCapacity {
+                provider: None,
+                limit,
+            } => json!({ "limit": limit, "scope": "gateway" }),
+            Self::StreamCapacity {
+                provider: Some(p),
+                limit,
+            } => json!({ "limit": limit, "scope": "provider", "provider": p }),
+            Self::ServerBusy { limit, max } => json!({ "limit": limit.key(), "max": max }),
             Self::ModelNotAllowed { allowed, .. } => {
                 json!({ "field": "model", "allowed": allowed })
             }
@@ -332,6 +442,10 @@ impl GatewayError {
             K::InvalidIssuer => "wrong issuer (iss)".to_string(),
             K::InvalidAudience => "wrong audience (aud)".to_string(),
             K::MissingRequiredClaim(claim) => format!("token lacks the {claim} claim"),
+            K::InvalidClaimFormat(claim) if claim == "exp" || claim == "nbf" => format!(
+                "claim {claim} has the wrong type (it must be a number of seconds since 1970 \
+                 that fits in 64 bits)"
+            ),
             K::InvalidClaimFormat(claim) => format!("claim {claim} has the wrong type"),
             K::InvalidAlgorithm | K::InvalidAlgorithmName | K::UnsupportedAlgorithm => {
                 format!("algorithm not accepted (this server takes {expected:?} only)")
@@ -354,10 +468,25 @@ pub fn status_for(code: &str) -> u16 {
         "duplicate_stream_id" | "session_busy" => 409,
         "rate_limited" | "too_many_streams" => 429,
         "upstream_error" => 502,
-        "upstream_unavailable" | "node_lost" => 503,
+        "upstream_unavailable" | "node_lost" | "server_busy" => 503,
         "timeout" => 504,
         _ => 500,
     }
+}
+
+fn server_busy_message(limit: Capacity, max: usize) -> String {
+    let what = match limit {
+        Capacity::ConnectionsPerAddress => {
+            format!("this address already holds {max} connections (the most one address may hold)")
+        }
+        Capacity::Connections => format!("the gateway holds its maximum of {max} connections"),
+        Capacity::Clients => format!("the gateway holds its maximum of {max} clients"),
+        Capacity::ReplayBytes => format!(
+            "the gateway's replay memory is nearly full ({max} bytes; clients that never send \
+             ai:ack hold it)"
+        ),
+    };
+    format!("{what}; retry later")
 }
 
 /// Milliseconds to wait, rounded up so that a client waiting that long

@@ -1,10 +1,11 @@
-//! The `streamgate` binary: parse the command line, load the config, serve
-//! until Ctrl-C or SIGTERM.
+//! The `streamgate` binary: parse the command line, start the logs (on
+//! stderr, text or JSON), load the config, serve until Ctrl-C or SIGTERM.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use streamgate::Config;
+use streamgate::telemetry::LogFormat;
 
 #[derive(Parser)]
 #[command(
@@ -17,6 +18,15 @@ struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     serve: ServeArgs,
+    /// Log lines on stderr as text for people, or one JSON object a line.
+    #[arg(
+        long,
+        value_enum,
+        env = "STREAMGATE_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    log_format: LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -37,8 +47,8 @@ struct ServeArgs {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    streamgate::telemetry::init_tracing();
     let cli = Cli::parse();
+    streamgate::telemetry::init_logs(cli.log_format);
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
         None => cli.serve,

@@ -1,15 +1,21 @@
 //! The server: every door on one port, and the orderly stop.
 //!
-//! [`router`] stacks the doors (the `/ai` Socket.IO layer, the HTTP API,
-//! the ops routes) under the layers every request passes (the request-head copy,
+//! [`router`] stacks the doors (the Socket.IO layer with `/ai` and the
+//! dialects' default namespace, the HTTP API, the pages, the ops routes)
+//! under the layers every request passes (the request-head copy, the
+//! connection gate with the real client address,
 //! CORS, tracing). [`start`] binds, sets TCP_NODELAY on each accepted
-//! socket and serves until [`Running::shutdown`], whose grace period bounds
-//! the whole stop: the engine's [`Shutdown`](crate::shutdown::Shutdown)
-//! sequence, then closing the sockets, then the listener.
+//! socket and serves until [`Running::shutdown`], whose grace period
+//! bounds the whole stop: the engine's
+//! [`Shutdown`](crate::shutdown::Shutdown) sequence, then closing the
+//! sockets, then the listener; whatever is still open at the deadline (a
+//! peer that stopped reading, a request head half sent) is cut off then.
 
 use crate::app::{App, StartError};
 use crate::config::Config;
-use crate::{http, ops, socket};
+use crate::http::gate::{Gate, gate};
+use crate::http::peer::TrustedProxies;
+use crate::{dialects, http, ops, socket};
 use axum::serve::ListenerExt;
 use socketioxide::SocketIo;
 use std::net::SocketAddr;
@@ -26,6 +32,9 @@ pub fn router(app: Arc<App>) -> (axum::Router, SocketIo) {
         .with_state(app.clone())
         .ping_interval(Duration::from_millis(c.ping_interval_ms))
         .ping_timeout(Duration::from_millis(c.ping_timeout_ms))
+        // A session that never joins /ai is closed after this (its memory
+        // with it; the connection gate counts it until then).
+        .connect_timeout(Duration::from_millis(c.connect_timeout_ms))
         .max_buffer_size(c.socket_buffer)
         .max_payload(c.max_payload_bytes)
         .ws_read_buffer_size(c.ws_read_buffer_bytes)
@@ -36,6 +45,13 @@ pub fn router(app: Arc<App>) -> (axum::Router, SocketIo) {
         .ws_max_frame_size(usize::try_from(c.max_payload_bytes).unwrap_or(usize::MAX))
         .build_layer();
     socket::register(&io);
+    dialects::register(&io);
+    let gate_state = Gate::new(
+        TrustedProxies::new(&c.trusted_proxies),
+        app.connections.clone(),
+        app.rate_limits.clone(),
+        app.stats.clone(),
+    );
     let router = ops::routes(app.clone())
         .merge(http::routes(app.clone()))
         .merge(crate::pages::routes())
@@ -44,6 +60,9 @@ pub fn router(app: Arc<App>) -> (axum::Router, SocketIo) {
         .layer(axum::middleware::map_request(
             http::head::detach_request_head,
         ))
+        // Outside both: a refused handshake costs no copy, and socketioxide
+        // keeps the admitted one's ticket with the session.
+        .layer(axum::middleware::from_fn_with_state(gate_state, gate))
         .layer(cors(&app.config.server.cors_origins))
         .layer(tower_http::trace::TraceLayer::new_for_http());
     (router, io)
@@ -77,12 +96,12 @@ impl Running {
     /// then the sockets and the listener close; all within the grace
     /// period (what is still open then is cut off).
     pub async fn shutdown(self) -> std::io::Result<()> {
+        let deadline = tokio::time::Instant::now() + self.app.shutdown.grace();
         self.stop.cancel();
-        let grace = self.app.shutdown.grace();
         let mut server = self.server;
-        // The drain inside takes at most the grace period; the margin is
-        // for the listener to close.
-        match tokio::time::timeout(grace + Duration::from_millis(250), &mut server).await {
+        // The engine's stop ends a little before the deadline (see
+        // `stop_doors`), so that closing the sockets fits inside it too.
+        match tokio::time::timeout_at(deadline, &mut server).await {
             Ok(joined) => joined.unwrap_or(Ok(())),
             Err(_) => {
                 tracing::warn!("connections still open after the grace period; closing");
@@ -115,7 +134,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 tracing::debug!(error = %e, "TCP_NODELAY not set");
             }
         });
-        // The peer address reaches the handshake middleware (per-IP limit).
+        // The peer address reaches the connection gate (http/gate.rs), which
+        // finds the real client address for every per-address limit.
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(listener, service)
             .with_graceful_shutdown(async move {
@@ -135,7 +155,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 /// The engine's stop sequence, then every client finished and every
 /// socket closed, within what is left of the grace period.
 async fn stop_doors(app: &App, io: SocketIo) {
-    let deadline = app.shutdown.run(|| app.clients.flush_all()).await;
+    let grace = app.shutdown.grace();
+    // A tenth of the grace (at most 250 ms) is kept for closing sockets.
+    let keep = (grace / 10).min(Duration::from_millis(250));
+    let deadline = app
+        .shutdown
+        .run(grace - keep, || app.clients.flush_all())
+        .await
+        + keep;
     // io.close() runs no disconnect handler: finish the clients here.
     app.clients.close_all();
     // A writer stuck on a peer that stopped reading never lets its socket

@@ -53,11 +53,13 @@ impl Shutdown {
         self.root.is_cancelled()
     }
 
-    /// Stop everything, within the grace period from now; `flush` is
-    /// called once the streams are over, to make the writers finish.
-    /// Returns the deadline, so the caller can bound what it still does.
-    pub async fn run(&self, flush: impl FnOnce()) -> Instant {
-        let deadline = Instant::now() + self.grace;
+    /// Stop everything within `within` from now (at most the grace
+    /// period; the caller keeps the rest of it for closing sockets);
+    /// `flush` is called once the streams are over, to make the writers
+    /// finish. Returns the deadline, so the caller can bound what it
+    /// still does.
+    pub async fn run(&self, within: Duration, flush: impl FnOnce()) -> Instant {
+        let deadline = Instant::now() + within.min(self.grace);
         self.root.cancel();
         self.streams.close();
         let _ = tokio::time::timeout_at(deadline, self.streams.wait()).await;

@@ -1,19 +1,47 @@
 //! Logs and counters.
 //!
+//! Logs go to stderr through `tracing` ([`init_logs`]): text for people
+//! (coloured only when stderr is a terminal and `NO_COLOR` is unset) or
+//! one JSON object a line for log collectors; `RUST_LOG` filters.
 //! Counters live in [`Stats`] as plain atomics that the hot path bumps
 //! without a lock; the ops door (`ops::figures`) lists how each is shown
 //! in `/stats` and `/metrics`. Per provider, [`ProviderStats`] adds a
 //! lock-free latency histogram for time to first token.
 
 use serde_json::{Value, json};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line per event for people.
+    #[default]
+    Text,
+    /// One JSON object per line (timestamp, level, fields, target, spans).
+    Json,
+}
+
+/// Text logs on stderr (tests and tools; the binary picks the format).
 pub fn init_tracing() {
+    init_logs(LogFormat::Text);
+}
+
+/// Install the log subscriber: stderr, `RUST_LOG` or the default filter,
+/// colour only on a terminal.
+pub fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,socketioxide=warn,engineioxide=warn")
     });
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.with_ansi(colour).try_init(),
+        LogFormat::Json => builder.json().with_ansi(false).try_init(),
+    };
 }
 
 /// Process-wide counters.
@@ -43,14 +71,54 @@ pub struct Stats {
     pub backpressure_engaged_ms: AtomicU64,
     /// Emits socketioxide refused because its per-socket channel was full.
     pub transport_refusals: AtomicU64,
+    /// Live connections (Engine.IO sessions), and how many were admitted.
+    pub connections_live: AtomicU64,
+    pub connections_opened: AtomicU64,
+    /// Client addresses holding a live connection.
+    pub connection_addresses: AtomicU64,
+    /// Bytes every client's replay record holds, together.
+    pub replay_bytes: AtomicU64,
+    pub refused: Refusals,
+    /// Streams admitted through each of the earlier designs' dialects
+    /// (PROTOCOL.md part 3): `llm:chat:stream`, `chat_message`,
+    /// `chat_stream`, `POST /llm/chat`.
+    pub dialect_llm_streams: AtomicU64,
+    pub dialect_chat_streams: AtomicU64,
+    pub dialect_chat_stream_streams: AtomicU64,
+    pub dialect_llm_rest_streams: AtomicU64,
 }
 
-/// Per provider: requests, errors, time to first token.
+/// Requests refused by a limit or a cap, by what refused them.
+#[derive(Default)]
+pub struct Refusals {
+    /// Events over a client's event budget.
+    pub events: AtomicU64,
+    /// `ai:ack`s over a client's ack budget.
+    pub acks: AtomicU64,
+    /// Stream starts over a user's (or address's) stream budget.
+    pub streams: AtomicU64,
+    /// Engine.IO handshakes (per-address rate, connection caps).
+    pub connections: AtomicU64,
+    /// `/ai` joins over the per-address join rate.
+    pub joins: AtomicU64,
+    /// Requests refused by a process-wide cap: clients, live streams
+    /// (in all or of a provider), replay bytes.
+    pub capacity: AtomicU64,
+    /// Refusals not answered with an `ai:error`, because the client had
+    /// been told already in this run of refusals.
+    pub unanswered: AtomicU64,
+}
+
+/// Per provider: requests, errors, live streams, time to first token, and
+/// whether it was last seen unreachable (so that an outage is logged at
+/// warn once, not per stream).
 #[derive(Default)]
 pub struct ProviderStats {
     pub requests: AtomicU64,
     pub errors: AtomicU64,
+    pub live_streams: AtomicU64,
     pub ttft: LatencyHistogram,
+    pub unreachable: AtomicBool,
 }
 
 /// Log-scale histogram of milliseconds: 64 buckets, each 25% wider than
@@ -113,6 +181,7 @@ impl ProviderStats {
         json!({
             "requests": self.requests.load(Relaxed),
             "errors": self.errors.load(Relaxed),
+            "liveStreams": self.live_streams.load(Relaxed),
             "timeToFirstTokenMs": {
                 "count": self.ttft.count(),
                 "p50": self.ttft.quantile(0.5),

@@ -891,7 +891,7 @@ fn agent_turns(body: &Value) -> Reply {
 #[tokio::test]
 async fn the_agent_loop_with_the_official_socket_io_client_and_openai_python_sdk() {
     let root = common::node::repo();
-    common::node::ensure_npm_packages(&root.join("tests/js"), "socket.io-client");
+    common::node::ensure_npm(&root.join("tests/js"));
     let python = common::python::python_venv();
     let fake = Fake::scripted(agent_turns).await;
     let gw = gateway_on(ProviderKind::Openai, "openai", &fake).await;

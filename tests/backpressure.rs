@@ -31,6 +31,9 @@ fn bp_config(fake: &FakeOllama) -> streamgate::Config {
     c.server.ping_interval_ms = 300;
     c.server.ping_timeout_ms = 2_000;
     c.streams.stream_timeout_ms = 60_000;
+    // Time the client holds a stream back is not upstream idleness: the
+    // slow readers below would trip this otherwise.
+    c.streams.idle_timeout_ms = 500;
     c
 }
 
@@ -348,5 +351,64 @@ async fn credits_engage_backpressure_without_transport_pressure() {
             .await
             .is_none()
     );
+    gw.shutdown().await.unwrap();
+}
+
+/// Every `engaged` is followed by a `relieved` once the client has caught
+/// up, even when the stream that caused it has ended meanwhile.
+#[tokio::test]
+async fn an_engaged_client_that_catches_up_hears_relieved_after_its_stream_ended() {
+    let fake = FakeOllama::start(scripted).await;
+    let gw = start(bp_config(&fake)).await;
+    let mut c = SioClient::connect_ok(gw.addr).await;
+    c.emit("ai:ack", json!({"streamId": "e", "tokenCount": 0}))
+        .await;
+    c.emit("ai:stream", json!({"prompt": "steady-e", "streamId": "e"}))
+        .await;
+    // Read everything but ack nothing: credits run out, the queue fills.
+    let mut events = Vec::new();
+    let mut seen = 0;
+    loop {
+        let (name, p) = c.next_event().await.expect("connected");
+        if name == "ai:token" {
+            seen = p["tokenCount"].as_u64().unwrap();
+        }
+        let engaged = name == "ai:backpressure" && p["state"] == "engaged";
+        events.push((name, p));
+        if engaged {
+            break;
+        }
+    }
+    // Let the upstream finish while the client is still behind.
+    fake.wait_for("steady-e", |s| s.finished).await;
+    // Catch up: ack what was read, and every token from now on.
+    c.emit("ai:ack", json!({"streamId": "e", "tokenCount": seen}))
+        .await;
+    loop {
+        let (name, p) = c.next_event().await.expect("connected");
+        if name == "ai:token" {
+            c.ack_token(&p).await;
+        }
+        let end = is_terminal(&name);
+        events.push((name, p));
+        if end {
+            break;
+        }
+    }
+    while let Some(ev) = c.next_event_within(Duration::from_millis(1_500)).await {
+        events.push(ev);
+    }
+    let (text, end) = check_stream_order(&of_stream(&events, "e"));
+    assert_eq!(
+        (text, end.as_str()),
+        (Script::tokens(300, 5).text(), "ai:done")
+    );
+    let states: Vec<&str> = notices(&events)
+        .iter()
+        .map(|n| n["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states.last(), Some(&"relieved"), "notices: {states:?}");
+    let (_, stats) = get_json(gw.addr, "/stats").await;
+    assert_eq!(stats["backpressure"]["engagedClients"], 0, "{stats}");
     gw.shutdown().await.unwrap();
 }

@@ -6,7 +6,7 @@
 mod common;
 
 use common::fake_ollama::{FakeOllama, Script};
-use common::node::{ensure_npm_packages, node_test, repo};
+use common::node::{ensure_npm, node_test, repo};
 use common::*;
 
 const SECRET: &str = "test-only-hs256-secret-for-the-browser-tests";
@@ -29,7 +29,7 @@ async fn playground_and_ops_pages_in_chromium() {
         "{CHROMIUM} is missing: `apt-get install -y chromium` (.ci/run does)"
     );
     let dir = repo().join("tests/browser");
-    ensure_npm_packages(&dir, "playwright-core");
+    ensure_npm(&dir);
     let fake = FakeOllama::start(script).await;
     let mut config = config_for(&fake.base_url());
     config.session.reconnect_window_ms = 10_000;

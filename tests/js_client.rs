@@ -1,12 +1,13 @@
 //! Runs the Node end-to-end tests (tests/js, the official socket.io-client)
 //! against a live gateway and a fake Ollama started here, so they are part
-//! of `cargo test`. `.ci/run` installs the npm packages first. The fake
-//! answers a prompt starting with `recall` with the earlier messages of its
-//! request (sessions.test.mjs reads them back).
+//! of `cargo test` (the npm packages are installed here when missing).
+//! The fake answers a prompt starting with `recall` with the earlier
+//! messages of its request (sessions.test.mjs reads them back).
 
 mod common;
 
 use common::fake_ollama::{FakeOllama, Script};
+use common::node::ensure_npm;
 use common::*;
 use serde_json::Value;
 use std::path::Path;
@@ -38,10 +39,7 @@ fn recall(body: &Value) -> Script {
 #[tokio::test]
 async fn socket_io_client_end_to_end() {
     let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
-    assert!(
-        js.join("node_modules/socket.io-client").exists(),
-        "tests/js/node_modules is missing: run `npm ci --prefix tests/js` (.ci/run does)"
-    );
+    ensure_npm(&js);
     let fake = FakeOllama::start_with(|body| {
         let prompt = body["messages"]
             .as_array()
@@ -70,7 +68,7 @@ async fn socket_io_client_end_to_end() {
         .env("FAKE_OLLAMA_URL", fake.base_url())
         .output()
         .await
-        .expect("node runs");
+        .expect("node runs (the Node tests need Node.js 20+ on PATH)");
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "node tests failed");

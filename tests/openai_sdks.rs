@@ -16,7 +16,7 @@ const SECRET: &str = "an-HS256-secret-of-at-least-32-bytes!";
 async fn the_official_openai_sdks_work_by_base_url() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let python = common::python::python_venv();
-    common::node::ensure_npm_packages(&root.join("tests/js"), "openai");
+    common::node::ensure_npm(&root.join("tests/js"));
     let fake = FakeOllama::start(|_| Script::tokens(12, 2)).await;
     let expected = Script::tokens(12, 2).text();
     let open = start(config_for(&fake.base_url())).await;

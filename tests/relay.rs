@@ -36,6 +36,11 @@ fn scripted(prompt: &str) -> Script {
             end: End::Hang,
             ..Script::tokens(2, 5)
         },
+        // Five tokens, then nothing (the connection stays open).
+        "stall-after-5" => Script {
+            end: End::Hang,
+            ..Script::tokens(5, 5)
+        },
         "503" => Script {
             status: 503,
             ..Script::tokens(1, 0)
@@ -250,6 +255,35 @@ async fn stream_timeout_cancels_and_closes_upstream() {
     assert_eq!(mine.last().unwrap().1["reason"], "timeout");
     assert_eq!(mine.last().unwrap().1["tokenCount"], 2);
     fake.wait_for("hang", |s| s.closed_early).await;
+    gw.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_upstream_that_stalls_mid_stream_times_out_and_is_closed() {
+    let fake = FakeOllama::start(scripted).await;
+    let mut config = config_for(&fake.base_url());
+    config.streams.idle_timeout_ms = 300;
+    let gw = start(config).await;
+    let mut c = SioClient::connect_ok(gw.addr).await;
+    let started = std::time::Instant::now();
+    c.emit(
+        "ai:stream",
+        json!({"prompt": "stall-after-5", "streamId": "i"}),
+    )
+    .await;
+    let events = c.events_until(|n, _| is_terminal(n)).await;
+    let took = started.elapsed();
+    let mine = of_stream(&events, "i");
+    let (text, end) = check_stream_order(&mine);
+    assert_eq!(text, scripted("stall-after-5").text());
+    assert_eq!(end, "ai:stream:error");
+    let err = &mine.last().unwrap().1;
+    assert_eq!(err["code"], "timeout", "{err}");
+    assert_eq!(err["retryable"], true);
+    assert!(err["error"].as_str().unwrap().contains("300 ms"), "{err}");
+    assert!(took < Duration::from_secs(2), "ended after {took:?}");
+    let served = fake.wait_for("stall-after-5", |s| s.closed_early).await;
+    assert_eq!(served.tokens_written, 5);
     gw.shutdown().await.unwrap();
 }
 

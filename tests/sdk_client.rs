@@ -6,7 +6,7 @@
 mod common;
 
 use common::fake_ollama::{FakeOllama, Script};
-use common::node::{ensure_npm_packages, node_test, repo};
+use common::node::{ensure_npm, node_test, repo};
 use common::*;
 
 const SECRET: &str = "test-only-hs256-secret-for-the-sdk-tests";
@@ -35,8 +35,7 @@ fn script(prompt: &str) -> Script {
 #[tokio::test]
 async fn typescript_sdk_against_the_gateway() {
     let sdk = repo().join("clients/typescript");
-    ensure_npm_packages(&sdk, "socket.io-client");
-    ensure_npm_packages(&sdk, "typescript");
+    ensure_npm(&sdk);
     let fake = FakeOllama::start(script).await;
     let mut config = config_for(&fake.base_url());
     config.session.reconnect_window_ms = 10_000;

@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::binary::Binary;
 use common::fake_ollama::{FakeOllama, Script};
 use common::sio::{ConnectError, SioClient};
 use common::*;
@@ -62,6 +63,21 @@ fn b64url(bytes: &[u8]) -> String {
         }
     }
     out
+}
+
+/// A validly signed HS256 token whose header marks `crit` extensions.
+fn with_crit(claims: Value, crit: &[&str]) -> String {
+    let mut header = Header::new(Algorithm::HS256);
+    header.crit = Some(crit.iter().map(|c| c.to_string()).collect());
+    for c in crit {
+        header.extras.insert(c.to_string(), "on");
+    }
+    encode(
+        &header,
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("sign")
 }
 
 /// An unsigned token (`alg: none`), the classic forgery.
@@ -155,10 +171,33 @@ async fn bad_tokens_are_refused_at_the_handshake() {
             "algorithm",
         ),
         ("token not a string", json!({"token": 42}), "auth"),
+        (
+            // RFC 7515 §4.1.11: an extension the server does not
+            // understand, marked critical, must make the token invalid.
+            "unknown crit header entry",
+            json!({"token": with_crit(good("u"), &["x-bind"])}),
+            "crit",
+        ),
+        (
+            "exp out of range",
+            json!({"token": hs256(json!({"sub": "u", "iss": ISSUER, "exp": 1e20}))}),
+            "claim exp has the wrong type (it must be a number",
+        ),
+        (
+            "numeric sub",
+            json!({"token": hs256(json!({"sub": 42, "iss": ISSUER, "exp": t + 600}))}),
+            "sub must be a string",
+        ),
     ];
     let n = cases.len();
     for (what, auth, word) in cases {
         let msg = refused(gw.addr, auth).await;
+        if !what.starts_with("no ") {
+            assert!(
+                !msg.contains("lacks"),
+                "{what}: present but said to lack: {msg}"
+            );
+        }
         let expect_prefix = if what == "token not a string" {
             "invalid_request:"
         } else {
@@ -358,10 +397,22 @@ async fn a_flood_is_rate_limited_and_others_stay_responsive() {
         }
     }
     println!(
-        "flood of {flood}: {acks} answered, {limited_errors} rate_limited (control queue caps the rest); retryAfterMs {retry}"
+        "flood of {flood}: {acks} answered, {limited_errors} rate_limited, the rest refused quietly; retryAfterMs {retry}"
     );
     assert!((10..=15).contains(&acks), "the burst of 10 passes: {acks}");
-    assert!(limited_errors > 0);
+    // The first refusal of a run is answered; the rest of the run is not
+    // (a refill inside the flood starts a new run).
+    assert!(
+        (1..=acks - 9).contains(&limited_errors),
+        "one answer per run of refusals: {limited_errors}"
+    );
+    let metrics = metrics_text(gw.addr).await;
+    let refused = metric(&metrics, "streamgate_refused_events_total");
+    assert_eq!(refused, (flood - acks) as u64, "every refusal is counted");
+    assert_eq!(
+        metric(&metrics, "streamgate_refusals_unanswered_total"),
+        refused - limited_errors as u64
+    );
     assert!(
         (1..=1_000).contains(&retry),
         "one event a second refills: {retry}"
@@ -429,12 +480,31 @@ async fn streams_per_user_connections_per_ip_and_acks_are_limited() {
     }
     assert_eq!(errors, 1, "one notice per run of refused acks");
 
-    // Connections per IP: 3 made above, 1 more in the burst, then refused
-    // before the token is even looked at.
+    // Connections per address: 3 made above, 1 more in the burst, then
+    // refused at the Engine.IO handshake, before any session or token.
     SioClient::connect(gw.addr, token.clone()).await.unwrap();
-    let msg = refused(gw.addr, token.clone()).await;
-    assert!(msg.starts_with("rate_limited:"), "{msg}");
-    assert!(msg.contains("retry after"), "{msg}");
+    match SioClient::connect(gw.addr, token.clone()).await {
+        Err(ConnectError::Other(e)) => assert!(e.contains("429"), "{e}"),
+        other => panic!("a fifth connection: {:?}", other.map(|c| c.connected)),
+    }
+    let r = reqwest::get(format!(
+        "http://{}/socket.io/?EIO=4&transport=polling",
+        gw.addr
+    ))
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "rate_limited", "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("retry after"),
+        "{body}"
+    );
+    assert!(
+        body["details"]["retryAfterMs"].as_u64().unwrap() > 0,
+        "{body}"
+    );
     gw.shutdown().await.unwrap();
 }
 
@@ -481,57 +551,26 @@ async fn oversized_fields_are_refused_by_name() {
 /// it warns that auth is off; `STREAMGATE_JWT_SECRET` turns auth on.
 #[tokio::test]
 async fn env_secret_turns_auth_on_in_the_binary_and_its_absence_is_warned() {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-    async fn serve(secret: Option<&str>) -> (tokio::process::Child, std::net::SocketAddr, String) {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_streamgate"));
-        cmd.args(["--port", "0"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("STREAMGATE_SERVER__HOST", "127.0.0.1")
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info")
-            .env_remove("STREAMGATE_JWT_SECRET")
-            .env_remove("STREAMGATE_JWT_PUBLIC_KEY")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
-        if let Some(s) = secret {
-            cmd.env("STREAMGATE_JWT_SECRET", s);
-        }
-        let mut child = cmd.spawn().expect("binary starts");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let ansi = regex::Regex::new("\x1b\\[[0-9;]*m").unwrap();
-        let mut log = String::new();
-        let addr = tokio::time::timeout(Duration::from_secs(20), async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                let line = ansi.replace_all(&line, "").into_owned();
-                log.push_str(&line);
-                log.push('\n');
-                if let Some(rest) = line.split("addr=").nth(1) {
-                    return rest.split_whitespace().next().unwrap().parse().unwrap();
-                }
-            }
-            panic!("no listening line in:\n{log}")
-        })
-        .await
-        .expect("the binary announces its address");
-        (child, addr, log)
-    }
+    let open = Binary::spawn(&[], &[]).await;
+    assert!(
+        open.log().contains("AUTH IS OFF"),
+        "no warning in:\n{}",
+        open.log()
+    );
+    SioClient::connect_ok(open.addr).await;
+    open.kill().await;
 
-    let (mut open, addr, log) = serve(None).await;
-    assert!(log.contains("AUTH IS OFF"), "no warning in:\n{log}");
-    SioClient::connect_ok(addr).await;
-    open.kill().await.unwrap();
-
-    let (mut closed, addr, log) = serve(Some(SECRET)).await;
+    let closed = Binary::spawn(&[], &[("STREAMGATE_JWT_SECRET", SECRET)]).await;
+    let log = closed.log();
     assert!(!log.contains("AUTH IS OFF"), "{log}");
     assert!(!log.contains(SECRET), "the secret is logged:\n{log}");
-    let msg = refused(addr, json!({})).await;
+    let msg = refused(closed.addr, json!({})).await;
     assert_eq!(msg, "unauthorized: missing token");
     let claims = json!({"sub": "frank", "exp": now() + 600});
-    SioClient::connect(addr, json!({"token": hs256(claims)}))
+    SioClient::connect(closed.addr, json!({"token": hs256(claims)}))
         .await
         .expect("a token signed with the env secret connects");
-    closed.kill().await.unwrap();
+    closed.kill().await;
 }
 
 /// `server.max_payload_bytes` bounds WebSocket messages too (socketioxide
@@ -560,5 +599,102 @@ async fn a_frame_over_max_payload_ends_only_its_connection() {
     );
     other.emit("ai:heartbeat", json!({})).await;
     next_named(&mut other, "ai:heartbeat:ack").await;
+    gw.shutdown().await.unwrap();
+}
+
+/// A token that expires while its connection lasts starts no more streams
+/// (its other events still work, so the client can end what it runs).
+#[tokio::test]
+async fn a_token_that_expires_mid_connection_starts_no_more_streams() {
+    let fake = slow_upstream().await;
+    let mut config = auth_config(&fake);
+    config.auth.leeway_secs = 0;
+    let gw = start(config).await;
+    let exp = now() + 2;
+    let token = hs256(json!({"sub": "gina", "iss": ISSUER, "exp": exp}));
+    let mut c = SioClient::connect(gw.addr, json!({"token": token}))
+        .await
+        .expect("valid for two more seconds");
+    let ack = c.emit_ack("ai:stream", json!({"prompt": "p"})).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    while now() <= exp {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ack = c.emit_ack("ai:stream", json!({"prompt": "p"})).await;
+    assert_eq!(ack["error"]["code"], "unauthorized", "{ack}");
+    assert!(
+        ack["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expired"),
+        "{ack}"
+    );
+    c.emit("ai:heartbeat", json!({})).await;
+    next_named(&mut c, "ai:heartbeat:ack").await;
+    gw.shutdown().await.unwrap();
+}
+
+/// An IDE that asks for a completion on every keystroke and cancels the
+/// previous one, typing ten characters a second, under the default limits.
+#[tokio::test]
+async fn an_ide_typing_fast_never_sees_a_limit_with_the_defaults() {
+    let fake = FakeOllama::start(|_| Script::tokens(50, 20)).await;
+    let mut config = config_for(&fake.base_url());
+    config.limits = streamgate::config::RateLimitConfig::default();
+    let gw = start(config).await;
+    let mut c = SioClient::connect_ok(gw.addr).await;
+    let mut previous: Option<String> = None;
+    let mut events = Vec::new();
+    for key in 0..30 {
+        if let Some(id) = previous.take() {
+            c.emit("ai:cancel", json!({"streamId": id})).await;
+        }
+        let id = format!("k{key}");
+        let ack = c
+            .emit_ack(
+                "ai:stream",
+                json!({"prompt": format!("complete {key}"), "streamId": id}),
+            )
+            .await;
+        assert_eq!(ack["ok"], true, "keystroke {key}: {ack}");
+        if key % 10 == 0 {
+            c.emit("ai:heartbeat", json!({})).await;
+        }
+        previous = Some(id);
+        // The next key comes 100 ms later; read what arrives meanwhile.
+        let next_key = tokio::time::Instant::now() + Duration::from_millis(100);
+        while let Ok(Ok(ev)) = tokio::time::timeout_at(next_key, c.next_event()).await {
+            events.push(ev);
+        }
+    }
+    let limited: Vec<_> = events
+        .iter()
+        .filter(|(n, p)| n == "ai:error" && p["code"] != "unknown_stream")
+        .collect();
+    assert!(limited.is_empty(), "{limited:?}");
+    gw.shutdown().await.unwrap();
+}
+
+/// Starting more streams than a client may run at once is
+/// `too_many_streams`, whatever the per-user budget has left, and the
+/// refused request spends none of it.
+#[tokio::test]
+async fn the_eleventh_stream_is_too_many_streams_not_rate_limited() {
+    let fake = slow_upstream().await;
+    let mut config = config_for(&fake.base_url());
+    // Ten at once, and nothing refills while the test runs.
+    config.limits.streams_per_minute = 1;
+    config.limits.streams_burst = 10;
+    let gw = start(config).await;
+    let mut c = SioClient::connect_ok(gw.addr).await;
+    for i in 0..10 {
+        let ack = c
+            .emit_ack("ai:stream", json!({"prompt": format!("slow-{i}")}))
+            .await;
+        assert_eq!(ack["ok"], true, "{ack}");
+    }
+    let ack = c.emit_ack("ai:stream", json!({"prompt": "slow-10"})).await;
+    assert_eq!(ack["error"]["code"], "too_many_streams", "{ack}");
+    assert_eq!(ack["error"]["details"]["limit"], 10, "{ack}");
     gw.shutdown().await.unwrap();
 }

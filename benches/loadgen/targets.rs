@@ -161,7 +161,16 @@ fn pip_venv(venv: &Path, req: &str) -> Result<(), String> {
 }
 
 /// streamgate's binary `bin` run in `dir`, on `port`, against the upstream.
-fn streamgate_cmd(bin: std::ffi::OsString, dir: PathBuf, port: u16, upstream_url: &str) -> Command {
+/// `caps`: the build knows the process-wide caps (`limits.max_*`), which
+/// are lifted for the benchmark; an older build (streamgate-before) would
+/// refuse the unknown keys.
+fn streamgate_cmd(
+    bin: std::ffi::OsString,
+    dir: PathBuf,
+    port: u16,
+    upstream_url: &str,
+    caps: bool,
+) -> Command {
     let mut c = Command::new(bin);
     c.args(["--port", &port.to_string()])
         .current_dir(dir)
@@ -177,6 +186,19 @@ fn streamgate_cmd(bin: std::ffi::OsString, dir: PathBuf, port: u16, upstream_url
         .env("STREAMGATE_LIMITS__CONNECTIONS_PER_MINUTE", "0")
         // Like the peers, log nothing per stream.
         .env("RUST_LOG", "warn");
+    if caps {
+        // ... and the caps sized for one node's real traffic lifted (the
+        // idle scenario holds 10,000 clients from one address).
+        for key in [
+            "MAX_CONNECTIONS_PER_ADDRESS",
+            "MAX_CONNECTIONS",
+            "MAX_CLIENTS",
+            "MAX_LIVE_STREAMS",
+            "MAX_REPLAY_BYTES",
+        ] {
+            c.env(format!("STREAMGATE_LIMITS__{key}"), "0");
+        }
+    }
     c
 }
 
@@ -234,14 +256,14 @@ impl Target {
                 // not STREAMGATE_*, which streamgate reads as config.
                 let bin = std::env::var_os("LOADGEN_STREAMGATE_BIN")
                     .unwrap_or_else(|| env!("CARGO_BIN_EXE_streamgate").into());
-                streamgate_cmd(bin, root.clone(), port, upstream_url)
+                streamgate_cmd(bin, root.clone(), port, upstream_url, true)
             }
             Target::StreamgateBefore => {
                 let bin = std::env::var_os("LOADGEN_BEFORE_BIN")
                     .ok_or("streamgate-before needs LOADGEN_BEFORE_BIN (a streamgate binary)")?;
                 let dir = std::env::var_os("LOADGEN_BEFORE_DIR")
                     .map_or_else(|| root.clone(), PathBuf::from);
-                streamgate_cmd(bin, dir, port, upstream_url)
+                streamgate_cmd(bin, dir, port, upstream_url, false)
             }
             Target::Litellm => litellm_cmd(port, upstream_url)?,
             Target::Node => {

@@ -3,7 +3,9 @@
 //! It owns its live streams (by stream id, each with a cancellation token
 //! that is a child of the client's), its outbox, its heartbeat clock, its
 //! resume token, its owner (the JWT `sub` when auth is on) and its event
-//! budgets. The transport is the other half and can change: at any moment
+//! budgets, with where it came from: its real client address and, when
+//! auth is on, when its owner's token expires (checked again whenever a
+//! stream starts). The transport is the other half and can change: at any moment
 //! a client has at most one [`Attachment`], the door's writer that carries
 //! its outbox to the client. A detached client keeps running; a resume
 //! attaches it again, under the new connection's client id. Stream tasks
@@ -14,9 +16,10 @@ use crate::auth::UserId;
 use crate::error::GatewayError;
 use crate::outbox::ClientOutbox;
 use crate::protocol::CancelReason;
-use crate::rate_limit::ClientBudget;
+use crate::rate_limit::{ClientBudget, StreamKey};
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use tokio::time::Instant;
@@ -108,6 +111,10 @@ pub struct Client {
     /// The user that owns this client (`None` when auth is off): only a
     /// connection of the same user may resume it.
     pub owner: Option<UserId>,
+    /// When the owner's token expires (its `exp`, seconds since 1970).
+    pub owner_expires_at: Option<u64>,
+    /// The real client address of the connection that opened it.
+    pub address: Option<IpAddr>,
     /// Event and ack budgets; they follow the client across a resume.
     pub budget: ClientBudget,
     seat: Mutex<Seat>,
@@ -130,6 +137,8 @@ impl Client {
             cancel: parent.child_token(),
             outbox,
             owner,
+            owner_expires_at: None,
+            address: None,
             budget,
             seat: Mutex::new(Seat {
                 id: id.unwrap_or_else(|| format!("c_{}", random_hex(12)).into()),
@@ -213,12 +222,22 @@ impl Client {
         Some(std::mem::replace(&mut seat.id, new_id))
     }
 
-    /// The key of per-user limits: the owner, or this client when auth is off.
-    pub fn rate_key(&self) -> Arc<str> {
-        match &self.owner {
-            Some(UserId(sub)) => sub.clone(),
-            None => self.id(),
+    /// The key of per-user limits: the owner; with auth off, the client
+    /// address (a new connection must not mean a fresh budget), or this
+    /// client when no address is known.
+    pub fn rate_key(&self) -> StreamKey {
+        match (&self.owner, self.address) {
+            (Some(UserId(sub)), _) => StreamKey::User(sub.clone()),
+            (None, Some(ip)) => StreamKey::Address(ip),
+            (None, None) => StreamKey::Client(self.id()),
         }
+    }
+
+    /// Has the owner's token expired at `now` (seconds since 1970), with
+    /// `leeway` seconds of clock skew allowed?
+    pub fn token_expired(&self, now: u64, leeway: u64) -> bool {
+        self.owner_expires_at
+            .is_some_and(|exp| exp.saturating_add(leeway) < now)
     }
 
     pub fn touch(&self) {
@@ -255,9 +274,6 @@ impl Client {
                     cancel: self.cancel.child_token(),
                     reason: OnceLock::new(),
                 });
-                // Known to the outbox from now on, so a resume before the
-                // stream's first event finds it live, not unknown.
-                self.outbox.open_stream(v.key());
                 v.insert(control.clone());
                 Ok(control)
             }

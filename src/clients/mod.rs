@@ -19,9 +19,18 @@ mod client;
 mod registry;
 
 pub use client::{Attachment, Client, DetachReason, StreamControl, random_hex};
+
+/// Where a new client comes from: its verified token (auth on) and its
+/// real client address.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub owner: Option<Verified>,
+    pub address: Option<std::net::IpAddr>,
+}
 pub use registry::{ClientRegistry, ResumeRefused};
 
-use crate::auth::UserId;
+use crate::auth::Verified;
+use crate::error::{Capacity, GatewayError};
 use crate::outbox::{ClientOutbox, OutboxReader, OutboxSettings, Resumed};
 use crate::protocol::CancelReason;
 use crate::rate_limit::ClientBudget;
@@ -36,6 +45,8 @@ use std::time::Duration;
 #[derive(Clone)]
 pub struct Clients {
     pub registry: Arc<ClientRegistry>,
+    /// Clients held at most (0: no cap).
+    max_clients: usize,
     reconnect_window: Duration,
     heartbeat_interval: Duration,
     shutdown: Shutdown,
@@ -66,11 +77,13 @@ impl Clients {
     pub fn new(
         reconnect_window: Duration,
         heartbeat_interval: Duration,
+        max_clients: usize,
         shutdown: Shutdown,
         stats: Arc<Stats>,
     ) -> Self {
         Self {
             registry: Arc::new(ClientRegistry::new(stats.clone())),
+            max_clients,
             reconnect_window,
             heartbeat_interval,
             shutdown,
@@ -80,19 +93,35 @@ impl Clients {
 
     /// A new client for a connection that just arrived, not yet registered
     /// (the door registers it with [`Clients::attach_new`] once its
-    /// transport is up).
-    /// `id` names the client (`None`: a fresh random one).
+    /// transport is up), or `server_busy` when the process holds
+    /// `limits.max_clients` already (detached ones count: they hold their
+    /// streams and replay records until their window ends). `id` names
+    /// the client (`None`: a fresh random one).
     pub fn open(
         &self,
         id: Option<Arc<str>>,
-        owner: Option<UserId>,
+        origin: Origin,
         budget: ClientBudget,
-        settings: OutboxSettings,
-    ) -> Arc<Client> {
-        let outbox = Arc::new(ClientOutbox::new(settings, self.stats.clone()));
-        let client = Arc::new(Client::new(id, owner, budget, &self.shutdown.root, outbox));
+        limits: OutboxSettings,
+    ) -> Result<Arc<Client>, GatewayError> {
+        if self.max_clients != 0 && self.registry.len() >= self.max_clients {
+            self.stats.refused.capacity.fetch_add(1, Relaxed);
+            return Err(GatewayError::ServerBusy {
+                limit: Capacity::Clients,
+                max: self.max_clients,
+            });
+        }
+        let outbox = Arc::new(ClientOutbox::new(limits, self.stats.clone()));
+        let (owner, expires) = match origin.owner {
+            Some(v) => (Some(v.user), Some(v.expires_at)),
+            None => (None, None),
+        };
+        let mut client = Client::new(id, owner, budget, &self.shutdown.root, outbox);
+        client.owner_expires_at = expires;
+        client.address = origin.address;
+        let client = Arc::new(client);
         client.touch();
-        client
+        Ok(client)
     }
 
     /// Register `client` and attach its first writer.
@@ -210,10 +239,18 @@ impl Clients {
     /// Finish every client now (shutdown, after the grace period).
     pub fn close_all(&self) {
         for client in self.registry.all() {
-            self.registry.remove(&client);
-            client.cancel_all(CancelReason::Shutdown, DetachReason::Closed);
-            client.outbox.clear();
+            self.forget(&client, CancelReason::Shutdown);
         }
+    }
+
+    /// Finish `client` at once, for a transport that cannot come back
+    /// (a client with no way to resume, or shutdown): forget it, cancel
+    /// its streams with `reason` (closing their upstreams), end its
+    /// attachment and free its queue. No reconnect window.
+    pub fn forget(&self, client: &Arc<Client>, reason: CancelReason) {
+        self.registry.remove(client);
+        client.cancel_all(reason, DetachReason::Closed);
+        client.outbox.clear();
     }
 
     /// Detach a client whose last event is older than 3 heartbeat

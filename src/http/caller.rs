@@ -10,8 +10,10 @@
 //! these doors' clients spell them).
 
 use super::error::{ApiError, Shape};
+use super::peer::ClientAddr;
 use crate::app::App;
-use crate::auth::UserId;
+use crate::auth::{UserId, Verified};
+use crate::clients::Origin;
 use crate::error::GatewayError;
 use crate::protocol::FieldError;
 use crate::protocol::validate::{FieldNames, parse_payload_as};
@@ -31,8 +33,27 @@ pub struct Caller(pub Option<UserId>);
 /// The caller of a request, from its `Authorization: Bearer` header; a
 /// missing or bad token (auth on) is a 401 in `shape`.
 pub fn caller(app: &App, headers: &HeaderMap, shape: Shape) -> Result<Caller, ApiError> {
+    Ok(Caller(verified(app, headers, shape)?.map(|v| v.user)))
+}
+
+/// Where a request that starts a stream comes from: the caller's token
+/// (with its expiry) and the real client address the connection gate
+/// found, which per-address budgets are keyed by when auth is off.
+pub fn origin(
+    app: &App,
+    headers: &HeaderMap,
+    address: Option<ClientAddr>,
+    shape: Shape,
+) -> Result<Origin, ApiError> {
+    Ok(Origin {
+        owner: verified(app, headers, shape)?,
+        address: address.map(|a| a.0),
+    })
+}
+
+fn verified(app: &App, headers: &HeaderMap, shape: Shape) -> Result<Option<Verified>, ApiError> {
     let Some(auth) = &app.auth else {
-        return Ok(Caller(None));
+        return Ok(None);
     };
     let refuse = |e: GatewayError| ApiError::new(&e, shape);
     let token = match headers.get(header::AUTHORIZATION) {
@@ -43,7 +64,7 @@ pub fn caller(app: &App, headers: &HeaderMap, shape: Shape) -> Result<Caller, Ap
             ))
         })?),
     };
-    auth.verify(token).map(|u| Caller(Some(u))).map_err(refuse)
+    auth.verify_token(token).map(Some).map_err(refuse)
 }
 
 /// `/api/…` handlers take the caller as an extractor.
@@ -63,11 +84,23 @@ fn bearer(value: Option<&str>) -> Option<&str> {
         .then_some(token.trim())
 }
 
-/// The body as a typed, validated `T`.
+/// The body as a typed, validated `T` (fields named as in Rust:
+/// snake_case).
 pub fn json_body<T: DeserializeOwned + Validate>(
     headers: &HeaderMap,
     body: &Bytes,
     shape: Shape,
+) -> Result<T, ApiError> {
+    json_body_as(headers, body, shape, FieldNames::AsIs)
+}
+
+/// [`json_body`], naming broken fields as `names` says (a camelCase body
+/// names them in camelCase).
+pub fn json_body_as<T: DeserializeOwned + Validate>(
+    headers: &HeaderMap,
+    body: &Bytes,
+    shape: Shape,
+    names: FieldNames,
 ) -> Result<T, ApiError> {
     let invalid = |field: &str, rule: &str| {
         let e = GatewayError::from(FieldError::new(field, rule));
@@ -83,7 +116,7 @@ pub fn json_body<T: DeserializeOwned + Validate>(
     }
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| invalid("body", &format!("must be valid JSON ({e})")))?;
-    parse_payload_as(value, FieldNames::AsIs)
+    parse_payload_as(value, names)
         .map_err(|e| ApiError::new(&GatewayError::InvalidRequest(e), shape))
 }
 

@@ -4,7 +4,8 @@
 //!
 //! `/api/…` answers `{ "error": { "code", "message", "details" } }`; `/v1/…`
 //! answers OpenAI's `{ "error": { "message", "type", "param", "code" } }`,
-//! so that the official SDKs raise their own typed errors. The status is the
+//! so that the official SDKs raise their own typed errors; `/llm/…`
+//! answers the JWT guide's `{ "error": "<sentence>" }`. The status is the
 //! wire error's, except where a door says otherwise (an unknown model on
 //! `/v1` is a 404, as OpenAI answers it).
 
@@ -22,6 +23,9 @@ pub enum Shape {
     Plain,
     /// `/v1/…`: OpenAI's.
     OpenAi,
+    /// `/llm/…`: the JWT guide's `{ "error": "<sentence>" }`, its
+    /// sentence in the guide's words ([`GatewayError::dialect_message`]).
+    Llm,
 }
 
 /// An error on its way out of an HTTP door.
@@ -36,8 +40,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(err: &GatewayError, shape: Shape) -> Self {
+        let mut wire = err.wire();
+        if shape == Shape::Llm {
+            wire.message = err.dialect_message();
+        }
         Self {
-            wire: err.wire(),
+            wire,
             shape,
             openai_code: None,
         }
@@ -108,6 +116,7 @@ impl IntoResponse for ApiError {
                 };
                 (status, Json(body)).into_response()
             }
+            Shape::Llm => (status, Json(json!({ "error": w.message }))).into_response(),
         };
         if w.status == 401 {
             response

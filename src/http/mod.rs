@@ -1,20 +1,28 @@
 //! The HTTP doors, on the same port as `/ai`: server-sent events
 //! (`/api/chat/stream`, [`sse`]), the session endpoints
-//! (`/api/chat/sessions`, [`sessions`]) and the OpenAI-compatible API
-//! (`/v1`, [`openai`]), over the same validation, limits, JWT,
+//! (`/api/chat/sessions`, [`sessions`]), the OpenAI-compatible API
+//! (`/v1`, [`openai`]) and the JWT guide's REST call (`/llm/chat`,
+//! [`llm`]), over the same validation, limits, JWT,
 //! orchestrator, providers, sessions, cancellation and metrics as `/ai`.
 //!
 //! Each streaming request is a client of its own whose writer is the
 //! response body ([`stream`]); what the doors read first (the caller, the
 //! JSON body) is in [`caller`], how they answer errors in [`error`]. Bodies
 //! are bounded by `server.max_payload_bytes` (tower-http's limit, its
-//! refusal answered as JSON too). [`head`] is the layer in front of every
-//! door that copies each request head out of hyper's read buffer.
+//! refusal answered as JSON too). In front of every door (`/ai` included):
+//! [`peer`] finds a request's real client address (the TCP peer, or the
+//! client a trusted reverse proxy names); [`gate`] is the layer that sets
+//! it on every request and admits or refuses new Engine.IO sessions;
+//! [`head`] copies each request's head out of hyper's read buffer before
+//! socketioxide keeps it (see there why).
 
 pub mod caller;
 pub mod error;
+pub mod gate;
 pub mod head;
+pub mod llm;
 pub mod openai;
+pub mod peer;
 pub mod sessions;
 pub mod sse;
 pub mod stream;
@@ -36,6 +44,7 @@ pub fn routes(app: Arc<App>) -> Router {
         .merge(sse::routes())
         .merge(sessions::routes())
         .merge(openai::routes())
+        .merge(llm::routes())
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(limit))
         // Outside the limit, so that its refusal passes through here.
@@ -46,8 +55,11 @@ pub fn routes(app: Arc<App>) -> Router {
 /// A body over the limit is refused by tower-http before a handler runs,
 /// in plain text: answer it as the door's JSON error instead.
 async fn json_refusals(req: Request, next: Next) -> Response {
-    let shape = if req.uri().path().starts_with("/v1/") {
+    let path = req.uri().path();
+    let shape = if path.starts_with("/v1/") {
         Shape::OpenAi
+    } else if path.starts_with("/llm/") {
+        Shape::Llm
     } else {
         Shape::Plain
     };

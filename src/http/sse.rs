@@ -12,8 +12,9 @@
 //! axum's keep-alive sends `: keep-alive` whenever nothing was sent for
 //! `http.sse_keepalive_ms`.
 
-use super::caller::{caller, json_body};
+use super::caller::{caller, json_body, origin};
 use super::error::{ApiError, Shape};
+use super::peer::ClientAddr;
 use super::stream::{self, EventFeed, OnClose, client_name};
 use crate::app::App;
 use crate::clients::Liveness;
@@ -21,12 +22,12 @@ use crate::error::{GatewayError, Owned};
 use crate::outbox::{Outbound, StreamEvent};
 use crate::protocol::sse::{
     ChatStreamRequest, SseDone, SseError, SseErrorBody, SseReasoning, SseStart, SseToken,
-    SseToolCall,
+    SseToolCall, tokens_per_second,
 };
 use crate::protocol::{CancelReason, FieldError};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -42,15 +43,20 @@ pub fn routes() -> Router<Arc<App>> {
     )
 }
 
-async fn start(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn start(
+    State(app): State<Arc<App>>,
+    address: Option<Extension<ClientAddr>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let opened = async {
-        let who = caller(&app, &headers, Shape::Plain)?;
+        let from = origin(&app, &headers, address.map(|a| a.0), Shape::Plain)?;
         let req: ChatStreamRequest = json_body(&headers, &body, Shape::Plain)?;
         let (partial, on_close) = (req.partial, close_policy(req.resumable));
         let req = req
             .into_stream_request()
             .map_err(|e| ApiError::new(&e.into(), Shape::Plain))?;
-        let (id, feed) = stream::open(&app, who.0, req, on_close)
+        let (id, feed) = stream::open(&app, from, req, on_close)
             .await
             .map_err(|e| ApiError::new(&e, Shape::Plain))?;
         Ok::<_, ApiError>(respond(&app, id, feed, SseRender::new(partial)))
@@ -138,6 +144,12 @@ async fn cancel(
         Ok(StatusCode::NO_CONTENT.into_response())
     };
     cancelled.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The event-stream response of `POST /api/chat/stream` for stream `id`
+/// (no `partial`), for other doors that answer exactly as it does.
+pub fn stream_response(app: &App, id: Arc<str>, feed: EventFeed) -> Response {
+    respond(app, id, feed, SseRender::new(false))
 }
 
 /// The event-stream response for stream `id`.
@@ -231,12 +243,11 @@ impl SseRender {
             StreamEvent::Complete(_) => return None,
             StreamEvent::Done(d) => {
                 self.finished = true;
-                let secs = (d.duration as f64 / 1000.0).max(0.001);
                 Event::default().json_data(SseDone {
                     done: true,
                     tokens: d.total_tokens,
                     duration: d.duration,
-                    tokens_per_second: ((d.total_tokens as f64 / secs) * 100.0).round() / 100.0,
+                    tokens_per_second: tokens_per_second(d.total_tokens, d.duration),
                     finish_reason: d.finish_reason.clone(),
                     usage: d.usage.clone(),
                     session_id: d.session_id.clone(),

@@ -14,7 +14,7 @@
 //! went away.
 
 use crate::app::App;
-use crate::clients::{Attachment, Client, DetachReason, Liveness, random_hex};
+use crate::clients::{Attachment, Client, DetachReason, Liveness, Origin, random_hex};
 use crate::error::GatewayError;
 use crate::outbox::{Outbound, OutboxReader};
 use crate::protocol::{CancelReason, StreamRequest};
@@ -39,10 +39,10 @@ pub fn client_name(stream_id: &str, on_close: OnClose) -> Arc<str> {
     }
 }
 
-/// Admit `req` for `owner` as a new HTTP stream; returns its feed.
+/// Admit `req` from `origin` as a new HTTP stream; returns its feed.
 pub async fn open(
     app: &Arc<App>,
-    owner: Option<crate::auth::UserId>,
+    origin: Origin,
     mut req: StreamRequest,
     on_close: OnClose,
 ) -> Result<(Arc<str>, EventFeed), GatewayError> {
@@ -51,13 +51,13 @@ pub async fn open(
     let policy = app.config.backpressure.policy;
     let client = app.clients.open(
         Some(client_name(&id, on_close)),
-        owner,
+        origin,
         app.rate_limits.budget(),
         app.outbox_settings(policy),
-    );
+    )?;
     let attachment = app.clients.attach_new(&client, Liveness::Connection);
     if let Err(e) = app.relay.start(&client, req).await {
-        forget(app, &client);
+        app.clients.forget(&client, CancelReason::Client);
         return Err(e);
     }
     let reader = client.outbox.reader().await;
@@ -65,13 +65,6 @@ pub async fn open(
         id,
         EventFeed::new(app, client, attachment, reader, on_close),
     ))
-}
-
-/// Finish a client at once: its streams, its attachment, its queue.
-fn forget(app: &App, client: &Arc<Client>) {
-    app.clients.registry.remove(client);
-    client.cancel_all(CancelReason::Client, DetachReason::Closed);
-    client.outbox.clear();
 }
 
 /// A response body's writer: the client's outbox reader, until the
@@ -128,7 +121,7 @@ impl Drop for CloseGuard {
             return;
         }
         match self.on_close {
-            OnClose::Cancel => forget(&self.app, &self.client),
+            OnClose::Cancel => self.app.clients.forget(&self.client, CancelReason::Client),
             OnClose::Detach => {
                 let epoch = self.attachment.epoch;
                 self.app

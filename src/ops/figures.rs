@@ -3,8 +3,11 @@
 //!
 //! [`Sample`] is taken once per request: the process counters (atomics the
 //! hot path bumps without a lock) plus the few figures that are computed
-//! (largest queue, replay bytes, tokens per second) and the session
-//! store's own figures. `/stats` nests the
+//! (largest queue, largest replay record, connections of the busiest
+//! address, tokens per second) and the session store's own figures.
+//! Everything a client or a flood can make the gateway hold has a figure
+//! here: connections (even those that never join `/ai`), clients, queues,
+//! replay records, live streams, sessions. `/stats` nests the
 //! figures by path; `/metrics` sets each into a Prometheus recorder. So the
 //! two endpoints show the same numbers from the same list. Per-provider and
 //! per-route figures are labelled series and follow the same table.
@@ -20,7 +23,9 @@ pub struct Sample<'a> {
     pub stats: &'a Stats,
     pub largest_queue: usize,
     pub largest_queue_bytes: usize,
-    pub replay_bytes: usize,
+    pub largest_replay_bytes: usize,
+    pub largest_connections_per_address: usize,
+    pub limiter_keys: usize,
     pub tokens_per_second: f64,
     pub uptime_seconds: u64,
     pub sessions: SessionFigures,
@@ -33,13 +38,15 @@ impl<'a> Sample<'a> {
         for c in &clients {
             largest = largest.max(c.outbox.len());
             largest_bytes = largest_bytes.max(c.outbox.bytes());
-            replay += c.outbox.replay_bytes();
+            replay = replay.max(c.outbox.replay_bytes());
         }
         Self {
             stats: &app.stats,
             largest_queue: largest,
             largest_queue_bytes: largest_bytes,
-            replay_bytes: replay,
+            largest_replay_bytes: replay,
+            largest_connections_per_address: app.connections.largest_per_address(),
+            limiter_keys: app.rate_limits.tracked_keys(),
             tokens_per_second,
             uptime_seconds: app.started.elapsed().as_secs(),
             sessions: app.sessions.figures(),
@@ -84,6 +91,12 @@ const fn counter(path: &'static str, metric: &'static str, read: fn(&Sample) -> 
 macro_rules! stat {
     ($field:ident) => {
         |s: &Sample| json!(s.stats.$field.load(Relaxed))
+    };
+}
+
+macro_rules! refused {
+    ($field:ident) => {
+        |s: &Sample| json!(s.stats.refused.$field.load(Relaxed))
     };
 }
 
@@ -133,6 +146,26 @@ pub const FIGURES: &[Figure] = &[
         "streams.failed",
         "streamgate_streams_failed_total",
         stat!(streams_failed),
+    ),
+    counter(
+        "streams.byDialect.llm",
+        "streamgate_streams_dialect_llm_total",
+        stat!(dialect_llm_streams),
+    ),
+    counter(
+        "streams.byDialect.chat",
+        "streamgate_streams_dialect_chat_total",
+        stat!(dialect_chat_streams),
+    ),
+    counter(
+        "streams.byDialect.chatStream",
+        "streamgate_streams_dialect_chat_stream_total",
+        stat!(dialect_chat_stream_streams),
+    ),
+    counter(
+        "streams.byDialect.llmRest",
+        "streamgate_streams_dialect_llm_rest_total",
+        stat!(dialect_llm_rest_streams),
     ),
     counter(
         "tokens.relayed",
@@ -200,8 +233,38 @@ pub const FIGURES: &[Figure] = &[
         "streamgate_queue_bytes_largest",
         |s| json!(s.largest_queue_bytes),
     ),
-    gauge("queues.replayBytes", "streamgate_replay_bytes", |s| {
-        json!(s.replay_bytes)
+    gauge(
+        "queues.replayBytes",
+        "streamgate_replay_bytes",
+        stat!(replay_bytes),
+    ),
+    gauge(
+        "queues.largestReplayBytes",
+        "streamgate_replay_bytes_largest",
+        |s| json!(s.largest_replay_bytes),
+    ),
+    gauge(
+        "connections.live",
+        "streamgate_connections_live",
+        stat!(connections_live),
+    ),
+    counter(
+        "connections.opened",
+        "streamgate_connections_opened_total",
+        stat!(connections_opened),
+    ),
+    gauge(
+        "connections.addresses",
+        "streamgate_connection_addresses",
+        stat!(connection_addresses),
+    ),
+    gauge(
+        "connections.largestPerAddress",
+        "streamgate_connections_largest_per_address",
+        |s| json!(s.largest_connections_per_address),
+    ),
+    gauge("limits.trackedKeys", "streamgate_limiter_keys", |s| {
+        json!(s.limiter_keys)
     }),
     gauge("sessions.held", "streamgate_sessions_held", |s| {
         json!(s.sessions.held)
@@ -219,12 +282,48 @@ pub const FIGURES: &[Figure] = &[
         "streamgate_sessions_expired_total",
         |s| json!(s.sessions.expired),
     ),
+    counter(
+        "refused.connections",
+        "streamgate_refused_connections_total",
+        refused!(connections),
+    ),
+    counter(
+        "refused.joins",
+        "streamgate_refused_joins_total",
+        refused!(joins),
+    ),
+    counter(
+        "refused.events",
+        "streamgate_refused_events_total",
+        refused!(events),
+    ),
+    counter(
+        "refused.acks",
+        "streamgate_refused_acks_total",
+        refused!(acks),
+    ),
+    counter(
+        "refused.streams",
+        "streamgate_refused_streams_total",
+        refused!(streams),
+    ),
+    counter(
+        "refused.capacity",
+        "streamgate_refused_capacity_total",
+        refused!(capacity),
+    ),
+    counter(
+        "refused.unanswered",
+        "streamgate_refusals_unanswered_total",
+        refused!(unanswered),
+    ),
 ];
 
 /// Labelled series: per provider and per routing decision.
 pub mod series {
     pub const PROVIDER_REQUESTS: &str = "streamgate_provider_requests_total";
     pub const PROVIDER_ERRORS: &str = "streamgate_provider_errors_total";
+    pub const PROVIDER_LIVE_STREAMS: &str = "streamgate_provider_live_streams";
     pub const PROVIDER_TTFT: &str = "streamgate_provider_ttft_ms";
     pub const ROUTING_DIRECT: &str = "streamgate_routing_direct_total";
     pub const ROUTING_LOW_CONFIDENCE: &str = "streamgate_routing_low_confidence_total";

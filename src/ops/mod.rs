@@ -176,6 +176,8 @@ fn labelled_series(app: &App) {
             .absolute(ps.requests.load(Relaxed));
         metrics::counter!(series::PROVIDER_ERRORS, "provider" => name.clone())
             .absolute(ps.errors.load(Relaxed));
+        metrics::gauge!(series::PROVIDER_LIVE_STREAMS, "provider" => name.clone())
+            .set(ps.live_streams.load(Relaxed) as f64);
         for (q, label) in [(0.5, "0.5"), (0.99, "0.99")] {
             if let Some(v) = ps.ttft.quantile(q) {
                 metrics::gauge!(series::PROVIDER_TTFT, "provider" => name.clone(), "quantile" => label)

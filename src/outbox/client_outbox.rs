@@ -1,5 +1,6 @@
 //! [`ClientOutbox`] itself: its state, the one place that keeps the
-//! state's derived figures right ([`ClientOutbox::change`]), and the
+//! state's derived figures right ([`ClientOutbox::change`]: the queue and
+//! replay gauges, the replay caps, the episode, who is woken), and the
 //! producers' side (streams push deltas and their start and end, doors
 //! push control events, acks free credits).
 
@@ -7,7 +8,7 @@ use super::credits::Credits;
 use super::event::{Control, StreamEvent};
 use super::pressure::{Admit, Episode, Load, admit};
 use super::queue::Queues;
-use super::replay::{MemoryReplay, ReplayCaps, ReplayLog};
+use super::replay::{MemoryReplay, ReplayLog};
 use crate::protocol::{Backpressure, BackpressurePolicy, Token};
 use crate::telemetry::Stats;
 use std::sync::atomic::Ordering::Relaxed;
@@ -37,7 +38,15 @@ pub struct OutboxSettings {
     pub policy: BackpressurePolicy,
     pub slow_timeout: Duration,
     /// Per stream: sent deltas kept for replay on resume.
-    pub replay: ReplayCaps,
+    pub replay_tokens: usize,
+    pub replay_bytes: usize,
+    /// Per stream, while the client has never acked.
+    pub replay_unacked_bytes: usize,
+    /// Per client, all streams together (0: no cap).
+    pub replay_bytes_per_client: usize,
+    /// Every client's replay together (0: no cap); past it a recording
+    /// client gives up its own oldest entries.
+    pub max_replay_bytes: usize,
 }
 
 /// Control events past this many queued are dropped: a client flooding
@@ -68,7 +77,10 @@ impl State {
             episode: Episode::default(),
             returned_notice: None,
             dropped: 0,
-            replay: Box::new(MemoryReplay::new(settings.replay)),
+            replay: Box::new(
+                MemoryReplay::new(settings.replay_tokens, settings.replay_bytes)
+                    .with_unacked_cap(settings.replay_unacked_bytes),
+            ),
             detached: false,
             closed: false,
             flushing: false,
@@ -111,12 +123,16 @@ impl ClientOutbox {
     }
 
     /// Run `f` on the state, then keep what follows from any change right
-    /// in one place: the process-wide queue gauge, the episode, and who is
-    /// woken (the reader when events came, pushers when they went).
+    /// in one place: the replay caps and gauge, the process-wide queue
+    /// gauge, the episode, and who is woken (the reader when events came,
+    /// pushers when they went).
     pub(super) fn change<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
         let mut s = self.lock();
         let before = s.queues.events();
+        let replay_before = s.replay.bytes();
         let r = f(&mut s);
+        self.bound_replay(&mut s, replay_before);
+        move_gauge(&self.stats.replay_bytes, replay_before, s.replay.bytes());
         let after = s.queues.events();
         let threshold = self.settings.threshold;
         s.episode
@@ -134,6 +150,25 @@ impl ClientOutbox {
             self.has_room.notify_waiters();
         }
         r
+    }
+
+    /// Keep the replay record under the client's cap and its share of the
+    /// process's (what other clients hold is read from the gauge, which
+    /// they move as this one does).
+    fn bound_replay(&self, s: &mut State, before: usize) {
+        let own = s.replay.bytes();
+        if own <= before {
+            return;
+        }
+        let cap = |c: usize| if c == 0 { usize::MAX } else { c };
+        let mut target = cap(self.settings.replay_bytes_per_client);
+        if self.settings.max_replay_bytes != 0 {
+            let others = (self.stats.replay_bytes.load(Relaxed) as usize).saturating_sub(before);
+            target = target.min(self.settings.max_replay_bytes.saturating_sub(others));
+        }
+        if own > target {
+            s.replay.shrink_to(target);
+        }
     }
 
     /// Queued events now.
@@ -289,6 +324,7 @@ impl ClientOutbox {
         self.stats
             .queued_events
             .fetch_sub(s.queues.events() as u64, Relaxed);
+        move_gauge(&self.stats.replay_bytes, s.replay.bytes(), 0);
         s.episode.end(&self.stats);
         *s = State::new(&self.settings);
         // Stream tasks still ending may push their terminal events; they
@@ -296,5 +332,25 @@ impl ClientOutbox {
         s.closed = true;
         drop(s);
         self.has_room.notify_waiters();
+    }
+}
+
+impl Drop for ClientOutbox {
+    /// Whatever path a client ends by, what its outbox still counts in the
+    /// process-wide gauges goes with it (after `clear` that is nothing).
+    fn drop(&mut self) {
+        let s = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        move_gauge(&self.stats.queued_events, s.queues.events(), 0);
+        move_gauge(&self.stats.replay_bytes, s.replay.bytes(), 0);
+        s.episode.end(&self.stats);
+    }
+}
+
+/// Move a process-wide gauge by what one client's figure did.
+fn move_gauge(gauge: &std::sync::atomic::AtomicU64, before: usize, after: usize) {
+    if after > before {
+        gauge.fetch_add((after - before) as u64, Relaxed);
+    } else if before > after {
+        gauge.fetch_sub((before - after) as u64, Relaxed);
     }
 }

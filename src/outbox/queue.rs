@@ -6,8 +6,11 @@
 //! chatty stream cannot starve the others. Counts and bytes are kept here,
 //! where items come and go, and nowhere else. A stream's queue outlives
 //! its terminal event for a while (the newest [`ENDED_KEPT`] ended streams),
-//! because a resume asks about it. This module decides nothing about
-//! pressure or credits: callers say what may be taken.
+//! because a resume asks about it; only a queue with nothing in it is ever
+//! forgotten, and a stream id started again is live again from the moment
+//! its start is queued, so no counted event can be dropped unsent. This
+//! module decides nothing about pressure or credits: callers say what may
+//! be taken.
 
 use super::credits::StreamCredits;
 use super::event::{Control, Outcome, StreamEvent};
@@ -115,6 +118,9 @@ impl Queues {
     pub fn push_stream(&mut self, event: StreamEvent) {
         self.count_in(event.weight());
         let id = event.stream_id().clone();
+        if matches!(event, StreamEvent::Start(_)) {
+            self.ended.retain(|e| *e != id);
+        }
         let q = self.streams.entry(id.clone()).or_default();
         match &event {
             StreamEvent::Start(_) => q.outcome = None,
@@ -243,16 +249,20 @@ impl Queues {
         }
     }
 
-    /// `id` ended (its terminal event was taken): keep its queue a while.
-    /// Returns the id of a stream forgotten to make room, if any.
+    /// `id` ended (its terminal event was taken): keep its queue a while,
+    /// unless a new stream under that id has queued events already.
+    /// Returns the id of a stream forgotten to make room, if any: the
+    /// oldest ended one whose queue is empty.
     pub fn ended(&mut self, id: &Arc<str>) -> Option<Arc<str>> {
-        if !self.ended.contains(id) {
+        let idle = |q: Option<&StreamQueue>| q.is_none_or(|q| q.items.is_empty());
+        if idle(self.streams.get(id)) && !self.ended.contains(id) {
             self.ended.push_back(id.clone());
         }
         if self.ended.len() <= ENDED_KEPT {
             return None;
         }
-        let old = self.ended.pop_front()?;
+        let pos = self.ended.iter().position(|e| idle(self.streams.get(e)))?;
+        let old = self.ended.remove(pos)?;
         self.streams.remove(&old);
         Some(old)
     }

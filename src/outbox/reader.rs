@@ -184,7 +184,7 @@ impl OutboxReader {
     /// Record a sent event still pending.
     fn flush_sent(&mut self) {
         if let Some(event) = self.sent.take() {
-            self.outbox.lock().replay.record(event);
+            self.outbox.change(|s| s.replay.record(event));
         }
     }
 }

@@ -32,8 +32,7 @@ impl OutboxReader {
         wanted: Option<Vec<(String, Option<u64>)>>,
     ) -> (Vec<Resumed>, Vec<String>) {
         let outbox = self.outbox().clone();
-        let (reads, unknown) = {
-            let mut s = outbox.lock();
+        let (reads, unknown) = outbox.change(|s| {
             let wanted = wanted.unwrap_or_else(|| {
                 s.queues
                     .stream_ids()
@@ -52,7 +51,7 @@ impl OutboxReader {
                 reads.push((key, have, read));
             }
             (reads, unknown)
-        };
+        });
         let mut lacking = Vec::with_capacity(reads.len());
         for (key, have, read) in reads {
             lacking.push((key, have, read.await));

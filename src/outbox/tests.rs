@@ -22,11 +22,11 @@ pub fn outbox_with(ack_window: u64, policy: BackpressurePolicy) -> Arc<ClientOut
             ack_window,
             policy,
             slow_timeout: Duration::from_secs(30),
-            replay: replay::ReplayCaps {
-                deltas: 64,
-                bytes: 1 << 16,
-                unacked_bytes: 1 << 16,
-            },
+            replay_tokens: 64,
+            replay_bytes: 1 << 16,
+            replay_unacked_bytes: 1 << 16,
+            replay_bytes_per_client: 0,
+            max_replay_bytes: 0,
         },
         Arc::new(Stats::default()),
     ))
@@ -281,4 +281,150 @@ fn a_queued_event_is_the_size_of_a_token() {
         "{}",
         std::mem::size_of::<StreamEvent>()
     );
+}
+
+/// Random interleavings of pushes, takes, refusals, acks, stream ends and
+/// reused stream ids: once the client has caught up, every `engaged` it
+/// was told is followed by a `relieved`, and nothing is left counted.
+#[tokio::test(start_paused = true)]
+async fn every_engaged_is_followed_by_relieved_once_caught_up() {
+    use crate::protocol::BackpressureState;
+    use rand::{Rng, SeedableRng};
+    use std::collections::HashMap;
+    let mut episodes = 0;
+    for seed in 0..300u64 {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let stats = Arc::new(Stats::default());
+        let o = Arc::new(ClientOutbox::new(
+            OutboxSettings {
+                threshold: 8,
+                ack_window: 6,
+                ..outbox(6).settings.clone()
+            },
+            stats.clone(),
+        ));
+        o.ack("none", 0);
+        let stop = CancellationToken::new();
+        let mut r = o.reader().await;
+        let mut live: HashMap<String, u64> = HashMap::new();
+        let mut received: HashMap<String, u64> = HashMap::new();
+        let mut last_notice = None;
+        for _ in 0..400 {
+            let id = format!("s{}", rng.random_range(0..40));
+            match rng.random_range(0..10) {
+                0 if !live.contains_key(&id) => {
+                    o.push_stream_event(start(&id));
+                    live.insert(id, 0);
+                }
+                1..=3 => {
+                    if let Some(n) = live.get_mut(&id) {
+                        *n += 1;
+                        o.push_token(token(&id, *n, "x")).await.unwrap();
+                    }
+                }
+                4 => {
+                    if let Some(n) = live.remove(&id) {
+                        o.push_stream_event(done(&id, n));
+                    }
+                }
+                5 => tokio::time::sleep(Duration::from_millis(rng.random_range(0..400))).await,
+                6 => {
+                    for (id, n) in &received {
+                        o.ack(id, *n);
+                    }
+                }
+                _ => {
+                    let next = tokio::time::timeout(Duration::from_millis(1), r.next(&stop));
+                    if let Ok(Some(item)) = next.await {
+                        if rng.random_bool(0.1) {
+                            r.put_back(item);
+                            continue;
+                        }
+                        note(&item, &mut received, &mut last_notice);
+                        r.sent(item);
+                    }
+                }
+            }
+        }
+        for (id, n) in live.drain() {
+            o.push_stream_event(done(&id, n));
+        }
+        // Catch up: read everything, ack everything, until nothing comes
+        // for longer than the notice gap.
+        while let Ok(Some(item)) =
+            tokio::time::timeout(Duration::from_millis(1_500), r.next(&stop)).await
+        {
+            note(&item, &mut received, &mut last_notice);
+            r.sent(item);
+            for (id, n) in &received {
+                o.ack(id, *n);
+            }
+        }
+        assert_eq!(o.len(), 0, "seed {seed}: events left counted");
+        assert_ne!(
+            last_notice,
+            Some(BackpressureState::Engaged),
+            "seed {seed}: engaged, never relieved"
+        );
+        assert_eq!(
+            stats
+                .backpressure_engaged
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
+        episodes += stats
+            .backpressure_episodes
+            .load(std::sync::atomic::Ordering::Relaxed);
+    }
+    println!("{episodes} backpressure episodes over 300 runs");
+    assert!(episodes > 300, "the runs fall behind often: {episodes}");
+
+    fn note(
+        item: &Outbound,
+        received: &mut HashMap<String, u64>,
+        last: &mut Option<BackpressureState>,
+    ) {
+        match item {
+            Outbound::Notice(n) => *last = Some(n.state),
+            Outbound::Stream(StreamEvent::Token(t)) => {
+                received.insert(t.stream_id.to_string(), t.token_count);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A stream id used again while other streams end: its new queue is never
+/// forgotten as an ended one, so nothing stays counted that cannot be
+/// sent (which would keep the client behind, and engaged, for good).
+#[tokio::test]
+async fn a_reused_stream_id_keeps_its_queue_however_many_streams_end_meanwhile() {
+    let o = outbox(256);
+    let stop = CancellationToken::new();
+    let mut r = o.reader().await;
+    o.push_stream_event(start("a"));
+    o.push_stream_event(done("a", 0));
+    for _ in 0..2 {
+        let item = r.next(&stop).await.unwrap();
+        r.sent(item);
+    }
+    // More ended streams than are kept end while "a" runs again.
+    for i in 0..super::queue::ENDED_KEPT {
+        o.push_stream_event(done(&format!("b{i}"), 0));
+    }
+    o.push_stream_event(start("a"));
+    o.push_token(token("a", 1, "again")).await.unwrap();
+    let mut again = None;
+    while !o.is_empty() {
+        let next = tokio::time::timeout(Duration::from_millis(100), r.next(&stop));
+        let item = next
+            .await
+            .unwrap_or_else(|_| panic!("{} events counted that are not there", o.len()))
+            .unwrap();
+        if let Some(t) = text(&item) {
+            again = Some(t.to_string());
+        }
+        r.sent(item);
+    }
+    assert_eq!(again.as_deref(), Some("again"));
 }

@@ -464,6 +464,13 @@ pub struct StreamAck {
 pub struct AckError {
     pub code: &'static str,
     pub message: String,
+    /// As `ai:error`'s `details` (e.g. `retryAfterMs`); left out when empty.
+    #[serde(skip_serializing_if = "is_empty_object")]
+    pub details: Value,
+}
+
+fn is_empty_object(v: &Value) -> bool {
+    v.as_object().is_some_and(|m| m.is_empty()) || v.is_null()
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -137,6 +137,13 @@ pub struct SseDone {
     pub reasoning: Option<ReasoningData>,
 }
 
+/// Tokens per second over `duration_ms`, to two decimals (a duration
+/// under a millisecond counts as one).
+pub fn tokens_per_second(tokens: u64, duration_ms: u64) -> f64 {
+    let secs = (duration_ms as f64 / 1000.0).max(0.001);
+    ((tokens as f64 / secs) * 100.0).round() / 100.0
+}
+
 /// The last event of a stream that failed or was cancelled.
 #[derive(Debug, Clone, Serialize)]
 pub struct SseError {

@@ -158,11 +158,11 @@ mod tests {
             ack_window: 256,
             policy: BackpressurePolicy::Coalesce,
             slow_timeout: std::time::Duration::from_secs(30),
-            replay: crate::outbox::replay::ReplayCaps {
-                deltas: 16,
-                bytes: 4096,
-                unacked_bytes: 4096,
-            },
+            replay_tokens: 16,
+            replay_bytes: 4096,
+            replay_unacked_bytes: 4096,
+            replay_bytes_per_client: 0,
+            max_replay_bytes: 0,
         };
         let outbox = Arc::new(ClientOutbox::new(limits, stats.clone()));
         let root = CancellationToken::new();

@@ -1,13 +1,18 @@
 //! Opening a route: try each provider of its chain until one yields a
 //! first chunk.
 //!
-//! Unreachable upstreams (connect error, 5xx, 429) and first-token
-//! timeouts move on to the next provider, after `n × fallback_backoff` for
-//! attempt `n`; anything else ends the stream. Only a provider that has
-//! produced its first chunk counts as serving, so `ai:stream:start` names
-//! the one that really serves. The caller races all of this against the
+//! Unreachable upstreams (connect error, 5xx, 429), first-token timeouts
+//! and providers at their own stream cap (`max_streams`) move on to the
+//! next provider, after `n × fallback_backoff` for attempt `n`; anything
+//! else ends the stream. Only a provider that has produced its first chunk
+//! counts as serving, so `ai:stream:start` names the one that really
+//! serves; the stream holds a [`ProviderSlot`] of it from the attempt on.
+//! An outage is logged at warn once, when a provider is first found
+//! unreachable (at startup, or by a stream), then at debug for every
+//! stream until it answers again. The caller races all of this against the
 //! stream's cancellation and deadline.
 
+use super::admission::ProviderSlot;
 use crate::error::ProviderError;
 use crate::orchestrator::Route;
 use crate::upstream::{Chunk, ChunkStream, Provider};
@@ -22,26 +27,41 @@ pub struct Opened {
     pub model: Arc<str>,
     pub stream: ChunkStream,
     pub first: Result<Chunk, ProviderError>,
+    /// Its place among the provider's live streams.
+    pub slot: ProviderSlot,
 }
 
 /// Try each provider of `route`'s chain in order.
 pub async fn open(route: &Route, first_token_timeout: Duration) -> Result<Opened, ProviderError> {
     let mut last_err = None;
+    // A failed attempt backs off before the next; a provider at its own
+    // stream cap is passed over at once.
+    let mut failed = false;
     for (attempt, provider) in route.chain.iter().enumerate() {
-        if let Some(err) = &last_err {
-            tracing::warn!(provider = %provider.name(), error = %err, "falling back");
+        let Some(slot) = ProviderSlot::take(provider.as_ref()) else {
+            tracing::debug!(provider = %provider.name(), "at its stream cap; trying the next");
+            last_err = Some(at_cap(provider.as_ref()));
+            continue;
+        };
+        if let Some(err) = last_err.as_ref().filter(|_| failed) {
+            tracing::debug!(provider = %provider.name(), error = %err, "falling back");
             tokio::time::sleep(route.fallback_backoff * attempt as u32).await;
         }
-        let err = match attempt_one(route, attempt, provider, first_token_timeout).await {
-            Ok(opened) => return Ok(opened),
+        let err = match attempt_one(route, attempt, provider, slot, first_token_timeout).await {
+            Ok(opened) => {
+                reachable_again(provider.as_ref());
+                return Ok(opened);
+            }
             Err(err) => err,
         };
         provider.stats().errors.fetch_add(1, Relaxed);
-        tracing::warn!(provider = %provider.name(), error = %err, "upstream failed before its first token");
         if !err.can_fall_back() {
+            tracing::debug!(provider = %provider.name(), error = %err, "upstream failed before its first token");
             return Err(err);
         }
+        unreachable(provider.as_ref(), &err);
         last_err = Some(err);
+        failed = true;
     }
     Err(last_err.unwrap_or_else(|| ProviderError::Unavailable {
         provider: "none".into(),
@@ -54,6 +74,7 @@ async fn attempt_one(
     route: &Route,
     attempt: usize,
     provider: &Arc<dyn Provider>,
+    slot: ProviderSlot,
     first_token_timeout: Duration,
 ) -> Result<Opened, ProviderError> {
     let request = route.request_for(attempt, provider.as_ref());
@@ -72,6 +93,7 @@ async fn attempt_one(
             model,
             stream,
             first,
+            slot,
         }),
         Ok(Ok((_, None))) => Err(ProviderError::Upstream {
             provider: provider.name().to_string(),
@@ -82,5 +104,33 @@ async fn attempt_one(
             provider: provider.name().to_string(),
             after: first_token_timeout,
         }),
+    }
+}
+
+/// `provider` failed in a way that may pass: warn the first time (and
+/// then say nothing above debug until it answers again).
+pub fn unreachable(provider: &dyn Provider, err: &ProviderError) {
+    if provider.stats().unreachable.swap(true, Relaxed) {
+        tracing::debug!(provider = %provider.name(), error = %err, "upstream still unreachable");
+    } else {
+        tracing::warn!(
+            provider = %provider.name(),
+            error = %err,
+            "provider unreachable; streams use its fallbacks (or fail) until it answers \
+             (logged at debug per stream from now on)"
+        );
+    }
+}
+
+fn at_cap(provider: &dyn Provider) -> ProviderError {
+    ProviderError::Unavailable {
+        provider: provider.name().to_string(),
+        detail: format!("at its cap of {} live streams", provider.max_streams()),
+    }
+}
+
+fn reachable_again(provider: &dyn Provider) {
+    if provider.stats().unreachable.swap(false, Relaxed) {
+        tracing::info!(provider = %provider.name(), "provider reachable again");
     }
 }

@@ -5,19 +5,24 @@
 //!    open the route's providers until one yields a first chunk; announce
 //!    `ai:stream:start` naming the provider that serves.
 //! 2. **relay**: move chunks into the client's outbox, racing the stream's
-//!    cancellation and deadline (one waiter and one timer for the whole
-//!    relay, not per token). The upstream response is dropped explicitly
-//!    when the loop ends, so its connection is closed (and the upstream
-//!    stops generating) before the terminal event is queued.
-//! 3. **finish** (`finish.rs`): append the turn to the stream's session,
-//!    if it is one (the reply as the client received it, and how it
-//!    ended), then turn how it ended into terminal events and hand them to
-//!    the [`StreamGuard`], which also keeps the counters, the client's
-//!    stream table and the session's busy mark right on every exit path,
-//!    panics included.
+//!    cancellation, its deadline and the idle timeout (one waiter and one
+//!    timer each for the whole relay, not per token: the idle timer is
+//!    re-armed lazily, only when it fires early). Idle time is time spent
+//!    waiting on the upstream; time the client holds the stream back (a
+//!    push waiting for room) is not counted. The upstream response is
+//!    dropped explicitly when the loop ends, so its connection is closed
+//!    (and the upstream stops generating) before the terminal event is
+//!    queued.
+//! 3. **finish** (`finish.rs`): give back the stream's live-stream slot,
+//!    append the turn to the stream's session, if it is one (the reply as
+//!    the client received it, and how it ended), then turn how it ended
+//!    into terminal events and hand them to the [`StreamGuard`], which
+//!    also keeps the counters, the client's stream table and the session's
+//!    busy mark right on every exit path, panics included.
 //!
 //! What the stream has produced so far is [`Progress`]'s (`progress.rs`).
 
+use super::admission::StreamSlot;
 use super::guard::StreamGuard;
 use super::open::{Opened, open};
 use super::progress::Progress;
@@ -33,18 +38,22 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
-use tokio::time::{Instant, sleep_until};
+use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 pub struct StreamTask {
     pub control: Arc<StreamControl>,
     pub route: Route,
+    /// Its place among the process's live streams.
+    pub slot: StreamSlot,
     pub stats: Arc<Stats>,
     /// The server's root token: a cancel with no reason during shutdown
     /// is reported as `shutdown`.
     pub root: CancellationToken,
     pub stream_timeout: Duration,
     pub first_token_timeout: Duration,
+    /// Once streaming, the longest wait for the next chunk.
+    pub idle_timeout: Duration,
 }
 
 /// How a stream ended, before it is turned into events.
@@ -70,6 +79,7 @@ impl StreamTask {
             }
             Err(ending) => ending,
         };
+        self.slot.release();
         super::finish::finish(&self.route, guard, ending, progress, started).await;
     }
 
@@ -148,12 +158,16 @@ impl StreamTask {
             provider,
             mut stream,
             first,
+            slot,
             ..
         } = opened;
         let cancelled = self.control.cancel.clone().cancelled_owned();
         let expired = sleep_until(deadline);
-        tokio::pin!(cancelled, expired);
+        let idle = sleep(self.idle_timeout);
+        tokio::pin!(cancelled, expired, idle);
         let mut next = Some(first);
+        // When the relay last started waiting on the upstream.
+        let mut waiting_since = Instant::now();
         let ending = loop {
             let item = match next.take() {
                 Some(item) => Some(item),
@@ -161,30 +175,20 @@ impl StreamTask {
                     biased;
                     _ = &mut cancelled => break Ending::Cancelled(self.cancel_reason()),
                     _ = &mut expired => break Ending::Cancelled(CancelReason::Timeout),
+                    _ = &mut idle => {
+                        let due = waiting_since + self.idle_timeout;
+                        if Instant::now() >= due {
+                            break self.idle_timed_out(provider.name());
+                        }
+                        idle.as_mut().reset(due);
+                        continue;
+                    }
                     item = stream.next() => item,
                 },
             };
-            let chunk = match item {
-                Some(Ok(Chunk::Done {
-                    finish_reason,
-                    usage,
-                })) => {
-                    break Ending::Completed {
-                        finish_reason,
-                        usage,
-                    };
-                }
-                Some(Ok(chunk)) => chunk,
-                Some(Err(e)) => {
-                    provider.stats().errors.fetch_add(1, Relaxed);
-                    break Ending::Failed(e.into());
-                }
-                None => {
-                    break Ending::Failed(GatewayError::Provider(ProviderError::Upstream {
-                        provider: provider.name().to_string(),
-                        detail: "stream ended without a finish".into(),
-                    }));
-                }
+            let chunk = match chunk_of(provider.as_ref(), item) {
+                Ok(chunk) => chunk,
+                Err(ending) => break ending,
             };
             let Some(delta) = progress.delta(chunk, guard.id(), &self.route.agent) else {
                 continue;
@@ -199,12 +203,21 @@ impl StreamTask {
             if let Err(ending) = self.count_pushed(progress, pushed) {
                 break ending;
             }
+            waiting_since = Instant::now();
         };
         // Closing the upstream connection before the terminal event is
         // queued: by the time the client hears the stream ended, the
-        // upstream has stopped generating.
+        // upstream has stopped generating (and the provider has room).
         drop(stream);
+        drop(slot);
         ending
+    }
+
+    fn idle_timed_out(&self, provider: &Arc<str>) -> Ending {
+        Ending::Failed(GatewayError::Provider(ProviderError::IdleTimeout {
+            provider: provider.to_string(),
+            after: self.idle_timeout,
+        }))
     }
 
     fn count_pushed(
@@ -238,5 +251,32 @@ impl StreamTask {
             } else {
                 CancelReason::Disconnect
             })
+    }
+}
+
+/// An upstream chunk, or how its stream ended.
+fn chunk_of(
+    provider: &dyn crate::upstream::Provider,
+    item: Option<Result<Chunk, ProviderError>>,
+) -> Result<Chunk, Ending> {
+    match item {
+        Some(Ok(Chunk::Done {
+            finish_reason,
+            usage,
+        })) => Err(Ending::Completed {
+            finish_reason,
+            usage,
+        }),
+        Some(Ok(chunk)) => Ok(chunk),
+        Some(Err(e)) => {
+            provider.stats().errors.fetch_add(1, Relaxed);
+            Err(Ending::Failed(e.into()))
+        }
+        None => Err(Ending::Failed(GatewayError::Provider(
+            ProviderError::Upstream {
+                provider: provider.name().to_string(),
+                detail: "stream ended without a finish".into(),
+            },
+        ))),
     }
 }

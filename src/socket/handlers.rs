@@ -3,11 +3,14 @@
 //! Every handler finds its client in the socket's [`Binding`] (moving the
 //! heartbeat clock on), spends one event of the client's budget (acks
 //! have their own), decodes its payload with [`payload`], calls one engine
-//! part, and answers through [`reply`]. The fallible part runs under
+//! part, and answers through [`reply`]. Over the budget, only the first
+//! refusal of a run is answered with `ai:error` (an `ai:stream` asked for
+//! an acknowledgement always gets one). The fallible part runs under
 //! [`guard`], so a panic answers `internal` for that request only.
 
 use super::binding::Binding;
 use super::payload::{self, EventArg};
+use super::render::AiRender;
 use super::{reply, writer};
 use crate::app::App;
 use crate::clients::{Client, DetachReason};
@@ -41,15 +44,18 @@ fn client_of(socket: &SocketRef) -> Option<Arc<Client>> {
 }
 
 /// The client, if its event budget admits one more event. Over budget it
-/// has been told (`ai:error`); the error is handed back for handlers that
-/// also owe an acknowledgement. `Err(None)`: no client.
+/// has been told (`ai:error`), if this is the first refusal of a run; the
+/// error is handed back for handlers that also owe an acknowledgement.
+/// `Err(None)`: no client.
 fn admitted(socket: &SocketRef) -> Result<Arc<Client>, Option<GatewayError>> {
     let client = client_of(socket).ok_or(None)?;
     match client.budget.event() {
         Ok(()) => Ok(client),
-        Err(e) => {
-            reply::error(&client, &e, None);
-            Err(Some(e))
+        Err(refused) => {
+            if refused.tell {
+                reply::error(&client, &refused.error, None);
+            }
+            Err(Some(refused.error))
         }
     }
 }
@@ -248,5 +254,5 @@ async fn resume(app: &Arc<App>, socket: &SocketRef, fresh: &Arc<Client>, req: Re
         connected: old.connected,
     };
     socket.extensions.insert(binding.clone());
-    writer::spawn(app, socket.clone(), binding, Some(r.reader));
+    writer::spawn(app, socket.clone(), binding, Some(r.reader), AiRender);
 }

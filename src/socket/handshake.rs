@@ -1,69 +1,139 @@
-//! The `/ai` handshake: refuse before the connect packet, or set the
-//! connection up completely before it (client, greeting, attachment,
-//! writer, handlers), so that no event can arrive before its handler.
+//! The Socket.IO handshake of every namespace: refuse before the connect
+//! packet, or set the connection up completely before it (client,
+//! greeting, attachment, writer, handlers), so that no event can arrive
+//! before its handler. Refusals, in order: the per-address join rate (the
+//! real client address the connection gate found, `http::peer`), the
+//! token, the process's cap on clients.
+//!
+//! The join rate, the `auth` object, the JWT, the client and its writer
+//! are the same on every namespace; what differs (the greeting, the
+//! handlers, how the writer renders, how the transport is judged alive)
+//! is the namespace's [`Door`]. `/ai`'s is [`AiDoor`]; the default
+//! namespace's is in `dialects/`.
 
 use super::binding::Binding;
+use super::render::{AiRender, Render};
 use super::{handlers, reply, writer};
 use crate::app::App;
-use crate::clients::{Client, Liveness};
+use crate::clients::{Client, Liveness, Origin};
 use crate::error::GatewayError;
+use crate::http::peer::ClientAddr;
 use crate::protocol::{BackpressurePolicy, Connected, FieldError, HandshakeAuth, event, now_ms};
-use axum::extract::ConnectInfo;
 use serde_json::Value;
 use socketioxide::extract::{MaybeHttpExtension, SocketRef, State, TryData};
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
+/// What a namespace adds to the shared handshake.
+pub trait Door: 'static {
+    /// How the client's transport is judged alive: `/ai` clients send
+    /// heartbeats; clients that do not are judged by the connection.
+    const LIVENESS: Liveness;
+    type Render: Render;
+
+    /// Queue the client's first event.
+    fn greet(app: &App, client: &Client, policy: BackpressurePolicy);
+
+    /// Register the namespace's event handlers on `socket` (with whatever
+    /// they keep in its extensions) and make the writer's renderer.
+    fn register(socket: &SocketRef, client: &Arc<Client>) -> Self::Render;
+}
+
+/// The `/ai` namespace: `ai:connected`, the `/ai` handlers, heartbeats.
+pub struct AiDoor;
+
+impl Door for AiDoor {
+    const LIVENESS: Liveness = Liveness::Heartbeat;
+    type Render = AiRender;
+
+    fn greet(app: &App, client: &Client, policy: BackpressurePolicy) {
+        greet(app, client, policy);
+    }
+
+    fn register(socket: &SocketRef, _client: &Arc<Client>) -> AiRender {
+        handlers::register(socket);
+        AiRender
+    }
+}
+
 /// Refuses a bad handshake before the client is told it is connected;
-/// otherwise sets the connection up (see the module docs). The error's
-/// text is the `connect_error` message.
-pub async fn handshake(
+/// otherwise sets the connection up for door `D` (see the module docs).
+/// The error's text is the `connect_error` message.
+pub async fn handshake<D: Door>(
     socket: SocketRef,
     State(app): State<Arc<App>>,
-    MaybeHttpExtension(peer): MaybeHttpExtension<ConnectInfo<SocketAddr>>,
+    MaybeHttpExtension(address): MaybeHttpExtension<ClientAddr>,
     TryData(auth): TryData<Value>,
 ) -> Result<(), String> {
-    let refuse = |e: GatewayError| e.wire().handshake_message();
-    if let Some(ConnectInfo(peer)) = peer
-        && let Err(e) = app.rate_limits.connection(peer.ip())
-    {
-        tracing::info!(ip = %peer.ip(), "connection refused: rate limited");
-        return Err(refuse(e));
+    let address = address.map(|ClientAddr(ip)| ip);
+    let (client, policy) =
+        admit(&app, &socket, address, auth).map_err(|e| e.wire().handshake_message())?;
+    set_up::<D>(&app, &socket, &client, policy);
+    Ok(())
+}
+
+/// The refusals, in order (join rate, token, client cap); on success the
+/// new client and the backpressure policy it asked for.
+fn admit(
+    app: &App,
+    socket: &SocketRef,
+    address: Option<IpAddr>,
+    auth: Result<Value, socketioxide::ParserError>,
+) -> Result<(Arc<Client>, BackpressurePolicy), GatewayError> {
+    if let Some(ip) = address {
+        app.rate_limits
+            .connection(ip)
+            .inspect_err(|_| tracing::info!(%ip, "connection refused: rate limited"))?;
     }
-    let auth = read_auth(auth).map_err(refuse)?;
+    let auth = read_auth(auth)?;
     let owner = match &app.auth {
-        Some(authenticator) => match authenticator.verify(auth.token.as_deref()) {
-            Ok(user) => Some(user),
-            Err(e) => {
-                tracing::info!(sid = %socket.id, reason = %e, "handshake refused");
-                return Err(refuse(e));
-            }
-        },
+        Some(authenticator) => Some(
+            authenticator
+                .verify_token(auth.token.as_deref())
+                .inspect_err(
+                    |e| tracing::info!(sid = %socket.id, reason = %e, "handshake refused"),
+                )?,
+        ),
         None => None,
     };
     let policy = auth
         .backpressure_policy
         .unwrap_or(app.config.backpressure.policy);
-    let client = app.clients.open(
-        None,
-        owner,
-        app.rate_limits.budget(),
-        app.outbox_settings(policy),
-    );
-    greet(&app, &client, policy);
-    let attachment = app.clients.attach_new(&client, Liveness::Heartbeat);
+    let origin = Origin { owner, address };
+    let client = app
+        .clients
+        .open(
+            None,
+            origin,
+            app.rate_limits.budget(),
+            app.outbox_settings(policy),
+        )
+        .inspect_err(|e| tracing::warn!(ip = ?address, error = %e, "connection refused"))?;
+    Ok((client, policy))
+}
+
+/// Everything before the connect packet: the greeting, the attachment,
+/// the socket's binding, the handlers and the writer.
+fn set_up<D: Door>(
+    app: &Arc<App>,
+    socket: &SocketRef,
+    client: &Arc<Client>,
+    policy: BackpressurePolicy,
+) {
+    D::greet(app, client, policy);
+    let attachment = app.clients.attach_new(client, D::LIVENESS);
     let binding = Binding {
         client: client.clone(),
-        attachment: attachment.clone(),
+        attachment,
         connected: CancellationToken::new(),
     };
     socket.extensions.insert(binding.clone());
-    handlers::register(&socket);
-    writer::spawn(&app, socket.clone(), binding, None);
+    let render = D::register(socket, client);
+    writer::spawn(app, socket.clone(), binding, None, render);
     let owner = client.owner.as_ref().map(|u| u.0.clone());
-    tracing::info!(client = %client.id(), sid = %socket.id, user = ?owner, "client connected");
-    Ok(())
+    let ns = socket.ns();
+    tracing::info!(client = %client.id(), sid = %socket.id, ns, user = ?owner, "client connected");
 }
 
 fn read_auth(

@@ -1,10 +1,16 @@
 //! The `/ai` door: the Socket.IO namespace, its handshake, thin event
 //! handlers, and the writer that carries a client's outbox to its socket.
+//! The handshake, the [`Binding`], payload reading and the writer serve
+//! every Socket.IO namespace: a namespace is a [`Door`] (its greeting,
+//! handlers, liveness and [`Render`]); the default namespace's dialects
+//! (`crate::dialects`) are the other one.
 //!
 //! The handshake middleware (`handshake`) runs before socketioxide sends
-//! the connect packet: it applies the per-IP connection limit, reads the
-//! `auth` object and, when auth is on, verifies `auth.token`; a refusal is
-//! a `connect_error` (`unauthorized: …`, `rate_limited: …`) and nothing
+//! the connect packet: it applies the per-address join limit (to the real
+//! client address the connection gate put on the request), reads the
+//! `auth` object and, when auth is on, verifies `auth.token`, and checks
+//! the process's cap on clients; a refusal is a `connect_error`
+//! (`unauthorized: …`, `rate_limited: …`, `server_busy: …`) and nothing
 //! else happens. On success it makes the client, queues `ai:connected`,
 //! attaches it, starts its writer and registers the event handlers, all
 //! before the connect packet goes out, so that an event the client sends
@@ -18,12 +24,16 @@
 mod binding;
 mod handlers;
 mod handshake;
-mod payload;
+pub mod payload;
 mod render;
 mod reply;
 mod writer;
 
 pub use binding::Binding;
+pub use handshake::{Door, handshake, on_connect};
+pub use render::Render;
+
+use handshake::AiDoor;
 
 use socketioxide::SocketIo;
 use socketioxide::handler::ConnectHandler;
@@ -32,5 +42,5 @@ pub const NAMESPACE: &str = "/ai";
 
 /// Register the namespace on `io`.
 pub fn register(io: &SocketIo) {
-    io.ns(NAMESPACE, handshake::on_connect.with(handshake::handshake));
+    io.ns(NAMESPACE, on_connect.with(handshake::<AiDoor>));
 }

@@ -1,10 +1,38 @@
-//! How an outbox event becomes an `/ai` Socket.IO event: its name and its
-//! payload, emitted on one socket.
+//! How an outbox event becomes a Socket.IO event: the [`Render`] seam
+//! between the one Socket.IO writer (`writer.rs`) and the namespaces it
+//! serves, and `/ai`'s own rendering ([`AiRender`]: each item one event,
+//! named and shaped as in PROTOCOL.md part 1, no state).
+//!
+//! A namespace whose events depend on what came before (the default
+//! namespace's dialects say which design started a stream and repeat its
+//! text at the end) keeps that state in its renderer, one per writer. The
+//! writer hands every item to `Render::emit` once per attempt; a refused
+//! item comes back later, so a renderer changes its state only once its
+//! emit went out.
 
 use crate::outbox::{Outbound, StreamEvent};
 use crate::protocol::event;
 use socketioxide::SendError;
 use socketioxide::extract::SocketRef;
+
+/// How a writer turns the items of a client's outbox into events on its
+/// socket.
+pub trait Render: Send + 'static {
+    /// Emit `item` on `socket` as at most one event of this namespace
+    /// (none when it has nothing to say for it; that counts as sent). On
+    /// an error nothing went out and nothing of the renderer's state has
+    /// changed: the writer hands the item back to the outbox and retries.
+    fn emit(&mut self, socket: &SocketRef, item: &Outbound) -> Result<(), SendError>;
+}
+
+/// `/ai`'s rendering: stateless, one event per item.
+pub struct AiRender;
+
+impl Render for AiRender {
+    fn emit(&mut self, socket: &SocketRef, item: &Outbound) -> Result<(), SendError> {
+        emit(socket, item)
+    }
+}
 
 /// Emit `item` on `socket` as its `/ai` event.
 pub fn emit(socket: &SocketRef, item: &Outbound) -> Result<(), SendError> {

@@ -54,7 +54,8 @@ pub fn ack_ok(ack: AckSender, id: Arc<str>) {
     });
 }
 
-/// Answer an `ai:stream` acknowledgement with `err`.
+/// Answer an `ai:stream` acknowledgement with `err` (its `details` too,
+/// as `ai:error` has them: `retryAfterMs`, the fields, the limit).
 pub fn ack_error(ack: AckSender, err: &GatewayError) {
     let wire = err.wire();
     let _ = ack.send(&StreamAck {
@@ -63,6 +64,7 @@ pub fn ack_error(ack: AckSender, err: &GatewayError) {
         error: Some(AckError {
             code: wire.code,
             message: wire.message,
+            details: wire.details,
         }),
     });
 }

@@ -1,7 +1,10 @@
 //! The Socket.IO writer: the one task per attached socket that emits, and
 //! the only code that knows socketioxide's send buffer.
 //!
-//! It takes events from the client's [`OutboxReader`] and emits them.
+//! It takes events from the client's [`OutboxReader`] and has its
+//! namespace's [`Render`] emit them (`/ai`'s, or the default namespace's
+//! dialects'); pacing, liveness and what a detach means are the same for
+//! every namespace.
 //! socketioxide's emit only reserves a slot in a bounded per-socket channel
 //! that the Engine.IO ping also needs, so on a refusal the writer gives the
 //! event back and paces itself (the pause doubles on each refusal and
@@ -14,7 +17,8 @@
 //! close it (heartbeat stale), or tell it it was taken over and close it.
 
 use super::binding::Binding;
-use super::{render, reply};
+use super::render::{self, Render};
+use super::reply;
 use crate::app::App;
 use crate::clients::{Attachment, Client, DetachReason};
 use crate::error::GatewayError;
@@ -39,10 +43,16 @@ enum WriterEnd {
     TransportDead,
 }
 
-/// Start the writer of `binding` on `socket`; `reader` is a reader a
-/// resume already rewound, or `None` to take a fresh one. It emits nothing
-/// before the socket is connected.
-pub fn spawn(app: &Arc<App>, socket: SocketRef, binding: Binding, reader: Option<OutboxReader>) {
+/// Start the writer of `binding` on `socket`, emitting through `render`;
+/// `reader` is a reader a resume already rewound, or `None` to take a
+/// fresh one. It emits nothing before the socket is connected.
+pub fn spawn(
+    app: &Arc<App>,
+    socket: SocketRef,
+    binding: Binding,
+    reader: Option<OutboxReader>,
+    mut render: impl Render,
+) {
     let app2 = app.clone();
     app.shutdown.spawn(async move {
         let Binding {
@@ -59,7 +69,7 @@ pub fn spawn(app: &Arc<App>, socket: SocketRef, binding: Binding, reader: Option
             Some(r) => r,
             None => client.outbox.reader().await,
         };
-        let end = write(&app2, &mut reader, &socket, &attachment).await;
+        let end = write(&app2, &mut reader, &socket, &attachment, &mut render).await;
         drop(reader);
         finish(&app2, &socket, &client, &attachment, end);
     });
@@ -71,6 +81,7 @@ async fn write(
     reader: &mut OutboxReader,
     socket: &SocketRef,
     attachment: &Attachment,
+    render: &mut impl Render,
 ) -> WriterEnd {
     let c = &app.config.server;
     let liveness = Duration::from_millis(c.ping_interval_ms + c.ping_timeout_ms);
@@ -88,7 +99,7 @@ async fn write(
             reader.put_back(item);
             return WriterEnd::Detached;
         }
-        match render::emit(socket, &item) {
+        match render.emit(socket, &item) {
             Ok(()) => {
                 pace.sent();
                 reader.sent(item);
@@ -134,6 +145,7 @@ fn finish(
             Some(DetachReason::Stale) => {
                 let _ = socket.clone().disconnect();
             }
+            // Only `/ai` clients can be resumed, so only they are taken over.
             Some(DetachReason::TakenOver) => {
                 tracing::info!(client = %client.id(), "taken over by another connection");
                 if let Some(told) = reply::error_event(&GatewayError::TakenOver, None) {

@@ -71,10 +71,12 @@ impl Accepts {
 pub type ChunkStream = BoxStream<'static, Result<Chunk, ProviderError>>;
 
 /// What every provider is, whatever its wire format: its configured name
-/// (as events report it), its default model and its counters.
+/// (as events report it), its default model, how many streams it may
+/// serve at once (0: no cap of its own) and its counters.
 pub struct ProviderProfile {
     pub name: Arc<str>,
     pub default_model: Arc<str>,
+    pub max_streams: usize,
     pub stats: Arc<ProviderStats>,
     pub accepts: Accepts,
 }
@@ -88,6 +90,7 @@ impl ProviderProfile {
         Self {
             name: name.into(),
             default_model: config.default_model.as_str().into(),
+            max_streams: config.max_streams,
             stats,
             accepts: Accepts::of(config),
         }
@@ -108,6 +111,11 @@ pub trait Provider: Send + Sync + 'static {
     }
     fn accepts(&self) -> Accepts {
         self.profile().accepts
+    }
+
+    /// Live streams it may serve at once (0: no cap of its own).
+    fn max_streams(&self) -> usize {
+        self.profile().max_streams
     }
     /// Send the request; resolve when the upstream has answered with a
     /// success status (or failed to).

@@ -2,6 +2,7 @@
 //! on loopback, and a raw Socket.IO client.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod fake_ollama;
 pub mod jwt;
 pub mod node;
@@ -35,7 +36,7 @@ pub fn config_for(ollama_base: &str) -> Config {
     c
 }
 
-/// Every rate limit off.
+/// Every rate limit and cap off.
 pub fn unlimited() -> streamgate::config::RateLimitConfig {
     streamgate::config::RateLimitConfig {
         events_per_minute: 0,
@@ -46,6 +47,11 @@ pub fn unlimited() -> streamgate::config::RateLimitConfig {
         streams_burst: 0,
         connections_per_minute: 0,
         connections_burst: 0,
+        max_connections_per_address: 0,
+        max_connections: 0,
+        max_clients: 0,
+        max_live_streams: 0,
+        max_replay_bytes: 0,
     }
 }
 
@@ -120,4 +126,16 @@ pub async fn get_text(addr: std::net::SocketAddr, path: &str) -> String {
         .await
         .expect("GET");
     r.text().await.expect("body")
+}
+
+/// `/metrics` as text.
+pub async fn metrics_text(addr: std::net::SocketAddr) -> String {
+    get_text(addr, "/metrics").await
+}
+
+/// The value of an unlabelled series in a `/metrics` text.
+pub fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} in {text}"))
 }

@@ -1,30 +1,39 @@
 //! Running Node test files from `cargo test`: the npm packages of a test
-//! directory (installed with `npm ci` when missing, so a clean checkout
-//! needs no step of its own) and `node --test` with the gateway's address.
+//! directory, installed by the test that needs them, so that `cargo test`
+//! passes on a fresh clone with no step of its own, and `node --test` with
+//! the gateway's address.
+//!
+//! [`ensure_npm`] runs `npm ci` in a directory whose `node_modules` is
+//! missing or older than its `package-lock.json` (npm writes
+//! `node_modules/.package-lock.json` at the end of every install, so that
+//! file's presence and age tell whether an install finished, and for which
+//! lockfile). An exclusive lock on a file in the directory keeps two test
+//! processes (cargo runs test binaries one by one, cargo-nextest in
+//! parallel) from installing into it at once; the second waits and then
+//! finds the packages there. A failing `npm ci` fails the test with npm's
+//! own output.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::process::Command;
 
-/// The repository root.
-pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Make sure `dir` has its locked npm packages (`marker`, a package it
-/// depends on, is how we tell); runs `npm ci` when they are missing and
-/// fails the test, naming the command, when that fails.
-pub fn ensure_npm_packages(dir: &Path, marker: &str) {
-    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if dir.join("node_modules").join(marker).exists() {
+/// Make sure `dir` (a directory with `package.json` and
+/// `package-lock.json`) has its locked packages installed.
+pub fn ensure_npm(dir: &Path) {
+    let lock_path = dir.join("node_modules.install-lock");
+    let lock = File::create(&lock_path)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", lock_path.display()));
+    lock.lock()
+        .unwrap_or_else(|e| panic!("cannot lock {}: {e}", lock_path.display()));
+    if installed(dir) {
         return;
     }
     let shown = format!("npm ci --prefix {}", dir.display());
     eprintln!(
-        "{} is missing: running `{shown}`",
-        dir.join("node_modules").display()
+        "{}: packages missing or stale; running `{shown}`",
+        dir.display()
     );
-    let status = std::process::Command::new("npm")
+    let out = Command::new("npm")
         .args([
             "ci",
             "--no-audit",
@@ -33,15 +42,39 @@ pub fn ensure_npm_packages(dir: &Path, marker: &str) {
             "--prefix",
         ])
         .arg(dir)
-        .status()
+        .output()
         .unwrap_or_else(|e| {
-            panic!("cannot run `{shown}` (is npm installed? .ci/run installs it): {e}")
+            panic!("cannot run `{shown}`: {e}. The Node tests need Node.js 20+ and npm on PATH")
         });
-    assert!(status.success(), "`{shown}` failed ({status})");
     assert!(
-        dir.join("node_modules").join(marker).exists(),
-        "`{shown}` ran but {marker} is still missing"
+        out.status.success(),
+        "`{shown}` failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
+    assert!(
+        installed(dir),
+        "`{shown}` succeeded but left no node_modules/.package-lock.json"
+    );
+}
+
+/// Did an install for the current lockfile finish?
+fn installed(dir: &Path) -> bool {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    match (
+        modified(&dir.join("node_modules/.package-lock.json")),
+        modified(&dir.join("package-lock.json")),
+    ) {
+        (Some(done), Some(wanted)) => done >= wanted,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// What `node --test` printed and how it ended.

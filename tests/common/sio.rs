@@ -39,11 +39,53 @@ pub enum ConnectError {
 impl SioClient {
     /// Connect to `/ai` with `auth`, and read up to `ai:connected`.
     pub async fn connect(addr: SocketAddr, auth: Value) -> Result<Self, ConnectError> {
+        Self::connect_with_headers(addr, auth, &[]).await
+    }
+
+    /// As [`SioClient::connect`], with extra HTTP headers on the WebSocket
+    /// handshake (e.g. `X-Forwarded-For`, as a reverse proxy adds it).
+    pub async fn connect_with_headers(
+        addr: SocketAddr,
+        auth: Value,
+        headers: &[(&str, &str)],
+    ) -> Result<Self, ConnectError> {
+        let mut client = Self::join(addr, auth, headers).await?;
+        let (name, payload) = client.next_event().await.map_err(ConnectError::Other)?;
+        if name != "ai:connected" {
+            return Err(ConnectError::Other(format!("first event was {name}")));
+        }
+        client.connected = payload;
+        Ok(client)
+    }
+
+    /// Open a WebSocket, join `/ai` with `auth`, and return as soon as the
+    /// connect packet has arrived (`connected` is still `Null`): a client
+    /// may emit from this moment on, before it has read `ai:connected`.
+    pub async fn join(
+        addr: SocketAddr,
+        auth: Value,
+        headers: &[(&str, &str)],
+    ) -> Result<Self, ConnectError> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+        let mut request = url
+            .into_client_request()
+            .map_err(|e| ConnectError::Other(e.to_string()))?;
+        for (name, value) in headers {
+            let name =
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|e| ConnectError::Other(e.to_string()))?;
+            let value = value.parse().map_err(
+                |e: tokio_tungstenite::tungstenite::http::header::InvalidHeaderValue| {
+                    ConnectError::Other(e.to_string())
+                },
+            )?;
+            request.headers_mut().insert(name, value);
+        }
         // TCP_NODELAY: two small frames in a row (an ai:ack the server does
         // not answer, then the next event) must not wait 40 ms for a
         // delayed ACK, as Nagle's algorithm would make them.
-        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
             .await
             .map_err(|e| ConnectError::Other(e.to_string()))?;
         let open = next_text(&mut ws).await.map_err(ConnectError::Other)?;
@@ -72,7 +114,7 @@ impl SioClient {
                 ));
             }
             if frame.starts_with("40/ai,") {
-                break;
+                return Ok(client);
             }
             if frame == "2" {
                 client
@@ -82,12 +124,6 @@ impl SioClient {
                     .map_err(|e| ConnectError::Other(e.to_string()))?;
             }
         }
-        let (name, payload) = client.next_event().await.map_err(ConnectError::Other)?;
-        if name != "ai:connected" {
-            return Err(ConnectError::Other(format!("first event was {name}")));
-        }
-        client.connected = payload;
-        Ok(client)
     }
 
     pub async fn connect_ok(addr: SocketAddr) -> Self {
@@ -108,10 +144,21 @@ impl SioClient {
 
     /// Emit with an ack id and wait for the ack's first argument.
     pub async fn emit_ack(&mut self, name: &str, payload: Value) -> Value {
+        let id = self.send_with_ack(name, payload).await;
+        self.ack_of(id).await
+    }
+
+    /// Emit with an ack id, without waiting; returns the id.
+    pub async fn send_with_ack(&mut self, name: &str, payload: Value) -> u64 {
         let id = self.next_ack;
         self.next_ack += 1;
         let frame = format!("42/ai,{id}{}", serde_json::json!([name, payload]));
         self.ws.send(Message::text(frame)).await.expect("send");
+        id
+    }
+
+    /// Wait for the ack of `id` (events read meanwhile are kept).
+    pub async fn ack_of(&mut self, id: u64) -> Value {
         loop {
             if let Some(v) = self.acks.remove(&id) {
                 return v;

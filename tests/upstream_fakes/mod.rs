@@ -4,7 +4,8 @@
 //! gateway).
 //!
 //! A [`Fake`] is a real HTTP/1.1 server on loopback: it reads each request
-//! (recorded with its arrival time) and answers with exact wire bytes: a
+//! (API calls recorded with their arrival time; GET probes are not) and
+//! answers with exact wire bytes: a
 //! status with a JSON body, a chunked SSE body (each part one HTTP chunk),
 //! raw bytes, or a response held open that reports when the client closes
 //! the connection.
@@ -153,12 +154,20 @@ async fn serve(
         }
     }
     let body = serde_json::from_slice(&buf[head_end..head_end + len]).unwrap_or(Value::Null);
-    let reply = script(&body);
-    recorded.lock().unwrap().push(Recorded {
-        head,
-        body,
-        at: Instant::now(),
-    });
+    // The API calls are recorded and scripted; a GET (the gateway's
+    // readiness probe, which it also sends once at startup) is answered
+    // with an empty model list and not counted.
+    let reply = if head.starts_with("GET ") {
+        Reply::Status(200, json!({"object": "list", "data": []}).to_string())
+    } else {
+        let reply = script(&body);
+        recorded.lock().unwrap().push(Recorded {
+            head,
+            body,
+            at: Instant::now(),
+        });
+        reply
+    };
     match reply {
         Reply::Status(code, body) => {
             let resp = format!(

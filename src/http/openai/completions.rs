@@ -12,14 +12,15 @@ use super::render::{stream_response, whole_response};
 use super::request::stream_request;
 use crate::app::App;
 use crate::error::{GatewayError, ProviderError};
-use crate::http::caller::{caller, json_body};
+use crate::http::caller::{json_body, origin};
 use crate::http::error::{ApiError, Shape};
+use crate::http::peer::ClientAddr;
 use crate::http::stream::{self, EventFeed, OnClose};
 use crate::outbox::{Outbound, StreamEvent};
 use crate::protocol::now_ms;
 use crate::protocol::openai::ChatCompletionRequest;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
@@ -38,16 +39,21 @@ pub fn api_error(e: &GatewayError) -> ApiError {
     }
 }
 
-pub async fn completions(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn completions(
+    State(app): State<Arc<App>>,
+    address: Option<Extension<ClientAddr>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let answered = async {
-        let who = caller(&app, &headers, Shape::OpenAi)?;
+        let from = origin(&app, &headers, address.map(|a| a.0), Shape::OpenAi)?;
         let req: ChatCompletionRequest = json_body(&headers, &body, Shape::OpenAi)?;
         let (streaming, include_usage) = (
             req.stream,
             req.stream_options.as_ref().is_some_and(|o| o.include_usage),
         );
         let sreq = stream_request(&app, req)?;
-        let (id, mut feed) = stream::open(&app, who.0, sreq, OnClose::Cancel)
+        let (id, mut feed) = stream::open(&app, from, sreq, OnClose::Cancel)
             .await
             .map_err(|e| api_error(&e))?;
         let served = first_events(&mut feed).await?;
