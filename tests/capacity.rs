@@ -118,7 +118,10 @@ async fn a_client_that_never_acks_holds_a_bounded_replay_and_stats_show_it() {
     // Sent again, they may merge into fewer events (the writer's take
     // merges what is queued): the same text, ending at the same position.
     let (replayed, text) = tokens_of(&events, "r39");
-    assert!(replayed.iter().all(|&p| p > last), "{replayed:?} after {last}");
+    assert!(
+        replayed.iter().all(|&p| p > last),
+        "{replayed:?} after {last}"
+    );
     assert_eq!(replayed.last(), sent.last(), "up to the end");
     let followed: String = newest
         .iter()
