@@ -1,8 +1,10 @@
 //! The load generator: `cargo bench --bench loadgen -- [options]`.
 //!
-//! It runs each scenario (throughput, latency, idle, cancel, slow-clients)
-//! against each target (streamgate's release binary, the Node and Python
-//! peers under benches/peers/, and the raw-WebSocket ceiling), each run
+//! It runs each scenario (throughput, latency, idle, cancel, slow-clients
+//! over Socket.IO; http, http-cancel over HTTP streaming) against each
+//! target that has its door (streamgate's release binary, the Node and
+//! Python peers under benches/peers/, and the raw-WebSocket ceiling; opt-in:
+//! LiteLLM's proxy, another streamgate build as `streamgate-before`), each run
 //! with a fresh fake Ollama upstream in this process and a freshly started
 //! target process. Runs are interleaved (run 1 of every scenario and target,
 //! then run 2, …) so that machine noise spreads evenly. Each run prints one
@@ -12,12 +14,15 @@
 //! relies on. `--serve-ceiling` is the ceiling server's own entry point.
 //!
 //! Modules: `upstream` (fake Ollama), `client` (Engine.IO client),
-//! `targets` (processes, /proc), `ceiling`, `scenarios`, `report`.
+//! `http_client` (SSE client), `targets` (processes, /proc), `ceiling`,
+//! `scenarios`, `report`.
 
 #[path = "loadgen/ceiling.rs"]
 mod ceiling;
 #[path = "loadgen/client.rs"]
 mod client;
+#[path = "loadgen/http_client.rs"]
+mod http_client;
 #[path = "loadgen/report.rs"]
 mod report;
 #[path = "loadgen/scenarios.rs"]
@@ -46,7 +51,9 @@ struct Args {
     /// Scenarios to run (default: all).
     #[arg(long = "scenario", value_enum)]
     scenarios: Vec<Scenario>,
-    /// Targets to run (default: all; with --smoke: streamgate, ceiling).
+    /// Targets to run (default: streamgate, node, python, ceiling; with
+    /// --smoke: streamgate, ceiling). Opt-in: litellm (HTTP scenarios only)
+    /// and streamgate-before (LOADGEN_BEFORE_BIN, run in LOADGEN_BEFORE_DIR).
     #[arg(long = "target", value_enum)]
     targets: Vec<Target>,
     /// Runs of each (scenario, target); tables show medians.
@@ -89,6 +96,17 @@ struct Args {
     slow_rate: Option<f64>,
     #[arg(long)]
     slow_size: Option<usize>,
+    /// http, http-cancel: streams (http-cancel uses the cancel counts).
+    #[arg(long)]
+    http_streams: Option<usize>,
+    #[arg(long)]
+    http_tokens: Option<u32>,
+    #[arg(long)]
+    http_rate: Option<f64>,
+    /// streamgate's HTTP door: openai (/v1/chat/completions) or sse
+    /// (/api/chat/stream).
+    #[arg(long, value_enum)]
+    http_api: Option<http_client::Api>,
     /// Bound on one scenario run, seconds.
     #[arg(long)]
     limit_s: Option<u64>,
@@ -146,7 +164,8 @@ fn scale_of(a: &Args) -> Scale {
         lat_streams => lat_streams, lat_tokens => lat_tokens, lat_rate => lat_rate,
         cancel_clients => cancel_clients, cancel_streams => cancel_streams,
         slow_clients => slow_clients, slow_tokens => slow_tokens, slow_rate => slow_rate,
-        slow_size => slow_size);
+        slow_size => slow_size, http_streams => http_streams, http_tokens => http_tokens,
+        http_rate => http_rate, http_api => http_api);
     if let Some(l) = a.limit_s {
         s.limit = Duration::from_secs(l);
     }
@@ -178,7 +197,7 @@ async fn bench(args: Args) -> ExitCode {
     let mut rows = Vec::new();
     for run in 1..=runs {
         for sc in &scenarios {
-            for t in &targets {
+            for t in targets.iter().filter(|t| sc.runs_on(**t)) {
                 let row = scenarios::run(*sc, *t, run, &scale).await;
                 row.print();
                 rows.push(row);

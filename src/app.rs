@@ -152,6 +152,7 @@ impl App {
             slow_timeout: Duration::from_millis(bp.slow_client_timeout_ms),
             replay_tokens: self.config.session.replay_buffer_tokens,
             replay_bytes: self.config.session.replay_buffer_bytes,
+            replay_unacked_bytes: self.config.session.replay_unacked_bytes,
             replay_bytes_per_client: self.config.session.replay_bytes_per_client,
             max_replay_bytes: self.config.limits.max_replay_bytes,
         }

@@ -119,6 +119,12 @@ pub struct ServerConfig {
     /// socketioxide's per-connection buffer of packets.
     #[validate(range(min = 8, message = "must be at least 8"))]
     pub socket_buffer: usize,
+    /// The WebSocket read buffer each connection holds for its whole life
+    /// (tungstenite allocates it up front; a larger frame grows it while
+    /// it is read). Clients send small frames (acks, heartbeats), so a
+    /// small one saves memory per idle connection.
+    #[validate(range(min = 256, message = "must be at least 256"))]
+    pub ws_read_buffer_bytes: usize,
     /// How long shutdown waits for streams to send their terminal events.
     pub shutdown_grace_ms: u64,
     /// An Engine.IO session that has not joined `/ai` this long after its
@@ -169,6 +175,10 @@ pub struct SessionConfig {
     /// resume can send again what a dropped connection swallowed.
     pub replay_buffer_tokens: usize,
     pub replay_buffer_bytes: usize,
+    /// The byte cap while a client has never sent `ai:ack`: nothing it
+    /// says bounds the records, which every stream of every such client
+    /// would otherwise fill.
+    pub replay_unacked_bytes: usize,
     /// Per client: bytes kept for replay across all its streams, ended
     /// ones included; past it the oldest entries go first.
     pub replay_bytes_per_client: usize,
@@ -425,6 +435,7 @@ impl Default for ServerConfig {
             ping_interval_ms: 25_000,
             ping_timeout_ms: 20_000,
             socket_buffer: 128,
+            ws_read_buffer_bytes: 1024,
             shutdown_grace_ms: 2_000,
             connect_timeout_ms: 10_000,
             trusted_proxies: Vec::new(),
@@ -456,6 +467,7 @@ impl Default for SessionConfig {
             reconnect_window_ms: 30_000,
             replay_buffer_tokens: 1_024,
             replay_buffer_bytes: 262_144,
+            replay_unacked_bytes: 32_768,
             replay_bytes_per_client: 1_048_576,
         }
     }

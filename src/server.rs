@@ -37,6 +37,7 @@ pub fn router(app: Arc<App>) -> (axum::Router, SocketIo) {
         .connect_timeout(Duration::from_millis(c.connect_timeout_ms))
         .max_buffer_size(c.socket_buffer)
         .max_payload(c.max_payload_bytes)
+        .ws_read_buffer_size(c.ws_read_buffer_bytes)
         // `max_payload` only bounds HTTP long-polling bodies; WebSocket
         // messages have their own limits (64 MiB by default): hold them to
         // the same size, so one frame cannot make the server buffer more.

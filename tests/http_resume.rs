@@ -89,13 +89,20 @@ async fn a_cut_stream_resumes_after_last_event_id_exactly_once() {
     let rest = SseReader::new(r).all().await;
     let mut all = seen.clone();
     all.extend(rest.iter().cloned());
+    // Tokens already queued when the writer takes are sent as one event
+    // (the coalesced form): positions only grow, the text is exact.
     let positions = counts(&all);
-    assert_eq!(
-        positions,
-        (1..=60).collect::<Vec<u64>>(),
-        "every position once"
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "positions only grow: {positions:?}"
     );
-    assert_eq!(text(&all), Script::tokens(60, 10).text());
+    assert_eq!(positions[..7], [1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(positions.last(), Some(&60));
+    assert_eq!(
+        text(&all),
+        Script::tokens(60, 10).text(),
+        "every token once"
+    );
     assert_eq!(rest.last().unwrap().json["done"], true);
     gw.shutdown().await.unwrap();
 }

@@ -108,6 +108,8 @@ pub struct ClientResult {
     /// Per stream: `ai:stream` sent → first token received, µs.
     pub ttft_us: Vec<u64>,
     pub tokens: u64,
+    /// Events that carried tokens (fewer than `tokens` when merged).
+    pub token_events: u64,
     pub completed: u32,
     pub cancelled: u32,
     /// Streams still running when `stop` fired (expected for slow readers).
@@ -261,31 +263,17 @@ pub async fn run(mut ws: Ws, plan: ClientPlan) -> ClientResult {
                                 res.ttft_us.push(recv_us.saturating_sub(st.sent_us));
                             }
                             let data = p.data.as_deref().unwrap_or("");
-                            for seg in data.split('[').skip(1) {
-                                let Some((sent, rest)) = seg.split_once(':') else {
-                                    continue;
-                                };
-                                let Some((seq, _)) = rest.split_once(']') else {
-                                    continue;
-                                };
-                                let (Ok(sent), Ok(seq)) = (sent.parse::<u64>(), seq.parse::<u32>())
-                                else {
-                                    res.errors.push(format!("bad token data {}", clip(data)));
-                                    continue;
-                                };
-                                if seq != st.tokens + 1 {
-                                    res.errors.push(format!(
-                                        "stream {}: token {seq} after {} (lost or reordered)",
-                                        plan.streams[i].id, st.tokens
-                                    ));
-                                }
-                                st.tokens = seq;
-                                res.tokens += 1;
-                                if plan.record_latency {
-                                    let lat = recv_us.saturating_sub(sent);
-                                    res.latencies_us.push(lat.min(u64::from(u32::MAX)) as u32);
-                                }
-                            }
+                            let lat = plan.record_latency.then_some(&mut res.latencies_us);
+                            let id = &plan.streams[i].id;
+                            res.token_events += 1;
+                            res.tokens += take_tokens(
+                                data,
+                                id,
+                                &mut st.tokens,
+                                lat,
+                                recv_us,
+                                &mut res.errors,
+                            );
                             if let Some(n) = plan.streams[i].cancel_after
                                 && st.tokens >= n
                                 && !st.cancel_requested
@@ -385,6 +373,44 @@ pub async fn run(mut ws: Ws, plan: ClientPlan) -> ClientResult {
     }
     let _ = ws.close(None).await;
     res
+}
+
+/// Take every `[<sent µs>:<seq>]` token marker out of `data` (one event's
+/// text, several markers when tokens were merged): each must follow the
+/// last one seen (`*last`), or the error names stream `id`. Records each
+/// token's added latency into `lat` when given. Returns how many.
+pub fn take_tokens(
+    data: &str,
+    id: &str,
+    last: &mut u32,
+    mut lat: Option<&mut Vec<u32>>,
+    recv_us: u64,
+    errors: &mut Vec<String>,
+) -> u64 {
+    let mut n = 0;
+    for seg in data.split('[').skip(1) {
+        let Some((sent, rest)) = seg.split_once(':') else {
+            continue;
+        };
+        let Some((seq, _)) = rest.split_once(']') else {
+            continue;
+        };
+        let (Ok(sent), Ok(seq)) = (sent.parse::<u64>(), seq.parse::<u32>()) else {
+            errors.push(format!("bad token data {}", clip(data)));
+            continue;
+        };
+        if seq != *last + 1 {
+            errors.push(format!(
+                "stream {id}: token {seq} after {last} (lost or reordered)"
+            ));
+        }
+        *last = seq;
+        n += 1;
+        if let Some(lat) = lat.as_deref_mut() {
+            lat.push(recv_us.saturating_sub(sent).min(u64::from(u32::MAX)) as u32);
+        }
+    }
+    n
 }
 
 fn clip(s: &str) -> String {

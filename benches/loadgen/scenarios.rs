@@ -1,4 +1,5 @@
-//! The five scenarios. Each one gets a fresh fake upstream and a freshly
+//! The scenarios: five over Socket.IO, two over HTTP streaming (`http`,
+//! `http-cancel`). Each one gets a fresh fake upstream and a freshly
 //! started target, builds a [`ClientPlan`] per client, runs the clients
 //! concurrently, reads the target's CPU and RSS from /proc around the run,
 //! and turns what the clients and the upstream saw into one [`Row`].
@@ -8,6 +9,7 @@
 //! cancel the upstream never saw.
 
 use crate::client::{self, ClientPlan, ClientResult, StreamPlan, Ws};
+use crate::http_client::{self, Api};
 use crate::report::{Row, quantile};
 use crate::targets::{Running, Target, open_files_limit};
 use crate::upstream::Upstream;
@@ -24,16 +26,30 @@ pub enum Scenario {
     Idle,
     Cancel,
     SlowClients,
+    /// Streams over HTTP server-sent events: added latency, CPU per token.
+    Http,
+    /// Closing the HTTP connection → the upstream closed.
+    HttpCancel,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::Throughput,
         Scenario::Latency,
         Scenario::Idle,
         Scenario::Cancel,
         Scenario::SlowClients,
+        Scenario::Http,
+        Scenario::HttpCancel,
     ];
+
+    /// Whether `target` has the door this scenario uses.
+    pub fn runs_on(self, target: Target) -> bool {
+        match self {
+            Scenario::Http | Scenario::HttpCancel => target.http_model().is_some(),
+            _ => target.speaks_socketio(),
+        }
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -42,6 +58,8 @@ impl Scenario {
             Scenario::Idle => "idle",
             Scenario::Cancel => "cancel",
             Scenario::SlowClients => "slow-clients",
+            Scenario::Http => "http",
+            Scenario::HttpCancel => "http-cancel",
         }
     }
 }
@@ -68,6 +86,11 @@ pub struct Scale {
     pub slow_tokens: u32,
     pub slow_rate: f64,
     pub slow_size: usize,
+    pub http_streams: usize,
+    pub http_tokens: u32,
+    pub http_rate: f64,
+    /// The door of streamgate's HTTP streams (LiteLLM has only `openai`).
+    pub http_api: Api,
     /// Stream starts are spread over this (latency; half of it for cancel
     /// and slow-clients), as independent users' are.
     pub spread: Duration,
@@ -97,6 +120,10 @@ impl Scale {
             slow_tokens: 1000,
             slow_rate: 200.0,
             slow_size: 1024,
+            http_streams: 100,
+            http_tokens: 100,
+            http_rate: 10.0,
+            http_api: Api::Openai,
             spread: Duration::from_secs(1),
             limit: Duration::from_secs(300),
         }
@@ -123,6 +150,10 @@ impl Scale {
             slow_tokens: 40,
             slow_rate: 100.0,
             slow_size: 64,
+            http_streams: 8,
+            http_tokens: 20,
+            http_rate: 50.0,
+            http_api: Api::Openai,
             spread: Duration::from_millis(100),
             limit: Duration::from_secs(30),
         }
@@ -152,6 +183,8 @@ pub async fn run(sc: Scenario, target: Target, run: u32, scale: &Scale) -> Row {
             Scenario::Idle => idle(&server, &mut row, scale).await,
             Scenario::Cancel => cancel(&server, &upstream, &mut row, scale).await,
             Scenario::SlowClients => slow_clients(&server, &mut row, scale).await,
+            Scenario::Http => http(&server, target, &mut row, scale).await,
+            Scenario::HttpCancel => http_cancel(&server, target, &upstream, &mut row, scale).await,
         }
     };
     if tokio::time::timeout(scale.limit + Duration::from_secs(30), body)
@@ -244,6 +277,12 @@ fn collect(row: &mut Row, results: &[ClientResult]) -> u64 {
     results.iter().map(|r| r.tokens).sum()
 }
 
+/// Tokens per event that carried tokens (above 1 when tokens were merged).
+fn per_event(row: &mut Row, results: &[ClientResult], tokens: u64) {
+    let events: u64 = results.iter().map(|r| r.token_events).sum();
+    row.set("tokens_per_event", tokens as f64 / events.max(1) as f64);
+}
+
 fn ms(us: f64) -> f64 {
     us / 1000.0
 }
@@ -281,6 +320,7 @@ async fn throughput(server: &Running, row: &mut Row, scale: &Scale) {
         row.fail(format!("{tokens} tokens delivered, {want} sent"));
     }
     row.set("tokens", tokens as f64);
+    per_event(row, &results, tokens);
     row.set("wall_s", wall);
     row.set("tokens_per_s", tokens as f64 / wall);
     row.set("cpu_s_per_mtok", cpu / tokens.max(1) as f64 * 1e6);
@@ -332,6 +372,7 @@ async fn latency(server: &Running, row: &mut Row, scale: &Scale) {
     ttft.sort_unstable();
     row.set("streams", total as f64);
     row.set("tokens", tokens as f64);
+    per_event(row, &results, tokens);
     row.set("added_p50_ms", ms(quantile(&lat, 0.50)));
     row.set("added_p99_ms", ms(quantile(&lat, 0.99)));
     row.set("added_p999_ms", ms(quantile(&lat, 0.999)));
@@ -421,12 +462,18 @@ async fn cancel(server: &Running, upstream: &Upstream, row: &mut Row, scale: &Sc
         .collect();
     let results = run_all(wss, plans).await;
     collect(row, &results);
+    close_delays(upstream, &results, total, row).await;
+}
+
+/// Cancel sent → the upstream saw its connection close, for every stream
+/// the clients cancelled, into the row.
+async fn close_delays(upstream: &Upstream, results: &[ClientResult], total: usize, row: &mut Row) {
     let sent: Vec<(String, u64)> = results
         .iter()
         .flat_map(|r| r.cancel_sent.iter().cloned())
         .collect();
-    // The clients are done once they hear `ai:stream:cancelled`; give the
-    // upstream a moment to see the last closes.
+    // The clients are done once they hear `ai:stream:cancelled` (or closed
+    // the connection); give the upstream a moment to see the last closes.
     let deadline = Instant::now() + Duration::from_secs(2);
     let mut delays: Vec<u32> = Vec::new();
     let mut missing = sent.len();
@@ -460,6 +507,128 @@ async fn cancel(server: &Running, upstream: &Upstream, row: &mut Row, scale: &Sc
     row.set("cancel_to_close_p50_ms", ms(quantile(&delays, 0.50)));
     row.set("cancel_to_close_p99_ms", ms(quantile(&delays, 0.99)));
     row.set("cancel_to_close_max_ms", ms(quantile(&delays, 1.0)));
+}
+
+/// Run `plans` as HTTP streams against `server`'s door for `target`.
+async fn run_http(
+    server: &Running,
+    target: Target,
+    plans: Vec<StreamPlan>,
+    record_latency: bool,
+    scale: &Scale,
+) -> Result<Vec<ClientResult>, String> {
+    let model = target.http_model().ok_or("no HTTP door")?;
+    // LiteLLM speaks only OpenAI's API.
+    let api = if target == Target::Litellm {
+        Api::Openai
+    } else {
+        scale.http_api
+    };
+    let http = http_client::http()?;
+    let door = Arc::new(http_client::Door {
+        base: format!("http://127.0.0.1:{}", server.port),
+        api,
+        model,
+        key: (target == Target::Litellm).then_some(crate::targets::LITELLM_KEY),
+    });
+    let deadline = Instant::now() + scale.limit;
+    let mut set = tokio::task::JoinSet::new();
+    for p in plans {
+        set.spawn(http_client::run(
+            http.clone(),
+            door.clone(),
+            p,
+            record_latency,
+            deadline,
+        ));
+    }
+    let mut out = Vec::new();
+    while let Some(r) = set.join_next().await {
+        out.push(r.unwrap_or_else(|e| ClientResult {
+            errors: vec![format!("client task: {e}")],
+            ..Default::default()
+        }));
+    }
+    Ok(out)
+}
+
+/// `http_streams` streams over HTTP, paced, starts spread like `latency`'s.
+async fn http(server: &Running, target: Target, row: &mut Row, scale: &Scale) {
+    let n = scale.http_streams.max(1);
+    let plans = (0..n)
+        .map(|k| {
+            let mut p = StreamPlan::new(
+                format!("h{k}"),
+                scale.http_tokens,
+                scale.http_rate,
+                scale.token_size,
+            );
+            p.start_after = scale.spread.mul_f64(k as f64 / n as f64);
+            p
+        })
+        .collect();
+    let cpu0 = server.proc.cpu_secs();
+    let results = match run_http(server, target, plans, true, scale).await {
+        Ok(r) => r,
+        Err(e) => return row.fail(e),
+    };
+    let cpu = server.proc.cpu_secs() - cpu0;
+    let tokens = collect(row, &results);
+    let want = n as u64 * u64::from(scale.http_tokens);
+    if tokens != want {
+        row.fail(format!("{tokens} tokens delivered, {want} sent"));
+    }
+    let mut lat: Vec<u32> = results
+        .iter()
+        .flat_map(|r| r.latencies_us.iter().copied())
+        .collect();
+    lat.sort_unstable();
+    let mut ttft: Vec<u32> = results
+        .iter()
+        .flat_map(|r| r.ttft_us.iter().map(|&v| v.min(u64::from(u32::MAX)) as u32))
+        .collect();
+    ttft.sort_unstable();
+    row.set("streams", n as f64);
+    row.set("tokens", tokens as f64);
+    per_event(row, &results, tokens);
+    row.set("added_p50_ms", ms(quantile(&lat, 0.50)));
+    row.set("added_p99_ms", ms(quantile(&lat, 0.99)));
+    row.set("added_max_ms", ms(quantile(&lat, 1.0)));
+    row.set("ttft_overhead_p50_ms", ms(quantile(&ttft, 0.50)));
+    row.set("ttft_overhead_p99_ms", ms(quantile(&ttft, 0.99)));
+    row.set("cpu_s_per_mtok", cpu / tokens.max(1) as f64 * 1e6);
+    row.set("rss_end_mib", mib(server.proc.rss_kib()));
+}
+
+/// Like `cancel`, over HTTP: each stream's connection is closed after its
+/// `cancel_after`-th token; how soon the upstream sees its request closed.
+async fn http_cancel(
+    server: &Running,
+    target: Target,
+    upstream: &Upstream,
+    row: &mut Row,
+    scale: &Scale,
+) {
+    let total = (scale.cancel_clients * scale.cancel_streams).max(1);
+    let plans = (0..total)
+        .map(|k| {
+            let mut p = StreamPlan::new(
+                format!("hk{k}"),
+                100_000,
+                scale.cancel_rate,
+                scale.token_size,
+            );
+            p.cancel_after = Some(scale.cancel_after);
+            p.start_after = scale.spread.mul_f64(k as f64 / total as f64 / 2.0);
+            p
+        })
+        .collect();
+    let results = match run_http(server, target, plans, false, scale).await {
+        Ok(r) => r,
+        Err(e) => return row.fail(e),
+    };
+    collect(row, &results);
+    close_delays(upstream, &results, total, row).await;
 }
 
 /// One phase of the slow-clients scenario: `fast` clients reading at once

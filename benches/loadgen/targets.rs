@@ -1,9 +1,12 @@
 //! The servers under test and how to run them: streamgate's release
-//! binary, the Node and Python peers, and the raw-WebSocket ceiling (this
-//! same executable in `--serve-ceiling` mode).
+//! binary (and, for a before/after table in one run, another build of it),
+//! the Node and Python Socket.IO peers, LiteLLM's proxy (an HTTP peer), and
+//! the raw-WebSocket ceiling (this same executable in `--serve-ceiling`
+//! mode).
 //!
 //! [`Target::start`] installs what a peer needs on first use (`npm ci` in
-//! benches/peers/node, a venv under the cargo target dir for Python), picks
+//! benches/peers/node, venvs under the cargo target dir for Python and
+//! LiteLLM), picks
 //! a free loopback port, starts the server as a child process with its env
 //! pointing at the fake upstream, and waits until it accepts connections.
 //! [`Proc`] reads the child's CPU time and RSS from /proc, which is how
@@ -16,8 +19,13 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Target {
     Streamgate,
+    /// Another streamgate build (`LOADGEN_BEFORE_BIN`, run in
+    /// `LOADGEN_BEFORE_DIR` when set): the "before" of a before/after.
+    StreamgateBefore,
     Node,
     Python,
+    /// LiteLLM's proxy (OpenAI-compatible HTTP only), opt-in.
+    Litellm,
     Ceiling,
 }
 
@@ -32,9 +40,26 @@ impl Target {
     pub fn name(self) -> &'static str {
         match self {
             Target::Streamgate => "streamgate",
+            Target::StreamgateBefore => "streamgate-before",
             Target::Node => "node",
             Target::Python => "python",
+            Target::Litellm => "litellm",
             Target::Ceiling => "ceiling",
+        }
+    }
+
+    /// Serves Socket.IO `/ai` (every scenario but the HTTP ones).
+    pub fn speaks_socketio(self) -> bool {
+        !matches!(self, Target::Litellm)
+    }
+
+    /// Serves OpenAI-compatible streaming over HTTP, and the model name to
+    /// ask for.
+    pub fn http_model(self) -> Option<&'static str> {
+        match self {
+            Target::Streamgate | Target::StreamgateBefore => Some("ollama/bench"),
+            Target::Litellm => Some("bench"),
+            Target::Node | Target::Python | Target::Ceiling => None,
         }
     }
 }
@@ -97,34 +122,126 @@ pub fn install(target: Target) -> Result<(), String> {
                 )?;
             }
         }
-        Target::Python => {
-            let venv = python_venv();
-            let req = repo_root().join("benches/peers/python/requirements.txt");
-            let stamp = venv.join("installed-requirements.txt");
-            let wanted =
-                std::fs::read_to_string(&req).map_err(|e| format!("{}: {e}", req.display()))?;
-            if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
-                eprintln!("loadgen: creating venv {}", venv.display());
-                run_ok(
-                    Command::new("python3").arg("-m").arg("venv").arg(&venv),
-                    "python3 -m venv",
-                )?;
-                run_ok(
-                    Command::new(venv.join("bin/pip"))
-                        .args(["install", "-q", "-r"])
-                        .arg(&req),
-                    "pip install",
-                )?;
-                std::fs::write(&stamp, wanted).map_err(|e| e.to_string())?;
-            }
-        }
-        Target::Streamgate | Target::Ceiling => {}
+        Target::Python => pip_venv(&python_venv(), "benches/peers/python/requirements.txt")?,
+        Target::Litellm => pip_venv(&litellm_venv(), "benches/peers/litellm/requirements.txt")?,
+        Target::Streamgate | Target::StreamgateBefore | Target::Ceiling => {}
     }
     Ok(())
 }
 
 fn python_venv() -> PathBuf {
     target_dir().join("bench-peers/pyvenv")
+}
+
+fn litellm_venv() -> PathBuf {
+    target_dir().join("bench-peers/litellm-venv")
+}
+
+/// A venv at `venv` with the pinned requirements `req` (repo-relative),
+/// made again when the file changed.
+fn pip_venv(venv: &Path, req: &str) -> Result<(), String> {
+    let req = repo_root().join(req);
+    let stamp = venv.join("installed-requirements.txt");
+    let wanted = std::fs::read_to_string(&req).map_err(|e| format!("{}: {e}", req.display()))?;
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        return Ok(());
+    }
+    eprintln!("loadgen: creating venv {}", venv.display());
+    run_ok(
+        Command::new("python3").arg("-m").arg("venv").arg(venv),
+        "python3 -m venv",
+    )?;
+    run_ok(
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "-r"])
+            .arg(&req),
+        "pip install",
+    )?;
+    std::fs::write(&stamp, wanted).map_err(|e| e.to_string())
+}
+
+/// streamgate's binary `bin` run in `dir`, on `port`, against the upstream.
+/// `caps`: the build knows the process-wide caps (`limits.max_*`), which
+/// are lifted for the benchmark; an older build (streamgate-before) would
+/// refuse the unknown keys.
+fn streamgate_cmd(
+    bin: std::ffi::OsString,
+    dir: PathBuf,
+    port: u16,
+    upstream_url: &str,
+    caps: bool,
+) -> Command {
+    let mut c = Command::new(bin);
+    c.args(["--port", &port.to_string()])
+        .current_dir(dir)
+        .env("OLLAMA_BASE_URL", upstream_url)
+        .env("STREAMGATE_PROVIDERS__OLLAMA__FALLBACK", "[]")
+        .env("STREAMGATE_SERVER__HOST", "127.0.0.1")
+        // Thousands of clients from one address, far faster
+        // than a person: the abuse limits (which the peers do
+        // not have) would answer instead of the relay.
+        .env("STREAMGATE_LIMITS__EVENTS_PER_MINUTE", "0")
+        .env("STREAMGATE_LIMITS__ACKS_PER_MINUTE", "0")
+        .env("STREAMGATE_LIMITS__STREAMS_PER_MINUTE", "0")
+        .env("STREAMGATE_LIMITS__CONNECTIONS_PER_MINUTE", "0")
+        // Like the peers, log nothing per stream.
+        .env("RUST_LOG", "warn");
+    if caps {
+        // ... and the caps sized for one node's real traffic lifted (the
+        // idle scenario holds 10,000 clients from one address).
+        for key in [
+            "MAX_CONNECTIONS_PER_ADDRESS",
+            "MAX_CONNECTIONS",
+            "MAX_CLIENTS",
+            "MAX_LIVE_STREAMS",
+            "MAX_REPLAY_BYTES",
+        ] {
+            c.env(format!("STREAMGATE_LIMITS__{key}"), "0");
+        }
+    }
+    c
+}
+
+/// The key LiteLLM's proxy is started with (it refuses to start without
+/// one); the HTTP client sends it as its bearer token.
+pub const LITELLM_KEY: &str = "sk-5f2b8c1e9a7d4f6b3c0e8a1d7f4b2c9e6a3d0f8b5c2e9a7d4f1b8c5e2a9d6f3b";
+
+/// uvicorn's logging for LiteLLM: warnings only, so that, like the other
+/// peers, it logs nothing per request.
+const LITELLM_LOGGING: &str = "version: 1
+disable_existing_loggers: false
+formatters: {plain: {format: '%(levelname)s %(name)s %(message)s'}}
+handlers: {err: {class: logging.StreamHandler, formatter: plain, stream: 'ext://sys.stderr'}}
+loggers:
+  uvicorn: {level: WARNING, handlers: [err], propagate: false}
+  uvicorn.error: {level: WARNING, handlers: [err], propagate: false}
+  uvicorn.access: {level: WARNING, handlers: [err], propagate: false}
+";
+
+/// LiteLLM's proxy with one model, `bench`, on the fake Ollama upstream.
+fn litellm_cmd(port: u16, upstream_url: &str) -> Result<Command, String> {
+    let dir = std::env::temp_dir();
+    let cfg = dir.join(format!("loadgen-litellm-{port}.yaml"));
+    let yaml = format!(
+        "model_list:\n  - model_name: bench\n    litellm_params:\n      model: ollama_chat/bench\n      api_base: {upstream_url}\nlitellm_settings:\n  telemetry: false\n  drop_params: true\n"
+    );
+    let logging = dir.join("loadgen-litellm-logging.yaml");
+    for (path, text) in [(&cfg, yaml.as_str()), (&logging, LITELLM_LOGGING)] {
+        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let mut c = Command::new(litellm_venv().join("bin/litellm"));
+    c.arg("--config")
+        .arg(&cfg)
+        .arg("--log_config")
+        .arg(&logging)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--num_workers", "1"])
+        .env("LITELLM_MASTER_KEY", LITELLM_KEY)
+        // No network here: the bundled model-cost map, no telemetry.
+        .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        .env("LITELLM_TELEMETRY", "False")
+        .env("LITELLM_LOG", "ERROR");
+    Ok(c)
 }
 
 impl Target {
@@ -139,31 +256,16 @@ impl Target {
                 // not STREAMGATE_*, which streamgate reads as config.
                 let bin = std::env::var_os("LOADGEN_STREAMGATE_BIN")
                     .unwrap_or_else(|| env!("CARGO_BIN_EXE_streamgate").into());
-                let mut c = Command::new(bin);
-                c.args(["--port", &port.to_string()])
-                    .current_dir(&root)
-                    .env("OLLAMA_BASE_URL", upstream_url)
-                    .env("STREAMGATE_PROVIDERS__OLLAMA__FALLBACK", "[]")
-                    .env("STREAMGATE_SERVER__HOST", "127.0.0.1")
-                    // Thousands of clients from one address, far faster
-                    // than a person: the abuse limits (which the peers do
-                    // not have) would answer instead of the relay.
-                    .env("STREAMGATE_LIMITS__EVENTS_PER_MINUTE", "0")
-                    .env("STREAMGATE_LIMITS__ACKS_PER_MINUTE", "0")
-                    .env("STREAMGATE_LIMITS__STREAMS_PER_MINUTE", "0")
-                    .env("STREAMGATE_LIMITS__CONNECTIONS_PER_MINUTE", "0")
-                    // ... and the caps sized for one node's real traffic
-                    // (the idle scenario holds 10,000 clients from one
-                    // address).
-                    .env("STREAMGATE_LIMITS__MAX_CONNECTIONS_PER_ADDRESS", "0")
-                    .env("STREAMGATE_LIMITS__MAX_CONNECTIONS", "0")
-                    .env("STREAMGATE_LIMITS__MAX_CLIENTS", "0")
-                    .env("STREAMGATE_LIMITS__MAX_LIVE_STREAMS", "0")
-                    .env("STREAMGATE_LIMITS__MAX_REPLAY_BYTES", "0")
-                    // Like the peers, log nothing per stream.
-                    .env("RUST_LOG", "warn");
-                c
+                streamgate_cmd(bin, root.clone(), port, upstream_url, true)
             }
+            Target::StreamgateBefore => {
+                let bin = std::env::var_os("LOADGEN_BEFORE_BIN")
+                    .ok_or("streamgate-before needs LOADGEN_BEFORE_BIN (a streamgate binary)")?;
+                let dir = std::env::var_os("LOADGEN_BEFORE_DIR")
+                    .map_or_else(|| root.clone(), PathBuf::from);
+                streamgate_cmd(bin, dir, port, upstream_url, false)
+            }
+            Target::Litellm => litellm_cmd(port, upstream_url)?,
             Target::Node => {
                 let mut c = Command::new("node");
                 c.arg("server.js")
@@ -199,7 +301,9 @@ impl Target {
             .map_err(|e| format!("start {}: {e}", self.name()))?;
         let proc = Proc::new(child.id());
         let mut running = Running { port, proc, child };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        // LiteLLM imports for many seconds before it listens.
+        let startup = Duration::from_secs(if self == Target::Litellm { 90 } else { 20 });
+        let deadline = tokio::time::Instant::now() + startup;
         loop {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
@@ -212,8 +316,9 @@ impl Target {
             }
             if tokio::time::Instant::now() > deadline {
                 return Err(format!(
-                    "{} did not listen on {port} within 20 s",
-                    self.name()
+                    "{} did not listen on {port} within {} s",
+                    self.name(),
+                    startup.as_secs()
                 ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

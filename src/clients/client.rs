@@ -146,7 +146,9 @@ impl Client {
                 attached: None,
                 epoch: 0,
             }),
-            streams: DashMap::new(),
+            // A client runs a handful of streams: two shards, not the
+            // default four per core (a shard table per idle connection).
+            streams: DashMap::with_shard_amount(2),
             live: AtomicUsize::new(0),
             last_seen_ms: AtomicU64::new(0),
             clock: Instant::now(),

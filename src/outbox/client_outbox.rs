@@ -40,6 +40,8 @@ pub struct OutboxSettings {
     /// Per stream: sent deltas kept for replay on resume.
     pub replay_tokens: usize,
     pub replay_bytes: usize,
+    /// Per stream, while the client has never acked.
+    pub replay_unacked_bytes: usize,
     /// Per client, all streams together (0: no cap).
     pub replay_bytes_per_client: usize,
     /// Every client's replay together (0: no cap); past it a recording
@@ -75,10 +77,10 @@ impl State {
             episode: Episode::default(),
             returned_notice: None,
             dropped: 0,
-            replay: Box::new(MemoryReplay::new(
-                settings.replay_tokens,
-                settings.replay_bytes,
-            )),
+            replay: Box::new(
+                MemoryReplay::new(settings.replay_tokens, settings.replay_bytes)
+                    .with_unacked_cap(settings.replay_unacked_bytes),
+            ),
             detached: false,
             closed: false,
             flushing: false,

@@ -52,6 +52,16 @@ impl Credits {
         !self.aware || self.unacked < self.window
     }
 
+    /// Pieces that may still go before the window is full (no limit for
+    /// a client that never acked).
+    pub fn room(&self) -> u64 {
+        if self.aware {
+            self.window.saturating_sub(self.unacked)
+        } else {
+            u64::MAX
+        }
+    }
+
     pub fn unacked(&self) -> u64 {
         self.unacked
     }

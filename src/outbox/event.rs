@@ -107,10 +107,27 @@ impl StreamEvent {
         }
     }
 
-    /// Merge `next` into this delta if it is the same kind of piece (the
-    /// same tool call, for arguments) and follows it: lossless, the
-    /// protocol's coalesced form. Otherwise `next` is handed back.
+    /// The one merge rule: may this queued delta absorb `next`, queued
+    /// right behind it in the same stream, into one event (the protocol's
+    /// coalesced form, lossless)? The same kind of piece may: text with
+    /// text, thinking with thinking, arguments of the same tool call. Both
+    /// the coalesce policy (at push) and a writer's take ask this.
+    pub fn may_absorb(&self, next: &StreamEvent) -> bool {
+        self.stream_id() == next.stream_id()
+            && match (self, next) {
+                (Self::Token(_), Self::Token(_)) | (Self::Reasoning(_), Self::Reasoning(_)) => true,
+                (Self::ToolCall(a), Self::ToolCall(b)) => a.index == b.index,
+                _ => false,
+            }
+    }
+
+    /// Merge `next` into this delta if [`may_absorb`](Self::may_absorb)
+    /// allows it: its text appended, its position taken, the pieces
+    /// summed. Otherwise `next` is handed back.
     pub fn absorb(&mut self, next: StreamEvent) -> Result<(), StreamEvent> {
+        if !self.may_absorb(&next) {
+            return Err(next);
+        }
         let (data, count, metadata, add, at) = match (self, &next) {
             (Self::Token(a), Self::Token(b)) => (
                 &mut a.data,
@@ -126,7 +143,7 @@ impl StreamEvent {
                 &b.data,
                 b.token_count,
             ),
-            (Self::ToolCall(a), Self::ToolCall(b)) if a.index == b.index => (
+            (Self::ToolCall(a), Self::ToolCall(b)) => (
                 &mut a.arguments_delta,
                 &mut a.token_count,
                 &mut a.metadata,
@@ -140,6 +157,11 @@ impl StreamEvent {
         *count = at;
         *metadata = Some(TokenMetadata { coalesced: pieces });
         Ok(())
+    }
+
+    /// Bytes of text a delta carries (0 for other events).
+    pub fn text_len(&self) -> usize {
+        self.delta_text().map_or(0, str::len)
     }
 
     /// The stream's last event: nothing of it follows.

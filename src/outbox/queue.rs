@@ -21,6 +21,35 @@ use std::sync::Arc;
 /// per client.
 pub const ENDED_KEPT: usize = 32;
 
+/// Text bytes one merged event carries at most, whoever merges (the
+/// coalesce policy at push, a writer's take): a frame stays a frame, not a
+/// backlog, so what a transport buffers per event is small (hyper takes a
+/// whole body frame however large, past its own buffer cap).
+pub const MERGED_TEXT_MAX: usize = 16 * 1024;
+
+/// How much a writer's take may merge into one event: the pieces it may
+/// carry (the credits left) and the bytes of text.
+#[derive(Debug, Clone, Copy)]
+pub struct MergeLimit {
+    pub pieces: u64,
+    pub bytes: usize,
+}
+
+impl MergeLimit {
+    /// Take one event as it was queued.
+    pub const NONE: Self = Self {
+        pieces: 0,
+        bytes: 0,
+    };
+
+    /// May `event` absorb `next` and stay within the limit?
+    fn allows(&self, event: &StreamEvent, next: &StreamEvent) -> bool {
+        event.may_absorb(next)
+            && event.pieces() + next.pieces() <= self.pieces
+            && event.text_len() + next.text_len() <= self.bytes
+    }
+}
+
 /// One stream's queue and what the outbox knows of the stream.
 #[derive(Default)]
 pub struct StreamQueue {
@@ -112,8 +141,8 @@ impl Queues {
     }
 
     /// Merge the delta `event` into its stream's last queued event, if
-    /// that is a delta it may join ([`StreamEvent::absorb`]); otherwise
-    /// hand it back.
+    /// that may absorb it ([`StreamEvent::may_absorb`]); otherwise hand it
+    /// back.
     pub fn merge_into_last(&mut self, event: StreamEvent) -> Result<(), StreamEvent> {
         let Some(q) = self.streams.get_mut(event.stream_id()) else {
             return Err(event);
@@ -121,19 +150,24 @@ impl Queues {
         let Some(last) = q.items.back_mut() else {
             return Err(event);
         };
-        let added = event.delta_text().map_or(0, str::len);
+        let added = event.text_len();
+        if last.text_len() + added > MERGED_TEXT_MAX {
+            return Err(event);
+        }
         let position = event.position();
         last.absorb(event)?;
-        self.bytes += added;
         if let Some(p) = position {
             q.position = p;
         }
+        self.bytes += added;
         Ok(())
     }
 
     /// The next stream event in round-robin order; a stream whose next
-    /// event is a delta is skipped unless `deltas_allowed`.
-    pub fn pop_stream(&mut self, deltas_allowed: bool) -> Option<StreamEvent> {
+    /// event is a delta is skipped unless `deltas_allowed`. The deltas
+    /// queued right behind a taken delta are merged into it within
+    /// `merge` (several tokens already waiting go out as one event).
+    pub fn pop_stream(&mut self, deltas_allowed: bool, merge: MergeLimit) -> Option<StreamEvent> {
         for _ in 0..self.ring.len() {
             let id = self.ring.pop_front()?;
             let Some(q) = self.streams.get_mut(&id) else {
@@ -143,13 +177,32 @@ impl Queues {
                 self.ring.push_back(id);
                 continue;
             }
-            let Some(event) = q.items.pop_front() else {
+            let Some(mut event) = q.items.pop_front() else {
                 continue;
             };
+            let (mut events, mut weight) = (1, event.weight());
+            while q
+                .items
+                .front()
+                .is_some_and(|next| merge.allows(&event, next))
+            {
+                let Some(next) = q.items.pop_front() else {
+                    break;
+                };
+                let w = next.weight();
+                match event.absorb(next) {
+                    Ok(()) => (events, weight) = (events + 1, weight + w),
+                    Err(next) => {
+                        q.items.push_front(next);
+                        break;
+                    }
+                }
+            }
             if !q.items.is_empty() {
                 self.ring.push_back(id);
             }
-            self.count_out(event.weight());
+            self.events -= events;
+            self.bytes = self.bytes.saturating_sub(weight);
             return Some(event);
         }
         None

@@ -6,7 +6,10 @@
 //! stream's record up to the acknowledged position (with credits on, that
 //! bounds a record by the ack window). Without acks a record keeps the
 //! newest `max_tokens` deltas / `max_bytes` bytes; older ones are taken as
-//! delivered. Across a client's records (ended streams' included) the
+//! delivered. A client that has never acked keeps less per stream
+//! (`max_unacked_bytes`): nothing it says bounds its records, so they are
+//! only a guess at what a dropped connection swallowed, held for every
+//! stream it has. Across a client's records (ended streams' included) the
 //! outbox bounds the bytes with [`ReplayLog::shrink_to`], which gives up
 //! the oldest deltas first, of ended streams before live ones; a stream's
 //! start and terminal event are never given up, so a resume still learns
@@ -80,6 +83,10 @@ pub struct MemoryReplay {
     order: VecDeque<Arc<str>>,
     max_deltas: usize,
     max_bytes: usize,
+    /// The per-stream byte cap while the client has never acked.
+    max_unacked_bytes: usize,
+    /// The client has acked at least once (its acks trim the records).
+    acked: bool,
     bytes: usize,
 }
 
@@ -90,7 +97,23 @@ impl MemoryReplay {
             order: VecDeque::new(),
             max_deltas,
             max_bytes,
+            max_unacked_bytes: max_bytes,
+            acked: false,
             bytes: 0,
+        }
+    }
+
+    /// Keep at most `bytes` per stream until the client first acks.
+    pub fn with_unacked_cap(mut self, bytes: usize) -> Self {
+        self.max_unacked_bytes = bytes;
+        self
+    }
+
+    fn max_stream_bytes(&self) -> usize {
+        if self.acked {
+            self.max_bytes
+        } else {
+            self.max_unacked_bytes.min(self.max_bytes)
         }
     }
 
@@ -148,6 +171,7 @@ fn size(event: &StreamEvent) -> usize {
 
 impl ReplayLog for MemoryReplay {
     fn record(&mut self, event: StreamEvent) {
+        let (max_deltas, max_bytes) = (self.max_deltas, self.max_stream_bytes());
         let id = event.stream_id().clone();
         if !self.records.contains_key(&id) {
             self.order.push_back(id.clone());
@@ -163,7 +187,7 @@ impl ReplayLog for MemoryReplay {
         r.items.push_back(event);
         // Keep the newest: evict the oldest deltas past the caps (a start
         // or terminal event is never evicted; there is one of each).
-        while r.deltas > self.max_deltas || r.bytes > self.max_bytes {
+        while r.deltas > max_deltas || r.bytes > max_bytes {
             match r.evict_oldest_delta() {
                 Some(n) => self.bytes -= n,
                 None => break,
@@ -172,6 +196,7 @@ impl ReplayLog for MemoryReplay {
     }
 
     fn trim(&mut self, stream: &str, position: u64) {
+        self.acked = true;
         let Some(r) = self.records.get_mut(stream) else {
             return;
         };
@@ -291,6 +316,24 @@ mod tests {
         assert_eq!(old.len(), 1, "its terminal event stays");
         assert!(old[0].is_terminal());
         assert_eq!(r.bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_never_acked_keeps_less_until_it_acks() {
+        let one = size(&token(1, "0123456789"));
+        let mut r = MemoryReplay::new(100, 10 * one).with_unacked_cap(2 * one);
+        for n in 1..=5 {
+            r.record(token(n, "0123456789"));
+        }
+        assert_eq!(r.bytes(), 2 * one, "never acked: the newest two");
+        r.trim("s", 4);
+        for n in 6..=12 {
+            r.record(token(n, "0123456789"));
+        }
+        assert_eq!(
+            positions(&r.take_after("s", Some(4)).await),
+            (5..=12).collect::<Vec<_>>()
+        );
     }
 
     #[tokio::test]

@@ -9,15 +9,22 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub fn outbox(ack_window: u64) -> Arc<ClientOutbox> {
+    outbox_with(ack_window, BackpressurePolicy::Coalesce)
+}
+
+/// An outbox under `policy`; `slow` and `drop` take one token per event,
+/// which the tests of order, credits and rewind count on.
+pub fn outbox_with(ack_window: u64, policy: BackpressurePolicy) -> Arc<ClientOutbox> {
     Arc::new(ClientOutbox::new(
         OutboxSettings {
             threshold: 100,
             max_bytes: 1 << 20,
             ack_window,
-            policy: BackpressurePolicy::Coalesce,
+            policy,
             slow_timeout: Duration::from_secs(30),
             replay_tokens: 64,
             replay_bytes: 1 << 16,
+            replay_unacked_bytes: 1 << 16,
             replay_bytes_per_client: 0,
             max_replay_bytes: 0,
         },
@@ -72,7 +79,7 @@ fn text(item: &Outbound) -> Option<&str> {
 
 #[tokio::test]
 async fn streams_are_served_in_turn_and_a_refused_event_keeps_its_place() {
-    let o = outbox(256);
+    let o = outbox_with(256, BackpressurePolicy::Slow);
     let stop = CancellationToken::new();
     for id in ["a", "b"] {
         o.push_stream_event(start(id));
@@ -102,7 +109,7 @@ async fn streams_are_served_in_turn_and_a_refused_event_keeps_its_place() {
 
 #[tokio::test]
 async fn a_rewind_sends_again_what_the_client_lacks_exactly_once() {
-    let o = outbox(256);
+    let o = outbox_with(256, BackpressurePolicy::Slow);
     let stop = CancellationToken::new();
     o.push_stream_event(start("s"));
     for n in 1..=5 {
@@ -135,7 +142,7 @@ async fn a_rewind_sends_again_what_the_client_lacks_exactly_once() {
 
 #[tokio::test]
 async fn credits_hold_deltas_until_acked() {
-    let o = outbox(2);
+    let o = outbox_with(2, BackpressurePolicy::Slow);
     let stop = CancellationToken::new();
     o.ack("s", 0);
     o.push_stream_event(start("s"));
@@ -152,6 +159,116 @@ async fn credits_hold_deltas_until_acked() {
     o.ack("s", 2);
     let item = r.next(&stop).await.unwrap();
     assert_eq!(text(&item), Some("x"));
+}
+
+fn coalesced(item: &Outbound) -> (u64, Option<u64>) {
+    match item {
+        Outbound::Stream(StreamEvent::Token(t)) => {
+            (t.token_count, t.metadata.as_ref().map(|m| m.coalesced))
+        }
+        _ => (0, None),
+    }
+}
+
+#[tokio::test]
+async fn tokens_queued_when_the_writer_takes_go_as_one_event_and_a_lone_one_as_it_is() {
+    let o = outbox(256);
+    let stop = CancellationToken::new();
+    o.push_stream_event(start("s"));
+    for n in 1..=3 {
+        o.push_token(token("s", n, &n.to_string())).await.unwrap();
+    }
+    let mut r = o.reader().await;
+    let item = r.next(&stop).await.unwrap();
+    assert!(matches!(item, Outbound::Stream(StreamEvent::Start(_))));
+    r.sent(item);
+    let item = r.next(&stop).await.unwrap();
+    assert_eq!(text(&item), Some("123"));
+    assert_eq!(coalesced(&item), (3, Some(3)));
+    r.sent(item);
+    assert!(o.is_empty() && o.bytes() == 0, "counts follow the merge");
+    o.push_token(token("s", 4, "4")).await.unwrap();
+    let item = r.next(&stop).await.unwrap();
+    assert_eq!(coalesced(&item), (4, None), "alone: sent as it is");
+}
+
+/// The next item, or a panic if none comes within a second.
+async fn take(r: &mut OutboxReader, stop: &CancellationToken) -> Outbound {
+    tokio::time::timeout(Duration::from_secs(1), r.next(stop))
+        .await
+        .expect("an item within a second")
+        .expect("an item")
+}
+
+#[tokio::test]
+async fn a_take_merges_no_more_than_the_credits_left() {
+    let o = outbox(3);
+    let stop = CancellationToken::new();
+    o.ack("s", 0);
+    o.push_stream_event(start("s"));
+    for n in 1..=5 {
+        o.push_token(token("s", n, "x")).await.unwrap();
+    }
+    let mut r = o.reader().await;
+    let item = take(&mut r, &stop).await;
+    r.sent(item);
+    let item = take(&mut r, &stop).await;
+    assert_eq!(coalesced(&item), (3, Some(3)), "window 3");
+    r.sent(item);
+    let held = tokio::time::timeout(Duration::from_millis(50), r.next(&stop)).await;
+    assert!(held.is_err(), "the window is full");
+    o.ack("s", 3);
+    let item = take(&mut r, &stop).await;
+    assert_eq!(coalesced(&item), (5, Some(2)));
+}
+
+#[tokio::test]
+async fn a_take_merges_only_within_one_stream() {
+    let o = outbox(256);
+    let stop = CancellationToken::new();
+    for id in ["s", "t"] {
+        o.push_stream_event(start(id));
+    }
+    o.push_token(token("s", 1, "s1")).await.unwrap();
+    o.push_token(token("t", 1, "t1")).await.unwrap();
+    o.push_token(token("s", 2, "s2")).await.unwrap();
+    let mut r = o.reader().await;
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        let item = take(&mut r, &stop).await;
+        got.push(text(&item).unwrap_or("start").to_string());
+        r.sent(item);
+    }
+    assert_eq!(got, ["start", "start", "s1s2", "t1"]);
+}
+
+#[tokio::test]
+async fn a_rewind_after_merged_sends_falls_on_their_boundaries() {
+    let o = outbox(256);
+    let stop = CancellationToken::new();
+    o.push_stream_event(start("s"));
+    let mut r = o.reader().await;
+    for n in 1..=2 {
+        o.push_token(token("s", n, &n.to_string())).await.unwrap();
+    }
+    for _ in 0..2 {
+        let item = take(&mut r, &stop).await;
+        r.sent(item); // start, then "12" as one event (position 2)
+    }
+    for n in 3..=5 {
+        o.push_token(token("s", n, &n.to_string())).await.unwrap();
+    }
+    let item = r.next(&stop).await.unwrap();
+    assert_eq!(coalesced(&item), (5, Some(3)));
+    r.sent(item);
+    drop(r);
+    // The client saw the first merged event only: position 2.
+    let mut r = o.reader().await;
+    r.rewind(Some(vec![("s".into(), Some(2))])).await;
+    let item = r.next(&stop).await.unwrap();
+    assert_eq!(text(&item), Some("345"));
+    r.sent(item);
+    assert!(o.is_empty());
 }
 
 /// Queues hold many events: one must stay the size of a token event (the

@@ -160,6 +160,7 @@ mod tests {
             slow_timeout: std::time::Duration::from_secs(30),
             replay_tokens: 16,
             replay_bytes: 4096,
+            replay_unacked_bytes: 4096,
             replay_bytes_per_client: 0,
             max_replay_bytes: 0,
         };
