@@ -704,7 +704,9 @@ async fn a_client_cut_on_one_node_resumes_on_the_other_exactly_once() {
     let (_, stats_a) = get(nodes.a.addr, "/stats", None).await;
     let batches = stats_a["resume"]["remoteBatches"].as_u64().unwrap_or(0);
     let events = stats_a["resume"]["remoteEvents"].as_u64().unwrap_or(0);
-    assert!(batches > 0 && events >= via_b, "{stats_a}");
+    // An event may carry several positions (the outbox merges deltas at take
+    // time), and a batch carries one or more events.
+    assert!(batches > 0 && events >= batches && via_b > 0, "{stats_a}");
     eprintln!(
         "through node B: {via_b} positions in {events} events, {batches} batches \
          (one XADD round trip each); redis XADD {} in all (batches and forwarded \
