@@ -62,6 +62,9 @@ pub struct Cluster {
     /// Clients' homes and the traffic of clients attached to another
     /// node than their home.
     pub mail: Arc<NodeMail>,
+    /// Requests to other nodes' HTTP doors (an HTTP stream resumed or
+    /// cancelled here that another node runs).
+    pub peers: reqwest::Client,
 }
 
 /// Why the gateway could not start.
@@ -139,6 +142,18 @@ impl App {
         app.spawn_provider_probe();
         app.spawn_memory_trimmer();
         Ok(app)
+    }
+
+    /// Say in Redis that client `id` lives on this node (`attached`: for as
+    /// long as it is; otherwise for its reconnect window), so that a
+    /// resume on another node finds it; off the caller's path, nothing
+    /// without Redis.
+    pub fn note_home(&self, id: Arc<str>, attached: bool) {
+        let Some(cluster) = &self.cluster else { return };
+        let mail = cluster.mail.clone();
+        tokio::spawn(async move {
+            let _ = mail.set_home(&id, attached).await;
+        });
     }
 
     /// The outbox a new client gets, under `policy`.
@@ -254,12 +269,21 @@ impl Cluster {
             .map(Arc::new);
         let window = Duration::from_millis(config.session.reconnect_window_ms);
         let mail = Arc::new(NodeMail::new(link.clone(), window));
+        // No proxy from the environment: the nodes talk to each other
+        // directly. No overall timeout: a forwarded stream is long.
+        let peers = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| ClusterError::Data(format!("HTTP client for the other nodes: {e}")))?;
         Ok(Self {
             link,
             heartbeat,
             sessions,
             streams,
             mail,
+            peers,
         })
     }
 }

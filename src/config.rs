@@ -237,6 +237,12 @@ pub struct RedisConfig {
     /// counts as gone after 3 intervals without.
     #[validate(range(min = 100, message = "must be at least 100"))]
     pub heartbeat_interval_ms: u64,
+    /// The base URL other nodes reach this node's HTTP door at (they
+    /// forward a resumed or cancelled HTTP stream to the node running
+    /// it); empty: `http://<server.host>:<port>`, with the hostname for
+    /// an unspecified host (`0.0.0.0`, `::`).
+    #[validate(custom(function = "http_url"))]
+    pub advertise_url: String,
 }
 
 impl Default for RedisConfig {
@@ -246,6 +252,7 @@ impl Default for RedisConfig {
             node_id: String::new(),
             key_prefix: "sg:".into(),
             heartbeat_interval_ms: 1_000,
+            advertise_url: String::new(),
         }
     }
 }
@@ -253,6 +260,16 @@ impl Default for RedisConfig {
 impl RedisConfig {
     pub fn enabled(&self) -> bool {
         !self.url.is_empty()
+    }
+}
+
+fn http_url(url: &str) -> Result<(), validator::ValidationError> {
+    if url.is_empty() || url.starts_with("http://") || url.starts_with("https://") {
+        Ok(())
+    } else {
+        let mut e = validator::ValidationError::new("http_url");
+        e.message = Some("must be empty or an http:// (https://) URL".into());
+        Err(e)
     }
 }
 

@@ -283,8 +283,8 @@ impl GatewayError {
                 "the gateway cannot reach its shared store (Redis) now; retry shortly".to_string()
             }
             Self::NodeLost(_) => {
-                "the gateway node running this stream stopped; what it had produced was \
-                 delivered; start the stream again"
+                "the gateway node running this stream stopped (what it had produced \
+                 and had not yet delivered is lost with it); start the stream again"
                     .to_string()
             }
             Self::DuplicateStreamId(id) => {

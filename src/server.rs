@@ -123,6 +123,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let listener = TcpListener::bind(&addr).await.map_err(listen)?;
     let addr = listener.local_addr().map_err(listen)?;
     let app = App::new(config)?;
+    if let Some(cluster) = &app.cluster {
+        cluster.heartbeat.set_url(advertised_url(&app.config, addr));
+    }
     let (router, io) = router(app.clone());
     let stop = CancellationToken::new();
     let (signal, state) = (stop.clone(), app.clone());
@@ -151,6 +154,23 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         stop,
         server,
     })
+}
+
+/// Where other nodes reach this one: `redis.advertise_url`, or the bound
+/// address (the hostname in place of an unspecified host).
+fn advertised_url(config: &Config, bound: SocketAddr) -> String {
+    let configured = config.redis.advertise_url.trim_end_matches('/');
+    if !configured.is_empty() {
+        return configured.to_string();
+    }
+    let host = if bound.ip().is_unspecified() {
+        crate::cluster::hostname().unwrap_or_else(|| "127.0.0.1".into())
+    } else if bound.is_ipv6() {
+        format!("[{}]", bound.ip())
+    } else {
+        bound.ip().to_string()
+    };
+    format!("http://{host}:{}", bound.port())
 }
 
 /// The engine's stop sequence, then every client finished and every

@@ -12,7 +12,10 @@
 //! keep streaming, and 200 again when it is restarted on the same port,
 //! without restarting the nodes; the session bounds (messages per
 //! session, sessions per user) kept in Redis; a node killed mid-stream
-//! leaving the node table and its session's lease lapsing.
+//! leaving the node table and its session's lease lapsing; `/ai` clients
+//! resumed on the other node (exactly once, cancels and acks reaching the
+//! home, a dead home's streams ending `node_lost`); resumable HTTP streams
+//! resumed and cancelled through the other node.
 //!
 //! Every test skips, saying so, when `redis-server` is not on PATH (CI
 //! installs it).
@@ -983,5 +986,181 @@ async fn when_the_attached_node_dies_the_client_resumes_at_home_exactly_once() {
     assert_eq!(s.ended.as_deref(), Some("ai:done"), "{s:?}");
     assert_eq!(s.text, Script::tokens(120, 5).text());
     nodes.a.kill().await;
+    redis.kill().await;
+}
+
+// HTTP streams (`/api/chat/stream`, resumable) across the nodes: a
+// resume or a cancel on the node that does not run the stream is handed
+// to the one that does.
+
+async fn open_http(
+    addr: SocketAddr,
+    user: &str,
+    message: &str,
+) -> (String, common::sse::SseReader) {
+    let r = reqwest::Client::new()
+        .post(format!("http://{addr}/api/chat/stream"))
+        .bearer_auth(common::jwt::hs256(SECRET, user))
+        .json(&json!({"message": message, "use_orchestrator": false, "provider": "ollama", "resumable": true}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 200);
+    let id = r.headers()["x-stream-id"].to_str().expect("id").to_string();
+    (id, common::sse::SseReader::new(r))
+}
+
+async fn resume_http(
+    addr: SocketAddr,
+    user: Option<&str>,
+    id: &str,
+    last: u64,
+) -> reqwest::Response {
+    let mut req = reqwest::Client::new()
+        .get(format!("http://{addr}/api/chat/stream/{id}"))
+        .header("Last-Event-ID", last.to_string());
+    if let Some(user) = user {
+        req = req.bearer_auth(common::jwt::hs256(SECRET, user));
+    }
+    req.send().await.expect("GET")
+}
+
+fn sse_counts(events: &[common::sse::SseEvent]) -> Vec<u64> {
+    events
+        .iter()
+        .filter_map(|e| e.json["count"].as_u64())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_http_stream_cut_on_one_node_resumes_on_the_other_exactly_once() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let nodes = TwoNodes::start(&redis, &[WINDOW]).await;
+    let (id, mut reader) = open_http(nodes.a.addr, "olga", "long-http").await;
+    let mut seen = Vec::new();
+    while sse_counts(&seen).len() < 7 {
+        seen.push(reader.next().await.expect("event"));
+    }
+    drop(reader);
+    let last = *sse_counts(&seen).last().expect("a count");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Not the owner, or no token: refused by B (the caller) or A (the owner).
+    assert_eq!(
+        resume_http(nodes.b.addr, None, &id, last).await.status(),
+        401
+    );
+    assert_eq!(
+        resume_http(nodes.b.addr, Some("mallory"), &id, last)
+            .await
+            .status(),
+        404
+    );
+    let r = resume_http(nodes.b.addr, Some("olga"), &id, last).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-stream-id"], id.as_str());
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let rest = common::sse::SseReader::new(r).all().await;
+    let mut all = seen.clone();
+    all.extend(rest.iter().cloned());
+    let positions = sse_counts(&all);
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+    assert_eq!(positions.last(), Some(&120));
+    let text: String = all
+        .iter()
+        .filter_map(|e| e.json["token"].as_str())
+        .collect();
+    assert_eq!(text, Script::tokens(120, 5).text(), "every token once");
+    assert_eq!(rest.last().expect("an end").json["done"], true);
+    // The stream ran on A alone (one upstream request), none on B.
+    assert_eq!(nodes.fake.log().len(), 1);
+    let (_, stats_b) = get(nodes.b.addr, "/stats", None).await;
+    assert_eq!(stats_b["streams"]["started"], 0, "{stats_b}");
+    nodes.stop().await;
+    redis.kill().await;
+}
+
+#[tokio::test]
+async fn an_http_stream_cancelled_on_the_other_node_closes_the_home_upstream() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let nodes = TwoNodes::start(&redis, &[WINDOW]).await;
+    let (id, mut reader) = open_http(nodes.a.addr, "pavel", "forever-http").await;
+    while sse_counts(&[reader.next().await.expect("event")]).is_empty() {}
+    let path = format!("/api/chat/stream/{id}");
+    assert_eq!(delete(nodes.b.addr, &path, "mallory").await, 403);
+    assert_eq!(delete(nodes.b.addr, &path, "pavel").await, 204);
+    let served = nodes
+        .fake
+        .wait_for("forever-http", |s| s.closed_early)
+        .await;
+    assert!(served.tokens_written < 100_000);
+    let rest = reader.all().await;
+    let end = rest.last().expect("an end");
+    assert_eq!(end.json["error"]["code"], "cancelled", "{rest:?}");
+    assert_eq!(
+        delete(nodes.b.addr, "/api/chat/stream/s_nosuch", "pavel").await,
+        404
+    );
+    nodes.stop().await;
+    redis.kill().await;
+}
+
+#[tokio::test]
+async fn an_http_stream_whose_node_died_answers_node_lost_on_the_other() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let nodes = TwoNodes::start(&redis, &[WINDOW]).await;
+    let (id, mut reader) = open_http(nodes.a.addr, "rita", "forever-http-2").await;
+    while sse_counts(&[reader.next().await.expect("event")]).is_empty() {}
+    drop(reader);
+    nodes.a.kill().await;
+    // 3 heartbeats of 200 ms for A's liveness key to lapse.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let r = resume_http(nodes.b.addr, Some("rita"), &id, 1).await;
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "node_lost", "{body}");
+    nodes.b.kill().await;
+    redis.kill().await;
+}
+
+#[tokio::test]
+async fn a_client_whose_home_died_is_told_unknown_at_once_on_the_other_node() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let nodes = TwoNodes::start(&redis, &[WINDOW]).await;
+    let mut c = connect_as(nodes.a.addr, "sara").await;
+    let mut rc = ResumingClient::new(&c);
+    start_stream(&mut c, &mut rc, "forever-3", "f3").await;
+    rc.read_until(&mut c, |r| r.streams.get("f3").is_some_and(|s| s.last >= 3))
+        .await;
+    nodes.a.kill().await;
+    drop(c);
+    // 3 heartbeats of 200 ms for A's liveness key to lapse.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mut b = connect_as(nodes.b.addr, "sara").await;
+    let asked = tokio::time::Instant::now();
+    let req = json!({"previousClientId": rc.client_id, "resumeToken": rc.token,
+        "streams": [{"streamId": "f3", "lastTokenCount": rc.streams["f3"].last}]});
+    b.emit("ai:reconnect", req).await;
+    let failed = b
+        .events_until(|n, _| n == "ai:reconnect:failed")
+        .await
+        .pop()
+        .expect("failed")
+        .1;
+    assert_eq!(failed["reason"], "unknown", "{failed}");
+    // Not the 5 s a live home has to answer.
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+    nodes.b.kill().await;
     redis.kill().await;
 }

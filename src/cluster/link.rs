@@ -198,11 +198,15 @@ fn node_id(configured: &str) -> Arc<str> {
     if !configured.is_empty() {
         return configured.into();
     }
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+    let host = hostname().unwrap_or_else(|| format!("node{:08x}", rand::random::<u32>()));
+    format!("{host}-{}", std::process::id()).into()
+}
+
+/// This machine's name, if it has one.
+pub fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| format!("node{:08x}", rand::random::<u32>()));
-    format!("{host}-{}", std::process::id()).into()
 }

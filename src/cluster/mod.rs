@@ -35,7 +35,7 @@ mod pipe;
 mod rate;
 mod sessions;
 
-pub use link::{ClusterError, LinkState, RedisLink};
+pub use link::{ClusterError, LinkState, RedisLink, hostname};
 pub use nodes::{FiguresSource, Heartbeat, NodeFigures, NodeTable};
 pub use pipe::{Command, Entry, NodeMail, Tail, batch_of};
 pub use rate::SharedStreamLimit;

@@ -32,12 +32,17 @@ pub struct NodeFigures {
     /// Its `/stats` body at that beat (`{}` before the ops door set the
     /// source).
     pub stats: Value,
+    /// Where other nodes reach its HTTP door (`redis.advertise_url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// Writes this node's liveness and figures every heartbeat interval.
 pub struct Heartbeat {
     link: Arc<RedisLink>,
     figures: OnceLock<FiguresSource>,
+    /// Set by the server once it is bound (the port may be picked then).
+    url: OnceLock<String>,
 }
 
 impl Heartbeat {
@@ -45,12 +50,19 @@ impl Heartbeat {
         Self {
             link,
             figures: OnceLock::new(),
+            url: OnceLock::new(),
         }
     }
 
     /// Publish what `source` gives at every beat (the first call wins).
     pub fn set_figures(&self, source: FiguresSource) {
         let _ = self.figures.set(source);
+    }
+
+    /// Say where other nodes reach this node's HTTP door (the first call
+    /// wins; published from the next beat).
+    pub fn set_url(&self, url: String) {
+        let _ = self.url.set(url);
     }
 
     fn ttl_ms(&self) -> u64 {
@@ -68,6 +80,7 @@ impl Heartbeat {
             id: self.link.node().to_string(),
             at: now,
             stats,
+            url: self.url.get().cloned(),
         };
         let body = serde_json::to_string(&me).map_err(|e| ClusterError::Data(e.to_string()))?;
         let nodes = self.link.key("nodes");
@@ -218,6 +231,7 @@ mod tests {
             id: id.into(),
             at: 0,
             stats,
+            url: None,
         };
         let nodes = [
             node(

@@ -111,6 +111,20 @@ impl NodeMail {
         self.link.observe(r)
     }
 
+    /// Where `node`'s HTTP door is, if it is alive and said so.
+    pub async fn url_of(&self, node: &str) -> Result<Option<String>, ClusterError> {
+        let r: redis::RedisResult<Option<String>> = redis::cmd("GET")
+            .arg(self.link.key(&format!("node:{node}")))
+            .query_async(&mut self.link.conn())
+            .await;
+        let Some(body) = self.link.observe(r)? else {
+            return Ok(None);
+        };
+        let figures: super::NodeFigures =
+            serde_json::from_str(&body).map_err(|e| ClusterError::Data(e.to_string()))?;
+        Ok(figures.url)
+    }
+
     /// Whether `node`'s liveness key is there.
     pub async fn is_alive(&self, node: &str) -> Result<bool, ClusterError> {
         let r = redis::cmd("EXISTS")

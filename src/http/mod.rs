@@ -8,6 +8,8 @@
 //! Each streaming request is a client of its own whose writer is the
 //! response body ([`stream`]); what the doors read first (the caller, the
 //! JSON body) is in [`caller`], how they answer errors in [`error`]. Bodies
+//! An HTTP stream resumed or cancelled on another node than its own is
+//! handed to that node ([`forward`]). Bodies
 //! are bounded by `server.max_payload_bytes` (tower-http's limit, its
 //! refusal answered as JSON too). In front of every door (`/ai` included):
 //! [`peer`] finds a request's real client address (the TCP peer, or the
@@ -18,6 +20,7 @@
 
 pub mod caller;
 pub mod error;
+pub mod forward;
 pub mod gate;
 pub mod head;
 pub mod llm;

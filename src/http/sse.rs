@@ -11,9 +11,12 @@
 //! error object, after which the body ends.
 //! axum's keep-alive sends `: keep-alive` whenever nothing was sent for
 //! `http.sse_keepalive_ms`.
+//! With many nodes, a resume or cancel of a stream this node does not hold
+//! is handed to the node that runs it ([`forward::to_home`]).
 
 use super::caller::{caller, json_body, origin};
 use super::error::{ApiError, Shape};
+use super::forward;
 use super::peer::ClientAddr;
 use super::stream::{self, EventFeed, OnClose, client_name};
 use crate::app::App;
@@ -28,7 +31,7 @@ use crate::protocol::{CancelReason, FieldError};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -81,12 +84,15 @@ async fn resume(
         let who = caller(&app, &headers, Shape::Plain)?;
         let last = last_event_id(&headers)?;
         let unknown = || ApiError::new(&GatewayError::UnknownStream(id.clone()), Shape::Plain);
-        let client = app
-            .clients
-            .registry
-            .get(&client_name(&id, OnClose::Detach))
-            .filter(|c| c.owner == who.0)
-            .ok_or_else(unknown)?;
+        let Some(client) = app.clients.registry.get(&client_name(&id, OnClose::Detach)) else {
+            return match forward::to_home(&app, Method::GET, &id, &headers).await {
+                Some(answer) => Ok(answer),
+                None => Err(unknown()),
+            };
+        };
+        if client.owner != who.0 {
+            return Err(unknown());
+        }
         let wanted = Some(vec![(id.clone(), last)]);
         let r = app
             .clients
@@ -95,6 +101,7 @@ async fn resume(
         if !r.unknown.is_empty() {
             return Err(unknown());
         }
+        app.note_home(r.client.id(), true);
         let feed = EventFeed::new(&app, r.client, r.attachment, r.reader, OnClose::Detach);
         // The client has the text up to `last`: `partial` is not repeated.
         Ok(respond(&app, id.into(), feed, SseRender::new(false)))
@@ -131,7 +138,12 @@ async fn cancel(
             .into_iter()
             .find_map(|p| app.clients.registry.get(&client_name(&id, p)));
         let err = |e: GatewayError| ApiError::new(&e, Shape::Plain);
-        let client = found.ok_or_else(|| err(GatewayError::UnknownStream(id.clone())))?;
+        let Some(client) = found else {
+            return match forward::to_home(&app, Method::DELETE, &id, &headers).await {
+                Some(answer) => Ok(answer),
+                None => Err(err(GatewayError::UnknownStream(id.clone()))),
+            };
+        };
         if client.owner != who.0 {
             return Err(err(GatewayError::Forbidden {
                 kind: Owned::Stream,

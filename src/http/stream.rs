@@ -60,6 +60,9 @@ pub async fn open(
         app.clients.forget(&client, CancelReason::Client);
         return Err(e);
     }
+    if on_close == OnClose::Detach {
+        app.note_home(client.id(), true);
+    }
     let reader = client.outbox.reader().await;
     Ok((
         id,
@@ -127,6 +130,7 @@ impl Drop for CloseGuard {
                 self.app
                     .clients
                     .detach(&self.client, epoch, DetachReason::Gone);
+                self.app.note_home(self.client.id(), false);
             }
         }
     }

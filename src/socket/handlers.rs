@@ -210,7 +210,7 @@ async fn on_disconnect(socket: SocketRef, State(app): State<Arc<App>>) {
     app.clients
         .detach(&b.client, b.attachment.epoch, DetachReason::Gone);
     if !b.client.is_attached() {
-        remote::note_home(&app, &b.client, false);
+        app.note_home(b.client.id(), false);
     }
 }
 
@@ -273,7 +273,7 @@ async fn resume(app: &Arc<App>, socket: &SocketRef, fresh: &Arc<Client>, req: Re
             .collect(),
     };
     reply::control(&r.client, event::RECONNECT_SUCCESS, &success);
-    remote::note_home(app, &r.client, true);
+    app.note_home(r.client.id(), true);
     for id in &r.unknown {
         reply::error(
             &r.client,

@@ -132,7 +132,7 @@ fn set_up<D: Door>(
     let render = D::register(socket, client);
     writer::spawn(app, socket.clone(), binding, None, render);
     // With many nodes, a reconnect on another node must find this one.
-    super::remote::note_home(app, client, true);
+    app.note_home(client.id(), true);
     let owner = client.owner.as_ref().map(|u| u.0.clone());
     let ns = socket.ns();
     tracing::info!(client = %client.id(), sid = %socket.id, ns, user = ?owner, "client connected");

@@ -62,17 +62,6 @@ impl RemotePipe {
     }
 }
 
-/// Say in Redis that `client` lives here (`attached`: for as long as it
-/// is; otherwise for its reconnect window), off the caller's path;
-/// nothing without Redis.
-pub fn note_home(app: &App, client: &Client, attached: bool) {
-    let Some(cluster) = &app.cluster else { return };
-    let (mail, id) = (cluster.mail.clone(), client.id());
-    tokio::spawn(async move {
-        let _ = mail.set_home(&id, attached).await;
-    });
-}
-
 /// Resume `req` on its home node when this node does not hold the client
 /// and Redis names another home; false when it is not for another node
 /// (the local resume then answers).
@@ -94,6 +83,11 @@ pub async fn attach_elsewhere(
         Ok(Some(h)) if *h != *here => h.into(),
         _ => return false,
     };
+    // A home that died took the client with it: answered here, at once,
+    // as any client this gateway does not know.
+    if !mail.is_alive(&home).await.unwrap_or(true) {
+        return false;
+    }
     let att: Arc<str> = format!("{here}.{}", random_hex(8)).into();
     let Ok(tail) = mail.attachment(&att).await else {
         return false;
