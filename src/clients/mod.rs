@@ -32,7 +32,7 @@ pub use registry::{ClientRegistry, ResumeRefused};
 use crate::auth::Verified;
 use crate::error::{Capacity, GatewayError};
 use crate::outbox::{ClientOutbox, OutboxReader, OutboxSettings, Resumed};
-use crate::protocol::CancelReason;
+use crate::protocol::{CancelReason, ReconnectSuccess, ResumedStream};
 use crate::rate_limit::ClientBudget;
 use crate::shutdown::Shutdown;
 use crate::telemetry::Stats;
@@ -71,6 +71,26 @@ pub struct Resumption {
     pub streams: Vec<Resumed>,
     /// Stream ids asked for that this client does not have.
     pub unknown: Vec<String>,
+}
+
+impl Resumption {
+    /// What `ai:reconnect:success` says of it (whichever node sends it).
+    pub fn success(&self, previous_client_id: String) -> ReconnectSuccess {
+        ReconnectSuccess {
+            previous_client_id,
+            new_client_id: self.client.id(),
+            resume_token: self.client.resume_token(),
+            streams: self
+                .streams
+                .iter()
+                .map(|s| ResumedStream {
+                    stream_id: s.stream_id.clone(),
+                    state: s.state,
+                    token_count: s.token_count,
+                })
+                .collect(),
+        }
+    }
 }
 
 impl Clients {

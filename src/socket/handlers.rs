@@ -23,8 +23,8 @@ use crate::error::{GatewayError, RateLimit};
 use crate::guard;
 use crate::protocol::{
     AckRequest, CancelReason, CancelRequest, FieldError, HeartbeatAck, HeartbeatRequest,
-    ReconnectFailed, ReconnectRequest, ReconnectSuccess, ResumedStream, StreamRequest,
-    check_stream_sizes, event, now_ms, parse_payload,
+    ReconnectFailed, ReconnectRequest, StreamRequest, check_stream_sizes, event, now_ms,
+    parse_payload,
 };
 use crate::rate_limit::AckVerdict;
 use serde_json::Value;
@@ -258,20 +258,7 @@ async fn resume(app: &Arc<App>, socket: &SocketRef, fresh: &Arc<Client>, req: Re
             return reply::control(fresh, event::RECONNECT_FAILED, &failed);
         }
     };
-    let success = ReconnectSuccess {
-        previous_client_id,
-        new_client_id: r.client.id(),
-        resume_token: r.client.resume_token(),
-        streams: r
-            .streams
-            .iter()
-            .map(|s| ResumedStream {
-                stream_id: s.stream_id.clone(),
-                state: s.state,
-                token_count: s.token_count,
-            })
-            .collect(),
-    };
+    let success = r.success(previous_client_id);
     reply::control(&r.client, event::RECONNECT_SUCCESS, &success);
     app.note_home(r.client.id(), true);
     for id in &r.unknown {

@@ -22,7 +22,7 @@ use crate::clients::{Client, DetachReason, Origin, Resumption};
 use crate::cluster::{Command, Entry, NodeMail};
 use crate::error::GatewayError;
 use crate::outbox::Outbound;
-use crate::protocol::{CancelReason, ReconnectFailed, ReconnectSuccess, ResumedStream, event};
+use crate::protocol::{CancelReason, ReconnectFailed, event};
 use dashmap::DashMap;
 use futures_util::FutureExt;
 use std::sync::Arc;
@@ -194,20 +194,7 @@ fn ended() -> Entry {
 /// `ai:reconnect:success`, then `ai:error` for each stream asked for that
 /// the client does not have.
 fn greeting(previous_client_id: &str, r: &Resumption) -> Vec<Entry> {
-    let success = ReconnectSuccess {
-        previous_client_id: previous_client_id.to_string(),
-        new_client_id: r.client.id(),
-        resume_token: r.client.resume_token(),
-        streams: r
-            .streams
-            .iter()
-            .map(|s| ResumedStream {
-                stream_id: s.stream_id.clone(),
-                state: s.state,
-                token_count: s.token_count,
-            })
-            .collect(),
-    };
+    let success = r.success(previous_client_id.to_string());
     let mut out = vec![(
         event::RECONNECT_SUCCESS.to_string(),
         serde_json::to_string(&success).unwrap_or_default(),
