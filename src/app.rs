@@ -11,14 +11,17 @@
 //! reached, so that a missing model server is said once, then.
 
 use crate::auth::{AuthSetupError, Authenticator};
-use crate::clients::Clients;
-use crate::cluster::{ClusterError, Heartbeat, NodeMail, RedisLink, RedisStore, SharedStreamLimit};
+use crate::clients::{Client, Clients};
+use crate::cluster::{
+    ClusterError, Credentials, Heartbeat, NodeMail, RedisLink, RedisStore, SharedStreamLimit,
+    StreamLogs,
+};
 use crate::config::Config;
 use crate::connections::Connections;
 use crate::error::ProviderError;
 use crate::orchestrator::Orchestrator;
 use crate::orchestrator::agents::AgentsError;
-use crate::outbox::OutboxSettings;
+use crate::outbox::{MirrorOp, OutboxSettings};
 use crate::protocol::{BackpressurePolicy, RequestBounds};
 use crate::rate_limit::RateLimits;
 use crate::relay::{Relay, StreamSettings, StreamSlots};
@@ -26,8 +29,9 @@ use crate::sessions::{MemoryStore, SessionStore};
 use crate::shutdown::Shutdown;
 use crate::telemetry::Stats;
 use crate::upstream::ProviderSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 
 pub struct App {
     pub config: Arc<Config>,
@@ -65,6 +69,12 @@ pub struct Cluster {
     /// Requests to other nodes' HTTP doors (an HTTP stream resumed or
     /// cancelled here that another node runs).
     pub peers: reqwest::Client,
+    /// Every `/ai` stream's events in Redis, and clients' credentials.
+    pub logs: Arc<StreamLogs>,
+    /// Where clients' outbox mirrors send what their streams produce; the
+    /// `/ai` door takes the receiving end once and writes the logs.
+    pub mirror: mpsc::Sender<MirrorOp>,
+    pub mirror_rx: Mutex<Option<mpsc::Receiver<MirrorOp>>>,
 }
 
 /// Why the gateway could not start.
@@ -144,15 +154,35 @@ impl App {
         Ok(app)
     }
 
-    /// Say in Redis that client `id` lives on this node (`attached`: for as
-    /// long as it is; otherwise for its reconnect window), so that a
-    /// resume on another node finds it; off the caller's path, nothing
-    /// without Redis.
-    pub fn note_home(&self, id: Arc<str>, attached: bool) {
+    /// Say in Redis that `client` lives on this node (`attached`: for as
+    /// long as it is; otherwise for its reconnect window), with what
+    /// another node needs to check its resume when this node is gone (its
+    /// owner, its resume token's digest, its log), so that a resume on
+    /// another node finds it; off the caller's path, nothing without Redis.
+    /// `replaces`: the id it had before a resume, whose record and
+    /// credentials go (its token is spent).
+    pub fn note_home(&self, client: &Client, attached: bool, replaces: Option<&str>) {
         let Some(cluster) = &self.cluster else { return };
-        let mail = cluster.mail.clone();
+        let (mail, logs, id) = (cluster.mail.clone(), cluster.logs.clone(), client.id());
+        let credentials = client.outbox.mirror_log().map(|log| Credentials {
+            log: log.to_string(),
+            owner: client.owner.as_ref().map(|u| u.0.to_string()),
+            token_sha256: token_digest(&client.resume_token()),
+        });
+        let ttl = if attached {
+            Duration::from_secs(86_400)
+        } else {
+            Duration::from_millis(self.config.session.reconnect_window_ms)
+        };
+        let replaces = replaces.map(str::to_string);
         tokio::spawn(async move {
             let _ = mail.set_home(&id, attached).await;
+            if let Some(c) = credentials {
+                let _ = logs.set_credentials(&id, &c, ttl).await;
+            }
+            if let Some(old) = replaces {
+                let _ = logs.spend_credentials(&old).await;
+            }
         });
     }
 
@@ -277,6 +307,11 @@ impl Cluster {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| ClusterError::Data(format!("HTTP client for the other nodes: {e}")))?;
+        // A stream's log outlives its last event by the reconnect window
+        // plus the idle timeout (a live stream is silent no longer).
+        let keep = window + Duration::from_millis(config.streams.idle_timeout_ms);
+        let logs = Arc::new(StreamLogs::new(link.clone(), keep));
+        let (mirror, rx) = mpsc::channel(MIRROR_QUEUE);
         Ok(Self {
             link,
             heartbeat,
@@ -284,8 +319,25 @@ impl Cluster {
             streams,
             mail,
             peers,
+            logs,
+            mirror,
+            mirror_rx: Mutex::new(Some(rx)),
         })
     }
+}
+
+/// Events on their way to the stream logs, for the whole node; past it a
+/// client's mirror stops (its logs stay a prefix of what was produced).
+const MIRROR_QUEUE: usize = 65_536;
+
+/// A resume token's digest as the stream logs keep it (lowercase hex
+/// SHA-256).
+pub fn token_digest(token: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn stream_settings(config: &Config) -> StreamSettings {

@@ -46,6 +46,7 @@ pub fn router(app: Arc<App>) -> (axum::Router, SocketIo) {
         .build_layer();
     socket::register(&io);
     socket::spawn_commands(&app);
+    socket::spawn_log_writer(&app);
     dialects::register(&io);
     let gate_state = Gate::new(
         TrustedProxies::new(&c.trusted_proxies),

@@ -1128,39 +1128,79 @@ async fn an_http_stream_whose_node_died_answers_node_lost_on_the_other() {
     redis.kill().await;
 }
 
+/// `ai:reconnect` on `c` for client `id` with `token`: the failure's reason.
+async fn refused_resume(c: &mut SioClient, id: &str, token: &str) -> Value {
+    let req = json!({"previousClientId": id, "resumeToken": token});
+    c.emit("ai:reconnect", req).await;
+    let failed = c
+        .events_until(|n, _| n == "ai:reconnect:failed")
+        .await
+        .pop()
+        .expect("failed")
+        .1;
+    failed["reason"].clone()
+}
+
 #[tokio::test]
-async fn a_client_whose_home_died_is_told_unknown_at_once_on_the_other_node() {
+async fn a_client_whose_home_died_gets_what_it_had_produced_from_the_logs_then_node_lost() {
     let Some(redis) = RedisServer::start().await else {
         return;
     };
     let nodes = TwoNodes::start(&redis, &[WINDOW]).await;
     let mut c = connect_as(nodes.a.addr, "sara").await;
     let mut rc = ResumingClient::new(&c);
-    start_stream(&mut c, &mut rc, "forever-3", "f3").await;
-    rc.read_until(&mut c, |r| r.streams.get("f3").is_some_and(|s| s.last >= 3))
+    start_stream(&mut c, &mut rc, "slow", "f3").await;
+    rc.read_until(&mut c, |r| r.streams.get("f3").is_some_and(|s| s.last >= 5))
         .await;
-    nodes.a.kill().await;
+    let had = rc.streams["f3"].last;
+    // Cut: A runs the stream on for the window; 300 ms is ~15 tokens the
+    // client never got, then A dies with them.
     drop(c);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    nodes.a.kill().await;
     // 3 heartbeats of 200 ms for A's liveness key to lapse.
     tokio::time::sleep(Duration::from_millis(800)).await;
     let mut b = connect_as(nodes.b.addr, "sara").await;
+    let (old_id, spent) = (rc.client_id.clone(), rc.token.clone());
+    assert_eq!(
+        refused_resume(&mut b, &old_id, "wrong-token").await,
+        "forbidden"
+    );
     let asked = tokio::time::Instant::now();
-    let req = json!({"previousClientId": rc.client_id, "resumeToken": rc.token,
-        "streams": [{"streamId": "f3", "lastTokenCount": rc.streams["f3"].last}]});
-    b.emit("ai:reconnect", req).await;
-    let failed = b
-        .events_until(|n, _| n == "ai:reconnect:failed")
-        .await
-        .pop()
-        .expect("failed")
-        .1;
-    assert_eq!(failed["reason"], "unknown", "{failed}");
-    // Not the 5 s a live home has to answer.
+    let mut b = rc.reconnect(nodes.b.addr, "sara").await;
+    let ended = rc
+        .read_within(&mut b, Duration::from_secs(5), |r| {
+            r.streams["f3"].ended.is_some()
+        })
+        .await;
+    assert!(ended, "no end; B's log:\n{}", nodes.b.log());
+    let s = &rc.streams["f3"];
+    assert_eq!(
+        (s.ended.as_deref(), s.code.as_deref()),
+        (Some("ai:stream:error"), Some("node_lost")),
+        "{s:?}"
+    );
+    // Every position once (checked on each event), and what A produced
+    // after the cut came first.
     assert!(
-        asked.elapsed() < Duration::from_secs(2),
+        s.last >= had + 5,
+        "only {} of the tokens after {had}",
+        s.last
+    );
+    eprintln!(
+        "had {had} at the cut; from the logs on B up to {}, then node_lost",
+        s.last
+    );
+    let script = Script::tokens(100, 20).text();
+    assert!(script.starts_with(&s.text), "{:?}", s.text);
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
         "{:?}",
         asked.elapsed()
     );
+    // The token was spent: not again, on any node.
+    let mut again = connect_as(nodes.b.addr, "sara").await;
+    assert_eq!(refused_resume(&mut again, &old_id, &spent).await, "unknown");
     nodes.b.kill().await;
     redis.kill().await;
 }

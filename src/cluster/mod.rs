@@ -24,18 +24,26 @@
 //! home, a command stream per node, an event stream per remote
 //! attachment; the `/ai` door (`socket/remote.rs`) gives it meaning.
 //!
+//! [`StreamLogs`] (`logs.rs`) keeps every `/ai` stream's events in Redis
+//! as they are produced (a Redis stream per gateway stream, trimmed by
+//! acks, expiring a while after its last event) and each client's resume
+//! credentials, so a resume on another node after the home died still
+//! delivers what had been produced.
+//!
 //! Data flows out of this module only through those types' methods; it
 //! never touches a client, an outbox, a socket or an upstream, and it
 //! knows no door (the ops door hands the heartbeat its figures as a
 //! closure).
 
 mod link;
+mod logs;
 mod nodes;
 mod pipe;
 mod rate;
 mod sessions;
 
 pub use link::{ClusterError, LinkState, RedisLink, hostname};
+pub use logs::{Credentials, LogId, LogWrite, StreamLogs};
 pub use nodes::{FiguresSource, Heartbeat, NodeFigures, NodeTable};
 pub use pipe::{Command, Entry, NodeMail, Tail, batch_of};
 pub use rate::SharedStreamLimit;

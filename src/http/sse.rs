@@ -101,7 +101,7 @@ async fn resume(
         if !r.unknown.is_empty() {
             return Err(unknown());
         }
-        app.note_home(r.client.id(), true);
+        app.note_home(&r.client, true, None);
         let feed = EventFeed::new(&app, r.client, r.attachment, r.reader, OnClose::Detach);
         // The client has the text up to `last`: `partial` is not repeated.
         Ok(respond(&app, id.into(), feed, SseRender::new(false)))

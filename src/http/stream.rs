@@ -61,7 +61,7 @@ pub async fn open(
         return Err(e);
     }
     if on_close == OnClose::Detach {
-        app.note_home(client.id(), true);
+        app.note_home(&client, true, None);
     }
     let reader = client.outbox.reader().await;
     Ok((
@@ -130,7 +130,7 @@ impl Drop for CloseGuard {
                 self.app
                     .clients
                     .detach(&self.client, epoch, DetachReason::Gone);
-                self.app.note_home(self.client.id(), false);
+                self.app.note_home(&self.client, false, None);
             }
         }
     }

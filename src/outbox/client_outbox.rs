@@ -6,13 +6,14 @@
 
 use super::credits::Credits;
 use super::event::{Control, StreamEvent};
+use super::mirror::ChannelMirror;
 use super::pressure::{Admit, Episode, Load, admit};
 use super::queue::Queues;
 use super::replay::{MemoryReplay, ReplayLog};
 use crate::protocol::{Backpressure, BackpressurePolicy, Token};
 use crate::telemetry::Stats;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -99,6 +100,8 @@ pub struct ClientOutbox {
     /// Held by the one reader, so that a resume's rewind happens after the
     /// previous writer is gone and before the next one starts.
     pub(super) reader_slot: Arc<tokio::sync::Mutex<()>>,
+    /// A copy of what is produced, kept elsewhere (set once, with Redis).
+    mirror: OnceLock<ChannelMirror>,
 }
 
 impl ClientOutbox {
@@ -110,6 +113,24 @@ impl ClientOutbox {
             has_room: Notify::new(),
             stats,
             reader_slot: Arc::new(tokio::sync::Mutex::new(())),
+            mirror: OnceLock::new(),
+        }
+    }
+
+    /// Tell `mirror` every event produced from now on, and every ack (the
+    /// first call wins).
+    pub fn set_mirror(&self, mirror: ChannelMirror) {
+        let _ = self.mirror.set(mirror);
+    }
+
+    /// The name of this outbox's copy, when it has a mirror.
+    pub fn mirror_log(&self) -> Option<Arc<str>> {
+        self.mirror.get().map(|m| m.log().clone())
+    }
+
+    fn mirrored(&self, event: &StreamEvent) {
+        if let Some(m) = self.mirror.get() {
+            m.produced(event);
         }
     }
 
@@ -239,7 +260,11 @@ impl ClientOutbox {
             under_half: events < threshold / 2,
             detached: s.detached,
         };
-        match admit(self.settings.policy, load) {
+        let decision = admit(self.settings.policy, load);
+        if matches!(decision, Admit::Queue | Admit::Merge) {
+            self.mirrored(&t);
+        }
+        match decision {
             Admit::Queue => s.queues.push_stream(t),
             Admit::Drop => {
                 s.dropped += 1;
@@ -273,6 +298,7 @@ impl ClientOutbox {
     pub fn push_stream_event(&self, event: StreamEvent) {
         self.change(|s| {
             if !s.closed {
+                self.mirrored(&event);
                 s.queues.push_stream(event);
             }
         });
@@ -294,6 +320,9 @@ impl ClientOutbox {
     /// of streams the outbox no longer knows are ignored (a late ack after
     /// the terminal event is normal).
     pub fn ack(&self, stream: &str, position: u64) {
+        if let Some(m) = self.mirror.get() {
+            m.acked(stream, position);
+        }
         let freed = self.change(|s| {
             s.replay.trim(stream, position);
             let State {

@@ -22,6 +22,7 @@
 mod client_outbox;
 pub mod credits;
 pub mod event;
+mod mirror;
 pub mod pressure;
 mod queue;
 mod reader;
@@ -30,6 +31,7 @@ mod rewind;
 
 pub use client_outbox::{ClientOutbox, OutboxSettings, Pushed, TooSlow};
 pub use event::{Control, Outbound, Outcome, StreamEvent};
+pub use mirror::{ChannelMirror, MirrorOp};
 pub use reader::OutboxReader;
 pub use rewind::Resumed;
 

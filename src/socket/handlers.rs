@@ -210,7 +210,7 @@ async fn on_disconnect(socket: SocketRef, State(app): State<Arc<App>>) {
     app.clients
         .detach(&b.client, b.attachment.epoch, DetachReason::Gone);
     if !b.client.is_attached() {
-        app.note_home(b.client.id(), false);
+        app.note_home(&b.client, false, None);
     }
 }
 
@@ -258,9 +258,9 @@ async fn resume(app: &Arc<App>, socket: &SocketRef, fresh: &Arc<Client>, req: Re
             return reply::control(fresh, event::RECONNECT_FAILED, &failed);
         }
     };
+    app.note_home(&r.client, true, Some(&previous_client_id));
     let success = r.success(previous_client_id);
     reply::control(&r.client, event::RECONNECT_SUCCESS, &success);
-    app.note_home(r.client.id(), true);
     for id in &r.unknown {
         reply::error(
             &r.client,

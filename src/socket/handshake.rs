@@ -48,6 +48,8 @@ impl Door for AiDoor {
     type Render = AiRender;
 
     fn greet(app: &App, client: &Client, policy: BackpressurePolicy) {
+        // Before any stream: every event its streams produce is logged.
+        super::mirror::attach(app, client);
         greet(app, client, policy);
     }
 
@@ -132,7 +134,7 @@ fn set_up<D: Door>(
     let render = D::register(socket, client);
     writer::spawn(app, socket.clone(), binding, None, render);
     // With many nodes, a reconnect on another node must find this one.
-    app.note_home(client.id(), true);
+    app.note_home(client, true, None);
     let owner = client.owner.as_ref().map(|u| u.0.clone());
     let ns = socket.ns();
     tracing::info!(client = %client.id(), sid = %socket.id, ns, user = ?owner, "client connected");

@@ -148,7 +148,7 @@ async fn resume_for(app: &Arc<App>, mail: &Arc<NodeMail>, writers: &Writers, cmd
     let first = greeting(&previous_client_id, &r);
     let gone = CancellationToken::new();
     writers.insert(att.clone(), gone.clone());
-    let _ = mail.set_home(&r.client.id(), true).await;
+    app.note_home(&r.client, true, Some(&previous_client_id));
     write_remote(app, mail, r, &att, &from, first, gone).await;
     writers.remove(&att);
 }
@@ -264,7 +264,7 @@ async fn write_remote(
         .detach(&client, attachment.epoch, DetachReason::Gone);
     // Taken over by another connection: that one keeps the home record.
     if !client.is_attached() {
-        let _ = mail.set_home(&client.id(), false).await;
+        app.note_home(&client, false, None);
     }
 }
 

@@ -25,12 +25,16 @@
 //! running its streams: `remote.rs` is that node's side (find the home,
 //! tail the events it writes, forward acks and cancels), `home.rs` the
 //! home's (obey commands, resume onto a stand-in, write the events to
-//! Redis in batches).
+//! Redis in batches). `mirror.rs` writes every `/ai` stream's events to
+//! its log in Redis as they are produced; `lost_home.rs` resumes a client
+//! whose home died from those logs, ending its streams with `node_lost`.
 
 mod binding;
 mod handlers;
 mod handshake;
 mod home;
+mod lost_home;
+mod mirror;
 pub mod payload;
 mod remote;
 mod render;
@@ -40,6 +44,7 @@ mod writer;
 pub use binding::Binding;
 pub use handshake::{Door, handshake, on_connect};
 pub use home::spawn_commands;
+pub use mirror::spawn_log_writer;
 pub use render::Render;
 
 use handshake::AiDoor;

@@ -12,15 +12,15 @@
 //! with `ai:stream:error` `node_lost` (retryable), after everything the
 //! home had written.
 
+use super::lost_home::{Replay, deliver, read_one};
 use crate::app::App;
 use crate::clients::{Client, random_hex};
 use crate::cluster::{Command, NodeMail, Tail, batch_of};
-use crate::error::GatewayError;
-use crate::protocol::{CancelReason, ReconnectFailed, ReconnectRequest, StreamError, event};
+use crate::protocol::{CancelReason, ReconnectFailed, ReconnectRequest, event};
 use serde_json::value::RawValue;
 use socketioxide::extract::SocketRef;
 use socketioxide::{SendError, SocketError};
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -83,10 +83,9 @@ pub async fn attach_elsewhere(
         Ok(Some(h)) if *h != *here => h.into(),
         _ => return false,
     };
-    // A home that died took the client with it: answered here, at once,
-    // as any client this gateway does not know.
+    // A home that died: what it had produced is in its streams' logs.
     if !mail.is_alive(&home).await.unwrap_or(true) {
-        return false;
+        return super::lost_home::resume_from_logs(app, socket, fresh, req, &home).await;
     }
     let att: Arc<str> = format!("{here}.{}", random_hex(8)).into();
     let Ok(tail) = mail.attachment(&att).await else {
@@ -111,7 +110,7 @@ pub async fn attach_elsewhere(
         pipe,
         previous_client_id: req.previous_client_id.clone(),
         answered: false,
-        live: BTreeSet::new(),
+        live: BTreeMap::new(),
     };
     app.shutdown.spawn(attached.run(tail));
     true
@@ -148,8 +147,9 @@ struct RemoteAttachment {
     previous_client_id: String,
     /// The home has answered the resume (success or failure).
     answered: bool,
-    /// Streams started and not ended, for `node_lost`.
-    live: BTreeSet<String>,
+    /// Streams started and not ended, and the last position delivered of
+    /// each, for what the logs hold beyond it and `node_lost`.
+    live: BTreeMap<String, u64>,
 }
 
 /// Why a tail stopped.
@@ -197,7 +197,7 @@ impl RemoteAttachment {
             }
         };
         match end {
-            TailEnd::HomeLost if self.answered => self.lost(),
+            TailEnd::HomeLost if self.answered => self.lost().await,
             TailEnd::HomeLost | TailEnd::NoAnswer => self.refuse(),
             TailEnd::Done => {}
         }
@@ -243,6 +243,7 @@ impl RemoteAttachment {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(payload) else {
             return;
         };
+        let position = |v: &serde_json::Value| v.get("tokenCount").and_then(|n| n.as_u64());
         if name == event::RECONNECT_SUCCESS {
             let streams = v.get("streams").and_then(|s| s.as_array());
             for s in streams.into_iter().flatten() {
@@ -250,7 +251,7 @@ impl RemoteAttachment {
                     s.get("streamId").and_then(|x| x.as_str()),
                     s.get("state").and_then(|x| x.as_str()),
                 ) {
-                    self.live.insert(id.to_string());
+                    self.live.insert(id.to_string(), position(s).unwrap_or(0));
                 }
             }
             return;
@@ -260,38 +261,21 @@ impl RemoteAttachment {
         };
         match name {
             event::STREAM_START => {
-                self.live.insert(id.to_string());
+                self.live.insert(id.to_string(), 0);
             }
             event::DONE | event::STREAM_CANCELLED | event::STREAM_ERROR => {
                 self.live.remove(id);
             }
-            _ => {}
+            _ => {
+                if let (Some(last), Some(n)) = (self.live.get_mut(id), position(&v)) {
+                    *last = n;
+                }
+            }
         }
     }
 
-    /// Emit one event, waiting while socketioxide's channel is full (for
-    /// the transport's liveness window at most, as the socket writer does:
-    /// then the socket is closed); false when the socket is closed.
     async fn emit(&self, name: &str, payload: &RawValue) -> bool {
-        let c = &self.app.config.server;
-        let liveness = Duration::from_millis(c.ping_interval_ms + c.ping_timeout_ms);
-        let since = Instant::now();
-        loop {
-            match self.socket.emit(name, payload) {
-                Ok(()) => return true,
-                Err(SendError::Socket(SocketError::InternalChannelFull))
-                    if since.elapsed() < liveness =>
-                {
-                    tokio::time::sleep(Duration::from_millis(10)).await
-                }
-                Err(SendError::Socket(SocketError::InternalChannelFull)) => {
-                    tracing::info!(client = %self.pipe.client, "transport stuck; closing the socket");
-                    let _ = self.socket.clone().disconnect();
-                    return false;
-                }
-                Err(_) => return false,
-            }
-        }
+        emit_waiting(&self.app, &self.socket, &self.pipe.client, name, payload).await
     }
 
     /// The home did not answer (or died first): the resume fails as for a
@@ -306,19 +290,65 @@ impl RemoteAttachment {
         let _ = self.socket.emit(event::RECONNECT_FAILED, &failed);
     }
 
-    /// The home died: every stream still live ends with `node_lost`.
-    fn lost(&self) {
+    /// The home died: every stream still live gets what its log holds
+    /// beyond what was delivered, then ends with `node_lost`.
+    async fn lost(&self) {
         tracing::warn!(home = %self.pipe.home, streams = self.live.len(), "home node lost");
-        let wire = GatewayError::NodeLost(self.pipe.home.to_string()).wire();
-        for id in &self.live {
-            let failed = StreamError {
-                stream_id: id.as_str().into(),
-                code: wire.code,
-                error: wire.message.clone(),
-                retryable: wire.retryable,
-                status: wire.status,
+        let Some(cluster) = &self.app.cluster else {
+            return;
+        };
+        let logs = &cluster.logs;
+        let log = match logs.credentials(&self.pipe.client).await {
+            Ok(Some(c)) => Some(c.log),
+            _ => None,
+        };
+        for (id, last) in &self.live {
+            let r = match &log {
+                Some(log) => read_one(logs, log, id.as_str().into(), Some(*last)).await,
+                None => Replay::empty(id.as_str().into()),
             };
-            let _ = self.socket.emit(event::STREAM_ERROR, &failed);
+            if !deliver(
+                &self.app,
+                &self.socket,
+                &self.pipe.client,
+                &self.pipe.home,
+                &r,
+            )
+            .await
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// Emit one event, waiting while socketioxide's channel is full (for the
+/// transport's liveness window at most, as the socket writer does: then
+/// the socket is closed); false when the socket is closed.
+pub(super) async fn emit_waiting(
+    app: &App,
+    socket: &SocketRef,
+    client: &str,
+    name: &str,
+    payload: &RawValue,
+) -> bool {
+    let c = &app.config.server;
+    let liveness = Duration::from_millis(c.ping_interval_ms + c.ping_timeout_ms);
+    let since = Instant::now();
+    loop {
+        match socket.emit(name, payload) {
+            Ok(()) => return true,
+            Err(SendError::Socket(SocketError::InternalChannelFull))
+                if since.elapsed() < liveness =>
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await
+            }
+            Err(SendError::Socket(SocketError::InternalChannelFull)) => {
+                tracing::info!(client, "transport stuck; closing the socket");
+                let _ = socket.clone().disconnect();
+                return false;
+            }
+            Err(_) => return false,
         }
     }
 }
