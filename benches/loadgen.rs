@@ -1,12 +1,13 @@
 //! The load generator: `cargo bench --bench loadgen -- [options]`.
 //!
-//! It runs each scenario (throughput, latency, idle, cancel, slow-clients
-//! over Socket.IO; http, http-cancel over HTTP streaming) against each
-//! target that has its door (streamgate's release binary, the Node and
+//! It runs each scenario (throughput, latency, idle, cancel, slow-clients,
+//! resume over Socket.IO; http, http-cancel over HTTP streaming) against
+//! each target that has its door (streamgate's release binary, the Node and
 //! Python peers under benches/peers/, and the raw-WebSocket ceiling; opt-in:
-//! LiteLLM's proxy, another streamgate build as `streamgate-before`), each run
-//! with a fresh fake Ollama upstream in this process and a freshly started
-//! target process. Runs are interleaved (run 1 of every scenario and target,
+//! two streamgate nodes on one Redis as `streamgate-cluster`, LiteLLM's
+//! proxy, another streamgate build as `streamgate-before`), each run with a
+//! fresh fake Ollama upstream in this process and freshly started target
+//! processes. Runs are interleaved (run 1 of every scenario and target,
 //! then run 2, …) so that machine noise spreads evenly. Each run prints one
 //! result row (JSON + table); the end prints medians and ratios as markdown
 //! and writes every row to `<target dir>/bench-results/`. Exit status is
@@ -52,8 +53,10 @@ struct Args {
     #[arg(long = "scenario", value_enum)]
     scenarios: Vec<Scenario>,
     /// Targets to run (default: streamgate, node, python, ceiling; with
-    /// --smoke: streamgate, ceiling). Opt-in: litellm (HTTP scenarios only)
-    /// and streamgate-before (LOADGEN_BEFORE_BIN, run in LOADGEN_BEFORE_DIR).
+    /// --smoke: streamgate, ceiling, and streamgate-cluster when
+    /// redis-server is on PATH). Opt-in: litellm (HTTP scenarios only),
+    /// streamgate-before (LOADGEN_BEFORE_BIN, run in LOADGEN_BEFORE_DIR) and
+    /// streamgate-cluster (two nodes on one redis-server).
     #[arg(long = "target", value_enum)]
     targets: Vec<Target>,
     /// Runs of each (scenario, target); tables show medians.
@@ -107,6 +110,13 @@ struct Args {
     /// (/api/chat/stream).
     #[arg(long, value_enum)]
     http_api: Option<http_client::Api>,
+    /// resume: clients (one stream each, cut and resumed on the next node).
+    #[arg(long)]
+    resume_clients: Option<usize>,
+    #[arg(long)]
+    resume_tokens: Option<u32>,
+    #[arg(long)]
+    resume_rate: Option<f64>,
     /// Bound on one scenario run, seconds.
     #[arg(long)]
     limit_s: Option<u64>,
@@ -165,7 +175,8 @@ fn scale_of(a: &Args) -> Scale {
         cancel_clients => cancel_clients, cancel_streams => cancel_streams,
         slow_clients => slow_clients, slow_tokens => slow_tokens, slow_rate => slow_rate,
         slow_size => slow_size, http_streams => http_streams, http_tokens => http_tokens,
-        http_rate => http_rate, http_api => http_api);
+        http_rate => http_rate, http_api => http_api, resume_clients => resume_clients,
+        resume_tokens => resume_tokens, resume_rate => resume_rate);
     if let Some(l) = a.limit_s {
         s.limit = Duration::from_secs(l);
     }
@@ -182,7 +193,13 @@ async fn bench(args: Args) -> ExitCode {
     let targets = if !args.targets.is_empty() {
         args.targets.clone()
     } else if args.smoke {
-        vec![Target::Streamgate, Target::Ceiling]
+        let mut t = vec![Target::Streamgate, Target::Ceiling];
+        if targets::redis_server().is_some() {
+            t.push(Target::StreamgateCluster);
+        } else {
+            println!("loadgen: no redis-server on PATH: streamgate-cluster left out");
+        }
+        t
     } else {
         Target::ALL.to_vec()
     };

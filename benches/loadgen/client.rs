@@ -7,8 +7,11 @@
 //! reads every frame, checks each stream's tokens arrive in order with none
 //! missing, records each token's added latency (receive µs − the upstream's
 //! send µs carried in the token), sends `ai:cancel` where the plan says, and
-//! returns what it saw as a [`ClientResult`]. Frames are parsed once, into
-//! borrowed fields; nothing the network sends is unwrapped.
+//! returns what it saw as a [`ClientResult`]. [`resume`] runs one stream
+//! cut in the middle and resumed with `ai:reconnect` on a new connection
+//! (possibly to another node), timing the resume and checking every
+//! position arrives once. Frames are parsed once, into borrowed fields;
+//! nothing the network sends is unwrapped.
 
 use crate::upstream::{Script, now_us, script};
 use futures_util::{SinkExt, StreamExt};
@@ -142,6 +145,12 @@ struct Payload<'a> {
     reason: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     code: Option<Cow<'a, str>>,
+    /// `ai:connected`.
+    #[serde(borrow, default)]
+    client_id: Option<Cow<'a, str>>,
+    /// `ai:connected`, `ai:reconnect:success`.
+    #[serde(borrow, default)]
+    resume_token: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -411,6 +420,239 @@ pub fn take_tokens(
         }
     }
     n
+}
+
+/// One resume: the stream, where to cut it, and the two nodes.
+#[derive(Debug, Clone)]
+pub struct ResumePlan {
+    pub stream: StreamPlan,
+    /// Stop reading once this many tokens have arrived.
+    pub cut_after: u32,
+    /// From then to the new connection: half of it the old socket stays
+    /// open unread (tokens sent into it are lost with it), then it is
+    /// dropped (the stream runs on meanwhile, so there is something to
+    /// replay and something queued).
+    pub gap: Duration,
+    /// The node the stream starts on, and the one the client resumes on.
+    pub first_port: u16,
+    pub resume_port: u16,
+    pub deadline: Instant,
+}
+
+/// What one resume saw.
+#[derive(Debug, Default)]
+pub struct ResumeResult {
+    /// `ai:reconnect` sent → `ai:reconnect:success` received, µs.
+    pub success_us: Option<u64>,
+    /// `ai:reconnect` sent → the first token after it, µs.
+    pub first_token_us: Option<u64>,
+    /// Positions received before the cut, and in all.
+    pub before_cut: u32,
+    pub tokens: u32,
+    pub completed: bool,
+    pub errors: Vec<String>,
+}
+
+/// Read frames until `ai:connected` (after [`connect`]): the client's id
+/// and resume token.
+async fn read_identity(ws: &mut Ws, deadline: Instant) -> Result<(String, String), String> {
+    loop {
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .map_err(|_| "no ai:connected before the deadline".to_string())?
+            .ok_or("closed before ai:connected")?
+            .map_err(|e| format!("read: {e}"))?;
+        let Message::Text(text) = msg else { continue };
+        let t = text.as_str();
+        if t == "2" {
+            ws.send(Message::text("3"))
+                .await
+                .map_err(|e| format!("pong: {e}"))?;
+        } else if let Some(body) = t.strip_prefix("42/ai,")
+            && let Ok(EventFrame(name, p)) = serde_json::from_str::<EventFrame>(body)
+            && name == "ai:connected"
+        {
+            return match (p.client_id, p.resume_token) {
+                (Some(id), Some(token)) => Ok((id.into_owned(), token.into_owned())),
+                _ => Err(format!(
+                    "ai:connected without clientId/resumeToken: {}",
+                    clip(t)
+                )),
+            };
+        }
+    }
+}
+
+/// Connect to `first_port`, start the stream, stop reading after
+/// `cut_after` tokens, cut the transport half of `gap` later (the socket
+/// dropped with what it holds unread, no close frame), wait the rest,
+/// connect to `resume_port` and send `ai:reconnect` with the stream's
+/// `lastTokenCount`; then read to `ai:done`, checking that the positions
+/// after the cut follow the ones before it, each once.
+pub async fn resume(plan: ResumePlan) -> ResumeResult {
+    let mut res = ResumeResult::default();
+    if let Err(e) = resume_inner(&plan, &mut res).await {
+        res.errors.push(e);
+    }
+    res
+}
+
+async fn resume_inner(plan: &ResumePlan, res: &mut ResumeResult) -> Result<(), String> {
+    let sp = &plan.stream;
+    let left = plan.deadline.saturating_duration_since(Instant::now());
+    let mut ws = connect(plan.first_port, left).await?;
+    let (client_id, token) = read_identity(&mut ws, plan.deadline).await?;
+    let req = serde_json::json!({
+        "prompt": script(&sp.script),
+        "streamId": sp.id,
+        "provider": "ollama",
+        "useOrchestrator": false,
+    });
+    ws.send(Message::text(format!("42/ai,1[\"ai:stream\",{req}]")))
+        .await
+        .map_err(|e| format!("send ai:stream: {e}"))?;
+    let mut last = 0u32;
+    // Before the cut.
+    while last < plan.cut_after {
+        let ev = next_event(&mut ws, plan.deadline).await?;
+        match ev {
+            Event::Ack(ok, body) if !ok => return Err(format!("ai:stream refused: {body}")),
+            Event::Ack(..) | Event::Other => {}
+            Event::Named(body) => {
+                let Ok(EventFrame(n, p)) = serde_json::from_str::<EventFrame>(&body) else {
+                    return Err(format!("bad event frame: {}", clip(&body)));
+                };
+                match n.as_ref() {
+                    "ai:token" => {
+                        take_tokens(
+                            p.data.as_deref().unwrap_or(""),
+                            &sp.id,
+                            &mut last,
+                            None,
+                            0,
+                            &mut res.errors,
+                        );
+                    }
+                    "ai:done" => return Err(format!("{} done before the cut", sp.id)),
+                    "ai:stream:error" | "ai:error" | "ai:stream:cancelled" => {
+                        return Err(format!("{n}: {}", clip(&body)));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    res.before_cut = last;
+    // The network goes quiet for the first half of the gap: what the
+    // gateway writes meanwhile reaches the old socket's buffer and is lost
+    // with it (to be replayed); in the second half the client is detached
+    // and the home queues what the stream produces.
+    tokio::time::sleep(plan.gap / 2).await;
+    drop(ws);
+    tokio::time::sleep(plan.gap - plan.gap / 2).await;
+    let left = plan.deadline.saturating_duration_since(Instant::now());
+    let mut ws = connect(plan.resume_port, left).await?;
+    let req = serde_json::json!({
+        "previousClientId": client_id,
+        "resumeToken": token,
+        "streams": [{ "streamId": sp.id, "lastTokenCount": last }],
+    });
+    let sent = Instant::now();
+    ws.send(Message::text(format!("42/ai,[\"ai:reconnect\",{req}]")))
+        .await
+        .map_err(|e| format!("send ai:reconnect: {e}"))?;
+    loop {
+        let ev = next_event(&mut ws, plan.deadline).await?;
+        let Event::Named(body) = ev else {
+            continue;
+        };
+        let Ok(EventFrame(n, p)) = serde_json::from_str::<EventFrame>(&body) else {
+            return Err(format!("bad event frame: {}", clip(&body)));
+        };
+        match n.as_ref() {
+            "ai:reconnect:success" => {
+                if res.success_us.is_some() {
+                    res.errors.push("second ai:reconnect:success".into());
+                }
+                res.success_us = Some(sent.elapsed().as_micros() as u64);
+            }
+            "ai:reconnect:failed" => return Err(format!("resume refused: {}", clip(&body))),
+            "ai:token" if p.stream_id.as_deref() == Some(sp.id.as_str()) => {
+                if res.success_us.is_none() {
+                    res.errors
+                        .push(format!("{}: token before ai:reconnect:success", sp.id));
+                }
+                res.first_token_us
+                    .get_or_insert_with(|| sent.elapsed().as_micros() as u64);
+                take_tokens(
+                    p.data.as_deref().unwrap_or(""),
+                    &sp.id,
+                    &mut last,
+                    None,
+                    0,
+                    &mut res.errors,
+                );
+            }
+            "ai:done" if p.stream_id.as_deref() == Some(sp.id.as_str()) => {
+                let want = sp.script.tokens;
+                if p.total_tokens != Some(u64::from(want)) || last != want {
+                    res.errors.push(format!(
+                        "stream {} done with {last} positions received, totalTokens {:?}, want {want}",
+                        sp.id, p.total_tokens
+                    ));
+                }
+                res.completed = true;
+                break;
+            }
+            "ai:stream:error" | "ai:error" | "ai:stream:cancelled" => {
+                return Err(format!("{n} after resume: {}", clip(&body)));
+            }
+            _ => {}
+        }
+    }
+    res.tokens = last;
+    let _ = ws.close(None).await;
+    Ok(())
+}
+
+/// A frame of the `/ai` namespace, as [`resume`] needs it.
+enum Event {
+    /// `42/ai,…`: the event's JSON array.
+    Named(String),
+    /// `43/ai,<id>[…]`: whether `ok`, and the body.
+    Ack(bool, String),
+    Other,
+}
+
+/// Read the next frame (answering pings), bounded by `deadline`.
+async fn next_event(ws: &mut Ws, deadline: Instant) -> Result<Event, String> {
+    let msg = tokio::time::timeout_at(deadline, ws.next())
+        .await
+        .map_err(|_| "deadline passed".to_string())?
+        .ok_or("connection closed")?
+        .map_err(|e| format!("read: {e}"))?;
+    let text = match msg {
+        Message::Text(t) => t,
+        Message::Close(_) => return Err("server closed".into()),
+        _ => return Ok(Event::Other),
+    };
+    let t = text.as_str();
+    if t == "2" {
+        ws.send(Message::text("3"))
+            .await
+            .map_err(|e| format!("pong: {e}"))?;
+        Ok(Event::Other)
+    } else if let Some(body) = t.strip_prefix("42/ai,") {
+        Ok(Event::Named(body.to_string()))
+    } else if let Some(rest) = t.strip_prefix("43/ai,") {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let ok = serde_json::from_str::<(AckPayload,)>(&rest[digits..]).is_ok_and(|(a,)| a.ok);
+        Ok(Event::Ack(ok, rest.to_string()))
+    } else if t.starts_with("41/ai") {
+        Err("server disconnected the namespace".into())
+    } else {
+        Ok(Event::Other)
+    }
 }
 
 fn clip(s: &str) -> String {

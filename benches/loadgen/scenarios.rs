@@ -1,5 +1,5 @@
-//! The scenarios: five over Socket.IO, two over HTTP streaming (`http`,
-//! `http-cancel`). Each one gets a fresh fake upstream and a freshly
+//! The scenarios: six over Socket.IO (`resume` only on streamgate's
+//! builds), two over HTTP streaming (`http`, `http-cancel`). Each one gets a fresh fake upstream and a freshly
 //! started target, builds a [`ClientPlan`] per client, runs the clients
 //! concurrently, reads the target's CPU and RSS from /proc around the run,
 //! and turns what the clients and the upstream saw into one [`Row`].
@@ -8,10 +8,10 @@
 //! duplicated token, any error event, any stream left unfinished, or a
 //! cancel the upstream never saw.
 
-use crate::client::{self, ClientPlan, ClientResult, StreamPlan, Ws};
+use crate::client::{self, ClientPlan, ClientResult, ResumePlan, StreamPlan, Ws};
 use crate::http_client::{self, Api};
 use crate::report::{Row, quantile};
-use crate::targets::{Running, Target, open_files_limit};
+use crate::targets::{Cpu, Running, Target, open_files_limit};
 use crate::upstream::Upstream;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,10 +30,14 @@ pub enum Scenario {
     Http,
     /// Closing the HTTP connection → the upstream closed.
     HttpCancel,
+    /// A stream cut mid-way and resumed with `ai:reconnect` on the next
+    /// node (the same one when there is one): time to success and to the
+    /// first replayed token, every position once.
+    Resume,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::Throughput,
         Scenario::Latency,
         Scenario::Idle,
@@ -41,12 +45,14 @@ impl Scenario {
         Scenario::SlowClients,
         Scenario::Http,
         Scenario::HttpCancel,
+        Scenario::Resume,
     ];
 
     /// Whether `target` has the door this scenario uses.
     pub fn runs_on(self, target: Target) -> bool {
         match self {
             Scenario::Http | Scenario::HttpCancel => target.http_model().is_some(),
+            Scenario::Resume => target.resumes(),
             _ => target.speaks_socketio(),
         }
     }
@@ -60,6 +66,7 @@ impl Scenario {
             Scenario::SlowClients => "slow-clients",
             Scenario::Http => "http",
             Scenario::HttpCancel => "http-cancel",
+            Scenario::Resume => "resume",
         }
     }
 }
@@ -91,6 +98,14 @@ pub struct Scale {
     pub http_rate: f64,
     /// The door of streamgate's HTTP streams (LiteLLM has only `openai`).
     pub http_api: Api,
+    /// resume: clients (one stream each, starts spread over `spread`),
+    /// tokens per stream and their rate, the cut after `resume_cut_after`
+    /// tokens, and the pause before reconnecting.
+    pub resume_clients: usize,
+    pub resume_tokens: u32,
+    pub resume_rate: f64,
+    pub resume_cut_after: u32,
+    pub resume_gap: Duration,
     /// Stream starts are spread over this (latency; half of it for cancel
     /// and slow-clients), as independent users' are.
     pub spread: Duration,
@@ -124,6 +139,11 @@ impl Scale {
             http_tokens: 100,
             http_rate: 10.0,
             http_api: Api::Openai,
+            resume_clients: 100,
+            resume_tokens: 100,
+            resume_rate: 50.0,
+            resume_cut_after: 20,
+            resume_gap: Duration::from_millis(200),
             spread: Duration::from_secs(1),
             limit: Duration::from_secs(300),
         }
@@ -154,6 +174,11 @@ impl Scale {
             http_tokens: 20,
             http_rate: 50.0,
             http_api: Api::Openai,
+            resume_clients: 4,
+            resume_tokens: 40,
+            resume_rate: 100.0,
+            resume_cut_after: 10,
+            resume_gap: Duration::from_millis(100),
             spread: Duration::from_millis(100),
             limit: Duration::from_secs(30),
         }
@@ -185,6 +210,7 @@ pub async fn run(sc: Scenario, target: Target, run: u32, scale: &Scale) -> Row {
             Scenario::SlowClients => slow_clients(&server, &mut row, scale).await,
             Scenario::Http => http(&server, target, &mut row, scale).await,
             Scenario::HttpCancel => http_cancel(&server, target, &upstream, &mut row, scale).await,
+            Scenario::Resume => resume(&server, &mut row, scale).await,
         }
     };
     if tokio::time::timeout(scale.limit + Duration::from_secs(30), body)
@@ -203,12 +229,14 @@ pub async fn run(sc: Scenario, target: Target, run: u32, scale: &Scale) -> Row {
     row
 }
 
-/// Connect `n` clients, at most 256 handshakes at a time.
-async fn connect_all(port: u16, n: usize) -> Result<Vec<Ws>, String> {
+/// Connect `n` clients, spread over the target's nodes, at most 256
+/// handshakes at a time.
+async fn connect_all(server: &Running, n: usize) -> Result<Vec<Ws>, String> {
     let sem = Arc::new(Semaphore::new(256));
     let mut set = tokio::task::JoinSet::new();
-    for _ in 0..n {
+    for i in 0..n {
         let sem = sem.clone();
+        let port = server.port(i);
         set.spawn(async move {
             let _permit = sem.acquire_owned().await.map_err(|e| e.to_string())?;
             client::connect(port, Duration::from_secs(30)).await
@@ -283,6 +311,16 @@ fn per_event(row: &mut Row, results: &[ClientResult], tokens: u64) {
     row.set("tokens_per_event", tokens as f64 / events.max(1) as f64);
 }
 
+/// CPU per million tokens: the whole target's (every node and helper), and
+/// each helper's share apart (`redis_cpu_s_per_mtok`).
+fn cpu_per_mtok(row: &mut Row, cpu: &Cpu, tokens: u64) {
+    let per = |secs: f64| secs / tokens.max(1) as f64 * 1e6;
+    row.set("cpu_s_per_mtok", per(cpu.total));
+    for (name, secs) in &cpu.helpers {
+        row.set(&format!("{name}_cpu_s_per_mtok"), per(*secs));
+    }
+}
+
 fn ms(us: f64) -> f64 {
     us / 1000.0
 }
@@ -292,7 +330,7 @@ fn mib(kib: u64) -> f64 {
 }
 
 async fn throughput(server: &Running, row: &mut Row, scale: &Scale) {
-    let wss = match connect_all(server.port, scale.tp_clients).await {
+    let wss = match connect_all(server, scale.tp_clients).await {
         Ok(w) => w,
         Err(e) => return row.fail(e),
     };
@@ -309,11 +347,11 @@ async fn throughput(server: &Running, row: &mut Row, scale: &Scale) {
             }
         })
         .collect();
-    let cpu0 = server.proc.cpu_secs();
+    let cpu0 = server.cpu();
     let t0 = Instant::now();
     let results = run_all(wss, plans).await;
     let wall = t0.elapsed().as_secs_f64();
-    let cpu = server.proc.cpu_secs() - cpu0;
+    let cpu = server.cpu().since(&cpu0);
     let tokens = collect(row, &results);
     let want = (scale.tp_clients * scale.tp_streams) as u64 * u64::from(scale.tp_tokens);
     if tokens != want {
@@ -323,13 +361,13 @@ async fn throughput(server: &Running, row: &mut Row, scale: &Scale) {
     per_event(row, &results, tokens);
     row.set("wall_s", wall);
     row.set("tokens_per_s", tokens as f64 / wall);
-    row.set("cpu_s_per_mtok", cpu / tokens.max(1) as f64 * 1e6);
-    row.set("cpu_util_pct", cpu / wall * 100.0);
-    row.set("rss_end_mib", mib(server.proc.rss_kib()));
+    cpu_per_mtok(row, &cpu, tokens);
+    row.set("cpu_util_pct", cpu.total / wall * 100.0);
+    row.set("rss_end_mib", mib(server.rss_kib()));
 }
 
 async fn latency(server: &Running, row: &mut Row, scale: &Scale) {
-    let wss = match connect_all(server.port, scale.lat_clients).await {
+    let wss = match connect_all(server, scale.lat_clients).await {
         Ok(w) => w,
         Err(e) => return row.fail(e),
     };
@@ -352,9 +390,9 @@ async fn latency(server: &Running, row: &mut Row, scale: &Scale) {
             plan(streams, scale)
         })
         .collect();
-    let cpu0 = server.proc.cpu_secs();
+    let cpu0 = server.cpu();
     let results = run_all(wss, plans).await;
-    let cpu = server.proc.cpu_secs() - cpu0;
+    let cpu = server.cpu().since(&cpu0);
     let tokens = collect(row, &results);
     let want = total as u64 * u64::from(scale.lat_tokens);
     if tokens != want {
@@ -379,7 +417,7 @@ async fn latency(server: &Running, row: &mut Row, scale: &Scale) {
     row.set("added_max_ms", ms(quantile(&lat, 1.0)));
     row.set("ttft_overhead_p50_ms", ms(quantile(&ttft, 0.50)));
     row.set("ttft_overhead_p99_ms", ms(quantile(&ttft, 0.99)));
-    row.set("cpu_s_per_mtok", cpu / tokens.max(1) as f64 * 1e6);
+    cpu_per_mtok(row, &cpu, tokens);
 }
 
 async fn idle(server: &Running, row: &mut Row, scale: &Scale) {
@@ -392,9 +430,9 @@ async fn idle(server: &Running, row: &mut Row, scale: &Scale) {
             "open-files limit {have} < {need} needed for {n} clients: run `ulimit -n {need}` first or pass a smaller --idle-clients"
         ));
     }
-    let rss0 = server.proc.rss_kib();
+    let rss0 = server.rss_kib();
     let t0 = Instant::now();
-    let wss = match connect_all(server.port, n).await {
+    let wss = match connect_all(server, n).await {
         Ok(w) => w,
         Err(e) => return row.fail(e),
     };
@@ -409,13 +447,13 @@ async fn idle(server: &Running, row: &mut Row, scale: &Scale) {
         .collect();
     let clients = tokio::spawn(run_all(wss, plans));
     tokio::time::sleep(scale.idle_hold).await;
-    let cpu0 = server.proc.cpu_secs();
+    let cpu0 = server.cpu().total;
     let window = scale
         .idle_hold
         .clamp(Duration::from_millis(100), Duration::from_secs(1));
     tokio::time::sleep(window).await;
-    let idle_cpu = (server.proc.cpu_secs() - cpu0) / window.as_secs_f64();
-    let rss1 = server.proc.rss_kib();
+    let idle_cpu = (server.cpu().total - cpu0) / window.as_secs_f64();
+    let rss1 = server.rss_kib();
     stop.cancel();
     match clients.await {
         Ok(results) => {
@@ -435,7 +473,7 @@ async fn idle(server: &Running, row: &mut Row, scale: &Scale) {
 }
 
 async fn cancel(server: &Running, upstream: &Upstream, row: &mut Row, scale: &Scale) {
-    let wss = match connect_all(server.port, scale.cancel_clients).await {
+    let wss = match connect_all(server, scale.cancel_clients).await {
         Ok(w) => w,
         Err(e) => return row.fail(e),
     };
@@ -525,18 +563,25 @@ async fn run_http(
         scale.http_api
     };
     let http = http_client::http()?;
-    let door = Arc::new(http_client::Door {
-        base: format!("http://127.0.0.1:{}", server.port),
-        api,
-        model,
-        key: (target == Target::Litellm).then_some(crate::targets::LITELLM_KEY),
-    });
+    // One door per node; streams alternate between them.
+    let doors: Vec<Arc<http_client::Door>> = server
+        .ports
+        .iter()
+        .map(|port| {
+            Arc::new(http_client::Door {
+                base: format!("http://127.0.0.1:{port}"),
+                api,
+                model,
+                key: (target == Target::Litellm).then_some(crate::targets::LITELLM_KEY),
+            })
+        })
+        .collect();
     let deadline = Instant::now() + scale.limit;
     let mut set = tokio::task::JoinSet::new();
-    for p in plans {
+    for (k, p) in plans.into_iter().enumerate() {
         set.spawn(http_client::run(
             http.clone(),
-            door.clone(),
+            doors[k % doors.len()].clone(),
             p,
             record_latency,
             deadline,
@@ -567,12 +612,12 @@ async fn http(server: &Running, target: Target, row: &mut Row, scale: &Scale) {
             p
         })
         .collect();
-    let cpu0 = server.proc.cpu_secs();
+    let cpu0 = server.cpu();
     let results = match run_http(server, target, plans, true, scale).await {
         Ok(r) => r,
         Err(e) => return row.fail(e),
     };
-    let cpu = server.proc.cpu_secs() - cpu0;
+    let cpu = server.cpu().since(&cpu0);
     let tokens = collect(row, &results);
     let want = n as u64 * u64::from(scale.http_tokens);
     if tokens != want {
@@ -596,8 +641,8 @@ async fn http(server: &Running, target: Target, row: &mut Row, scale: &Scale) {
     row.set("added_max_ms", ms(quantile(&lat, 1.0)));
     row.set("ttft_overhead_p50_ms", ms(quantile(&ttft, 0.50)));
     row.set("ttft_overhead_p99_ms", ms(quantile(&ttft, 0.99)));
-    row.set("cpu_s_per_mtok", cpu / tokens.max(1) as f64 * 1e6);
-    row.set("rss_end_mib", mib(server.proc.rss_kib()));
+    cpu_per_mtok(row, &cpu, tokens);
+    row.set("rss_end_mib", mib(server.rss_kib()));
 }
 
 /// Like `cancel`, over HTTP: each stream's connection is closed after its
@@ -642,7 +687,7 @@ async fn slow_phase(
     slow: usize,
     tag: &str,
 ) -> Option<(Vec<u32>, u64, Vec<u64>)> {
-    let wss = match connect_all(server.port, fast + slow).await {
+    let wss = match connect_all(server, fast + slow).await {
         Ok(w) => w,
         Err(e) => {
             row.fail(e);
@@ -671,13 +716,13 @@ async fn slow_phase(
     for (i, (ws, plan)) in wss.into_iter().zip(plans).enumerate() {
         set.spawn(async move { (i, client::run(ws, plan).await) });
     }
-    let mut samples = vec![server.proc.rss_kib()];
+    let mut samples = vec![server.rss_kib()];
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut fast_results = Vec::new();
     let mut slow_results = Vec::new();
     loop {
         tokio::select! {
-            _ = tick.tick() => samples.push(server.proc.rss_kib()),
+            _ = tick.tick() => samples.push(server.rss_kib()),
             r = set.join_next() => match r {
                 Some(Ok((i, res))) => {
                     if i < fast { fast_results.push(res) } else { slow_results.push(res) }
@@ -691,7 +736,7 @@ async fn slow_phase(
             }
         }
     }
-    samples.push(server.proc.rss_kib());
+    samples.push(server.rss_kib());
     collect(row, &fast_results);
     let slow_errors: usize = slow_results.iter().map(|r| r.errors.len()).sum();
     if slow_errors > 0 {
@@ -758,4 +803,116 @@ async fn slow_clients(server: &Running, row: &mut Row, scale: &Scale) {
         row.run,
         series.join(" ")
     );
+}
+
+/// Each client starts one paced stream on node `c`, stops reading after
+/// `resume_cut_after` tokens, cuts the transport half of `resume_gap`
+/// later, and resumes on node `c + 1` (the same node when the target has
+/// one) at the end of the gap, with the stream's `lastTokenCount`.
+/// Reported: `ai:reconnect` sent → `ai:reconnect:success` and → the first
+/// token after it (a replayed one: sent into the dead socket, never read),
+/// p50/p99/max; every position checked once; the nodes' own resume counts.
+async fn resume(server: &Running, row: &mut Row, scale: &Scale) {
+    let n = scale.resume_clients.max(1);
+    let deadline = Instant::now() + scale.limit;
+    let mut set = tokio::task::JoinSet::new();
+    for c in 0..n {
+        let plan = ResumePlan {
+            stream: StreamPlan::new(
+                format!("r{c}"),
+                scale.resume_tokens,
+                scale.resume_rate,
+                scale.token_size,
+            ),
+            cut_after: scale
+                .resume_cut_after
+                .min(scale.resume_tokens.saturating_sub(1)),
+            gap: scale.resume_gap,
+            first_port: server.port(c),
+            resume_port: server.port(c + 1),
+            deadline,
+        };
+        let delay = scale.spread.mul_f64(c as f64 / n as f64);
+        set.spawn(async move {
+            tokio::time::sleep(delay).await;
+            client::resume(plan).await
+        });
+    }
+    let mut results = Vec::with_capacity(n);
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok(res) => results.push(res),
+            Err(e) => row.fail(format!("client task: {e}")),
+        }
+    }
+    let errors: usize = results.iter().map(|r| r.errors.len()).sum();
+    if errors > 0 {
+        row.fail(format!("{errors} client errors"));
+        for e in results.iter().flat_map(|r| &r.errors).take(5) {
+            row.errors.push(e.clone());
+        }
+    }
+    let completed = results.iter().filter(|r| r.completed).count();
+    if completed != n {
+        row.fail(format!("{completed} of {n} resumed streams completed"));
+    }
+    let tokens: u64 = results.iter().map(|r| u64::from(r.tokens)).sum();
+    let want = n as u64 * u64::from(scale.resume_tokens);
+    if tokens != want {
+        row.fail(format!("{tokens} positions received, {want} sent"));
+    }
+    let sorted = |f: fn(&client::ResumeResult) -> Option<u64>| {
+        let mut v: Vec<u32> = results
+            .iter()
+            .filter_map(f)
+            .map(|us| us.min(u64::from(u32::MAX)) as u32)
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    let success = sorted(|r| r.success_us);
+    let first = sorted(|r| r.first_token_us);
+    let before: u64 = results.iter().map(|r| u64::from(r.before_cut)).sum();
+    row.set("nodes", server.ports.len() as f64);
+    row.set("streams", n as f64);
+    row.set("tokens", tokens as f64);
+    row.set("tokens_after_cut", tokens.saturating_sub(before) as f64);
+    row.set("reconnect_success_p50_ms", ms(quantile(&success, 0.50)));
+    row.set("reconnect_success_p99_ms", ms(quantile(&success, 0.99)));
+    row.set("reconnect_success_max_ms", ms(quantile(&success, 1.0)));
+    row.set("first_replayed_p50_ms", ms(quantile(&first, 0.50)));
+    row.set("first_replayed_p99_ms", ms(quantile(&first, 0.99)));
+    row.set("first_replayed_max_ms", ms(quantile(&first, 1.0)));
+    // What the nodes counted: resumes, tokens replayed, and the batches a
+    // home wrote to Redis for a client attached to the other node (every
+    // resume on a cluster goes that way).
+    let mut figures = [0.0; 3];
+    let keys = ["succeeded", "tokensReplayed", "remoteBatches"];
+    match http_client::http() {
+        Ok(http) => {
+            for port in &server.ports {
+                let url = format!("http://127.0.0.1:{port}/stats");
+                let stats = match http.get(&url).send().await {
+                    Ok(r) => r.json::<serde_json::Value>().await.ok(),
+                    Err(e) => {
+                        row.fail(format!("GET {url}: {e}"));
+                        None
+                    }
+                };
+                for (f, k) in figures.iter_mut().zip(keys) {
+                    *f += stats
+                        .as_ref()
+                        .and_then(|s| s["resume"][k].as_f64())
+                        .unwrap_or(0.0);
+                }
+            }
+        }
+        Err(e) => row.fail(e),
+    }
+    row.set("stats_resumes", figures[0]);
+    row.set("stats_tokens_replayed", figures[1]);
+    row.set("stats_remote_batches", figures[2]);
+    if server.ports.len() > 1 && figures[2] == 0.0 {
+        row.fail("two nodes, yet no home wrote a batch for the other node");
+    }
 }

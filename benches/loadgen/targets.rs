@@ -1,16 +1,20 @@
 //! The servers under test and how to run them: streamgate's release
 //! binary (and, for a before/after table in one run, another build of it),
+//! two nodes of that binary on one `redis-server` (`streamgate-cluster`),
 //! the Node and Python Socket.IO peers, LiteLLM's proxy (an HTTP peer), and
 //! the raw-WebSocket ceiling (this same executable in `--serve-ceiling`
 //! mode).
 //!
 //! [`Target::start`] installs what a peer needs on first use (`npm ci` in
 //! benches/peers/node, venvs under the cargo target dir for Python and
-//! LiteLLM), picks
-//! a free loopback port, starts the server as a child process with its env
-//! pointing at the fake upstream, and waits until it accepts connections.
-//! [`Proc`] reads the child's CPU time and RSS from /proc, which is how
-//! every scenario measures cost; dropping a [`Running`] kills the child.
+//! LiteLLM), picks free loopback ports, starts the server (its nodes, and
+//! what they need, such as Redis) as child processes with their env
+//! pointing at the fake upstream, and waits until they accept connections.
+//! [`Proc`] reads a child's CPU time and RSS from /proc, which is how every
+//! scenario measures cost: a [`Running`]'s cost is the sum over its nodes,
+//! plus its helpers' CPU (Redis's), which is also reported apart. Clients
+//! spread over the nodes ([`Running::port`]). Dropping a [`Running`] kills
+//! its children.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,6 +23,10 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Target {
     Streamgate,
+    /// Two nodes of the same streamgate binary on one `redis-server`
+    /// (`LOADGEN_REDIS_SERVER`, else `redis-server` on PATH), clients
+    /// alternating between them.
+    StreamgateCluster,
     /// Another streamgate build (`LOADGEN_BEFORE_BIN`, run in
     /// `LOADGEN_BEFORE_DIR` when set): the "before" of a before/after.
     StreamgateBefore,
@@ -40,6 +48,7 @@ impl Target {
     pub fn name(self) -> &'static str {
         match self {
             Target::Streamgate => "streamgate",
+            Target::StreamgateCluster => "streamgate-cluster",
             Target::StreamgateBefore => "streamgate-before",
             Target::Node => "node",
             Target::Python => "python",
@@ -57,11 +66,33 @@ impl Target {
     /// ask for.
     pub fn http_model(self) -> Option<&'static str> {
         match self {
-            Target::Streamgate | Target::StreamgateBefore => Some("ollama/bench"),
+            Target::Streamgate | Target::StreamgateCluster | Target::StreamgateBefore => {
+                Some("ollama/bench")
+            }
             Target::Litellm => Some("bench"),
             Target::Node | Target::Python | Target::Ceiling => None,
         }
     }
+
+    /// Answers `ai:reconnect` (streamgate's builds; the peers and the
+    /// ceiling have no resume).
+    pub fn resumes(self) -> bool {
+        matches!(
+            self,
+            Target::Streamgate | Target::StreamgateCluster | Target::StreamgateBefore
+        )
+    }
+}
+
+/// The `redis-server` the cluster target starts: `LOADGEN_REDIS_SERVER`,
+/// else the first `redis-server` on PATH.
+pub fn redis_server() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("LOADGEN_REDIS_SERVER") {
+        return Some(PathBuf::from(p));
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join("redis-server"))
+        .find(|p| p.is_file())
 }
 
 pub fn repo_root() -> PathBuf {
@@ -74,16 +105,120 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| repo_root().join("target"))
 }
 
+/// A started target: its nodes (one, or two for the cluster) and the
+/// processes they need (Redis).
 pub struct Running {
-    pub port: u16,
-    pub proc: Proc,
-    child: Child,
+    /// One port per node; [`Running::port`] spreads clients over them.
+    pub ports: Vec<u16>,
+    /// The gateway's processes, one per node: RSS is their sum.
+    pub nodes: Vec<Proc>,
+    /// Other processes the target needs (`redis-server`), by name: their
+    /// CPU counts in the target's cost and is reported apart too.
+    pub helpers: Vec<(&'static str, Proc)>,
+    /// Every child, in the order started (killed in reverse).
+    children: Vec<Child>,
+}
+
+/// CPU seconds so far of a [`Running`]: everything, and per helper.
+#[derive(Debug, Clone)]
+pub struct Cpu {
+    pub total: f64,
+    pub helpers: Vec<(&'static str, f64)>,
+}
+
+impl Cpu {
+    /// What was spent since `before`.
+    pub fn since(&self, before: &Cpu) -> Cpu {
+        Cpu {
+            total: self.total - before.total,
+            helpers: self
+                .helpers
+                .iter()
+                .zip(&before.helpers)
+                .map(|((n, a), (_, b))| (*n, a - b))
+                .collect(),
+        }
+    }
+}
+
+impl Running {
+    fn empty() -> Self {
+        Self {
+            ports: Vec::new(),
+            nodes: Vec::new(),
+            helpers: Vec::new(),
+            children: Vec::new(),
+        }
+    }
+
+    /// The port of the node client `i` uses: clients alternate over nodes.
+    pub fn port(&self, i: usize) -> u16 {
+        self.ports[i % self.ports.len()]
+    }
+
+    /// CPU seconds of the nodes and helpers together, and of each helper.
+    pub fn cpu(&self) -> Cpu {
+        let helpers: Vec<(&'static str, f64)> = self
+            .helpers
+            .iter()
+            .map(|(n, p)| (*n, p.cpu_secs()))
+            .collect();
+        let nodes: f64 = self.nodes.iter().map(Proc::cpu_secs).sum();
+        Cpu {
+            total: nodes + helpers.iter().map(|(_, c)| c).sum::<f64>(),
+            helpers,
+        }
+    }
+
+    /// The nodes' RSS summed, KiB (helpers not included).
+    pub fn rss_kib(&self) -> u64 {
+        self.nodes.iter().map(Proc::rss_kib).sum()
+    }
+
+    /// Spawn `cmd` as `name`, listening on `port`, and wait until it
+    /// accepts connections (or exits, or `startup` passes).
+    async fn spawn(
+        &mut self,
+        name: &str,
+        mut cmd: Command,
+        port: u16,
+        startup: Duration,
+    ) -> Result<Proc, String> {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        let child = cmd.spawn().map_err(|e| format!("start {name}: {e}"))?;
+        let proc = Proc::new(child.id());
+        self.children.push(child);
+        let deadline = tokio::time::Instant::now() + startup;
+        loop {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return Ok(proc);
+            }
+            if let Some(Ok(Some(status))) = self.children.last_mut().map(Child::try_wait) {
+                return Err(format!("{name} exited at start: {status}"));
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!(
+                    "{name} did not listen on {port} within {} s",
+                    startup.as_secs()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // Nodes first, then what they depend on.
+        for child in self.children.iter_mut().rev() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -124,6 +259,10 @@ pub fn install(target: Target) -> Result<(), String> {
         }
         Target::Python => pip_venv(&python_venv(), "benches/peers/python/requirements.txt")?,
         Target::Litellm => pip_venv(&litellm_venv(), "benches/peers/litellm/requirements.txt")?,
+        Target::StreamgateCluster => {
+            redis_server()
+                .ok_or("streamgate-cluster needs redis-server on PATH (or LOADGEN_REDIS_SERVER)")?;
+        }
         Target::Streamgate | Target::StreamgateBefore | Target::Ceiling => {}
     }
     Ok(())
@@ -248,37 +387,67 @@ impl Target {
     /// Start this target against the upstream at `upstream_url`.
     pub async fn start(self, upstream_url: &str) -> Result<Running, String> {
         install(self)?;
-        let port = free_port()?;
         let root = repo_root();
-        let mut cmd = match self {
+        let mut running = Running::empty();
+        // LiteLLM imports for many seconds before it listens.
+        let startup = Duration::from_secs(if self == Target::Litellm { 90 } else { 20 });
+        // (name, command, port) of each node.
+        let mut nodes: Vec<(String, Command, u16)> = Vec::new();
+        match self {
             Target::Streamgate => {
-                // LOADGEN_STREAMGATE_BIN measures another build (e.g. a branch's);
-                // not STREAMGATE_*, which streamgate reads as config.
-                let bin = std::env::var_os("LOADGEN_STREAMGATE_BIN")
-                    .unwrap_or_else(|| env!("CARGO_BIN_EXE_streamgate").into());
-                streamgate_cmd(bin, root.clone(), port, upstream_url, true)
+                let port = free_port()?;
+                let cmd = streamgate_cmd(streamgate_bin(), root.clone(), port, upstream_url, true);
+                nodes.push((self.name().into(), cmd, port));
+            }
+            Target::StreamgateCluster => {
+                let redis_bin = redis_server().ok_or("redis-server not found")?;
+                let redis_port = free_port()?;
+                let mut redis = Command::new(redis_bin);
+                redis
+                    .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1"])
+                    .args(["--save", "", "--appendonly", "no"])
+                    .args(["--loglevel", "warning"]);
+                let proc = running
+                    .spawn("redis-server", redis, redis_port, startup)
+                    .await?;
+                running.helpers.push(("redis", proc));
+                let url = format!("redis://127.0.0.1:{redis_port}/0");
+                for id in ["a", "b"] {
+                    let port = free_port()?;
+                    let mut cmd =
+                        streamgate_cmd(streamgate_bin(), root.clone(), port, upstream_url, true);
+                    cmd.env("REDIS_URL", &url)
+                        .env("STREAMGATE_REDIS__NODE_ID", id);
+                    nodes.push((format!("{} node {id}", self.name()), cmd, port));
+                }
             }
             Target::StreamgateBefore => {
                 let bin = std::env::var_os("LOADGEN_BEFORE_BIN")
                     .ok_or("streamgate-before needs LOADGEN_BEFORE_BIN (a streamgate binary)")?;
                 let dir = std::env::var_os("LOADGEN_BEFORE_DIR")
                     .map_or_else(|| root.clone(), PathBuf::from);
-                streamgate_cmd(bin, dir, port, upstream_url, false)
+                let port = free_port()?;
+                let cmd = streamgate_cmd(bin, dir, port, upstream_url, false);
+                nodes.push((self.name().into(), cmd, port));
             }
-            Target::Litellm => litellm_cmd(port, upstream_url)?,
+            Target::Litellm => {
+                let port = free_port()?;
+                nodes.push((self.name().into(), litellm_cmd(port, upstream_url)?, port));
+            }
             Target::Node => {
                 let mut c = Command::new("node");
                 c.arg("server.js")
                     .current_dir(root.join("benches/peers/node"));
-                c
+                nodes.push((self.name().into(), c, free_port()?));
             }
             Target::Python => {
                 let mut c = Command::new(python_venv().join("bin/python"));
                 c.arg("server.py")
                     .current_dir(root.join("benches/peers/python"));
-                c
+                nodes.push((self.name().into(), c, free_port()?));
             }
             Target::Ceiling => {
+                let port = free_port()?;
                 let exe = std::env::current_exe().map_err(|e| e.to_string())?;
                 let mut c = Command::new(exe);
                 c.args([
@@ -288,46 +457,31 @@ impl Target {
                     "--upstream",
                     upstream_url,
                 ]);
-                c
+                nodes.push((self.name().into(), c, port));
             }
-        };
-        cmd.env("PORT", port.to_string())
-            .env("OLLAMA_BASE_URL", upstream_url)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("start {}: {e}", self.name()))?;
-        let proc = Proc::new(child.id());
-        let mut running = Running { port, proc, child };
-        // LiteLLM imports for many seconds before it listens.
-        let startup = Duration::from_secs(if self == Target::Litellm { 90 } else { 20 });
-        let deadline = tokio::time::Instant::now() + startup;
-        loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                break;
-            }
-            if let Ok(Some(status)) = running.child.try_wait() {
-                return Err(format!("{} exited at start: {status}", self.name()));
-            }
-            if tokio::time::Instant::now() > deadline {
-                return Err(format!(
-                    "{} did not listen on {port} within {} s",
-                    self.name(),
-                    startup.as_secs()
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for (name, mut cmd, port) in nodes {
+            cmd.env("PORT", port.to_string())
+                .env("OLLAMA_BASE_URL", upstream_url);
+            let proc = running.spawn(&name, cmd, port, startup).await?;
+            running.nodes.push(proc);
+            running.ports.push(port);
         }
         // Let it finish starting up (interpreters warm up lazily).
         tokio::time::sleep(Duration::from_millis(300)).await;
-        running.proc.baseline_rss = running.proc.rss_kib();
+        for p in &mut running.nodes {
+            p.baseline_rss = p.rss_kib();
+        }
         Ok(running)
     }
+}
+
+/// The streamgate binary of the `streamgate` and `streamgate-cluster`
+/// targets: LOADGEN_STREAMGATE_BIN measures another build (e.g. a
+/// branch's); not STREAMGATE_*, which streamgate reads as config.
+fn streamgate_bin() -> std::ffi::OsString {
+    std::env::var_os("LOADGEN_STREAMGATE_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_streamgate").into())
 }
 
 /// A process's cost, read from /proc.
