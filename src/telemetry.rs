@@ -58,6 +58,12 @@ pub struct Stats {
     /// (one Redis round trip each), and the events in them.
     pub remote_batches: AtomicU64,
     pub remote_events: AtomicU64,
+    /// Stream-log writes to Redis (one round trip each) and the events
+    /// in them; client or stream logs that stopped (queue full, or Redis
+    /// refused a write): a resume from them ends early with `node_lost`.
+    pub log_batches: AtomicU64,
+    pub log_events: AtomicU64,
+    pub logs_stopped: AtomicU64,
     pub streams_active: AtomicU64,
     pub streams_started: AtomicU64,
     pub streams_completed: AtomicU64,

@@ -62,7 +62,13 @@ pub struct RedisLink {
     state: AtomicU8,
     /// Why the latest failure failed (for `/readyz`).
     last_error: Mutex<Option<String>>,
+    /// When the link went down (for telling a late reply from a return).
+    down_since: Mutex<Option<std::time::Instant>>,
 }
+
+/// A success this soon after a loss is a reply that was on its way
+/// before it (commands share one multiplexed connection), not Redis back.
+const LATE_REPLY: Duration = Duration::from_millis(250);
 
 impl RedisLink {
     /// Set up the connection without waiting for it (it is made on the
@@ -89,6 +95,7 @@ impl RedisLink {
             heartbeat,
             state: AtomicU8::new(0),
             last_error: Mutex::new(None),
+            down_since: Mutex::new(None),
         })
     }
 
@@ -155,6 +162,9 @@ impl RedisLink {
     }
 
     fn set_state(&self, new: LinkState, error: Option<String>) {
+        if new == LinkState::Up && self.is_fresh_loss() {
+            return;
+        }
         if let Some(e) = &error
             && let Ok(mut last) = self.last_error.lock()
         {
@@ -163,6 +173,9 @@ impl RedisLink {
         let old = LinkState::from_u8(self.state.swap(new as u8, Relaxed));
         if old == new {
             return;
+        }
+        if let Ok(mut since) = self.down_since.lock() {
+            *since = (new == LinkState::Down).then(std::time::Instant::now);
         }
         let url_free = error.as_deref().unwrap_or("");
         match (old, new) {
@@ -181,6 +194,19 @@ impl RedisLink {
                 "redis unreachable: the node reports not ready until it answers"
             ),
         }
+    }
+}
+
+impl RedisLink {
+    /// Down, and only just.
+    fn is_fresh_loss(&self) -> bool {
+        self.state() == LinkState::Down
+            && self
+                .down_since
+                .lock()
+                .ok()
+                .and_then(|s| *s)
+                .is_some_and(|t| t.elapsed() < LATE_REPLY)
     }
 }
 

@@ -210,6 +210,21 @@ pub const FIGURES: &[Figure] = &[
         "streamgate_remote_events_total",
         stat!(remote_events),
     ),
+    counter(
+        "resume.logBatches",
+        "streamgate_log_batches_total",
+        stat!(log_batches),
+    ),
+    counter(
+        "resume.logEvents",
+        "streamgate_log_events_total",
+        stat!(log_events),
+    ),
+    counter(
+        "resume.logsStopped",
+        "streamgate_logs_stopped_total",
+        stat!(logs_stopped),
+    ),
     gauge(
         "backpressure.engagedClients",
         "streamgate_backpressure_engaged_clients",

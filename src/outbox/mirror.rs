@@ -13,6 +13,7 @@
 //! decides what a copy is.
 
 use super::event::StreamEvent;
+use crate::telemetry::Stats;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use tokio::sync::mpsc;
@@ -43,14 +44,16 @@ pub struct ChannelMirror {
     tx: mpsc::Sender<MirrorOp>,
     /// The channel was full once: nothing more is handed on.
     stopped: AtomicBool,
+    stats: Arc<Stats>,
 }
 
 impl ChannelMirror {
-    pub fn new(log: Arc<str>, tx: mpsc::Sender<MirrorOp>) -> Self {
+    pub fn new(log: Arc<str>, tx: mpsc::Sender<MirrorOp>, stats: Arc<Stats>) -> Self {
         Self {
             log,
             tx,
             stopped: AtomicBool::new(false),
+            stats,
         }
     }
 
@@ -68,6 +71,7 @@ impl ChannelMirror {
         };
         if self.tx.try_send(op).is_err() {
             self.stopped.store(true, Relaxed);
+            self.stats.logs_stopped.fetch_add(1, Relaxed);
         }
     }
 

@@ -16,8 +16,10 @@ use crate::app::App;
 use crate::clients::Client;
 use crate::cluster::{LogId, LogWrite, StreamLogs};
 use crate::outbox::{ChannelMirror, MirrorOp, Outbound, StreamEvent};
+use crate::telemetry::Stats;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 
 /// Ops one write carries at most.
 const BATCH: usize = 512;
@@ -26,7 +28,7 @@ const BATCH: usize = 512;
 /// without Redis.
 pub fn attach(app: &App, client: &Client) {
     if let Some(cluster) = &app.cluster {
-        let mirror = ChannelMirror::new(client.id(), cluster.mirror.clone());
+        let mirror = ChannelMirror::new(client.id(), cluster.mirror.clone(), app.stats.clone());
         client.outbox.set_mirror(mirror);
     }
 }
@@ -37,6 +39,7 @@ pub fn spawn_log_writer(app: &Arc<App>) {
     let taken = cluster.mirror_rx.lock().ok().and_then(|mut rx| rx.take());
     let Some(mut rx) = taken else { return };
     let (logs, root) = (cluster.logs.clone(), app.shutdown.root.clone());
+    let stats = app.stats.clone();
     app.shutdown.spawn(async move {
         let mut cursors = Cursors::default();
         let mut ops = Vec::with_capacity(BATCH);
@@ -49,18 +52,26 @@ pub fn spawn_log_writer(app: &Arc<App>) {
                 return;
             }
             let batch = cursors.writes(ops.drain(..));
-            write(&logs, &mut cursors, batch).await;
+            write(&logs, &stats, &mut cursors, batch).await;
         }
     });
 }
 
-async fn write(logs: &StreamLogs, cursors: &mut Cursors, batch: Vec<LogWrite>) {
+async fn write(logs: &StreamLogs, stats: &Stats, cursors: &mut Cursors, batch: Vec<LogWrite>) {
     if batch.is_empty() {
         return;
     }
-    if let Err(e) = logs.write(&batch).await {
-        tracing::debug!(error = %e, ops = batch.len(), "stream logs not written");
-        cursors.break_all(&batch);
+    match logs.write(&batch).await {
+        Ok(()) => {
+            stats.log_batches.fetch_add(1, Relaxed);
+            let events = batch.iter().filter(|w| matches!(w, LogWrite::Event { .. }));
+            stats.log_events.fetch_add(events.count() as u64, Relaxed);
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, ops = batch.len(), "stream logs not written");
+            let stopped = cursors.break_all(&batch);
+            stats.logs_stopped.fetch_add(stopped, Relaxed);
+        }
     }
 }
 
@@ -168,17 +179,22 @@ impl Cursors {
         write
     }
 
-    /// Redis refused `batch`: its streams are written no more.
-    fn break_all(&mut self, batch: &[LogWrite]) {
+    /// Redis refused `batch`: its streams are written no more; how many
+    /// stopped now.
+    fn break_all(&mut self, batch: &[LogWrite]) -> u64 {
+        let mut stopped = 0;
         for w in batch {
             if let LogWrite::Event { client, stream, .. } = w
                 && let Some(c) = self
                     .by_log
                     .get_mut(client)
                     .and_then(|streams| streams.get_mut(stream))
+                && !c.broken
             {
                 c.broken = true;
+                stopped += 1;
             }
         }
+        stopped
     }
 }
