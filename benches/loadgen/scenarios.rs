@@ -364,6 +364,7 @@ async fn throughput(server: &Running, row: &mut Row, scale: &Scale) {
     cpu_per_mtok(row, &cpu, tokens);
     row.set("cpu_util_pct", cpu.total / wall * 100.0);
     row.set("rss_end_mib", mib(server.rss_kib()));
+    log_figures(server, row).await;
 }
 
 async fn latency(server: &Running, row: &mut Row, scale: &Scale) {
@@ -418,6 +419,7 @@ async fn latency(server: &Running, row: &mut Row, scale: &Scale) {
     row.set("ttft_overhead_p50_ms", ms(quantile(&ttft, 0.50)));
     row.set("ttft_overhead_p99_ms", ms(quantile(&ttft, 0.99)));
     cpu_per_mtok(row, &cpu, tokens);
+    log_figures(server, row).await;
 }
 
 async fn idle(server: &Running, row: &mut Row, scale: &Scale) {
@@ -886,33 +888,57 @@ async fn resume(server: &Running, row: &mut Row, scale: &Scale) {
     // What the nodes counted: resumes, tokens replayed, and the batches a
     // home wrote to Redis for a client attached to the other node (every
     // resume on a cluster goes that way).
-    let mut figures = [0.0; 3];
-    let keys = ["succeeded", "tokensReplayed", "remoteBatches"];
-    match http_client::http() {
-        Ok(http) => {
-            for port in &server.ports {
-                let url = format!("http://127.0.0.1:{port}/stats");
-                let stats = match http.get(&url).send().await {
-                    Ok(r) => r.json::<serde_json::Value>().await.ok(),
-                    Err(e) => {
-                        row.fail(format!("GET {url}: {e}"));
-                        None
-                    }
-                };
-                for (f, k) in figures.iter_mut().zip(keys) {
-                    *f += stats
-                        .as_ref()
-                        .and_then(|s| s["resume"][k].as_f64())
-                        .unwrap_or(0.0);
-                }
-            }
-        }
-        Err(e) => row.fail(e),
-    }
+    let figures = resume_figures(
+        server,
+        row,
+        &["succeeded", "tokensReplayed", "remoteBatches"],
+    )
+    .await;
     row.set("stats_resumes", figures[0]);
     row.set("stats_tokens_replayed", figures[1]);
     row.set("stats_remote_batches", figures[2]);
     if server.ports.len() > 1 && figures[2] == 0.0 {
         row.fail("two nodes, yet no home wrote a batch for the other node");
     }
+}
+
+/// `keys` of `/stats`'s `resume` object, summed over the target's nodes.
+async fn resume_figures(server: &Running, row: &mut Row, keys: &[&str]) -> Vec<f64> {
+    let mut figures = vec![0.0; keys.len()];
+    let http = match http_client::http() {
+        Ok(http) => http,
+        Err(e) => {
+            row.fail(e);
+            return figures;
+        }
+    };
+    for port in &server.ports {
+        let url = format!("http://127.0.0.1:{port}/stats");
+        let stats = match http.get(&url).send().await {
+            Ok(r) => r.json::<serde_json::Value>().await.ok(),
+            Err(e) => {
+                row.fail(format!("GET {url}: {e}"));
+                None
+            }
+        };
+        for (f, k) in figures.iter_mut().zip(keys) {
+            *f += stats
+                .as_ref()
+                .and_then(|s| s["resume"][*k].as_f64())
+                .unwrap_or(0.0);
+        }
+    }
+    figures
+}
+
+/// With several nodes, what their stream-log writers did (one Redis round
+/// trip per batch; a stopped log is one that fell behind or was refused).
+async fn log_figures(server: &Running, row: &mut Row) {
+    if server.ports.len() < 2 {
+        return;
+    }
+    let f = resume_figures(server, row, &["logBatches", "logEvents", "logsStopped"]).await;
+    row.set("stats_log_batches", f[0]);
+    row.set("stats_log_events", f[1]);
+    row.set("stats_logs_stopped", f[2]);
 }
