@@ -1,9 +1,9 @@
 //! The `/ai` door's stream logs in Redis (with many nodes): every `/ai`
 //! client's outbox gets a mirror ([`attach`]), and one task per node
 //! ([`spawn_log_writer`]) reads what the mirrors hand on, renders each
-//! event as its `/ai` event and writes them to the logs in batches (as
-//! many as are waiting, up to [`BATCH`], in one round trip), so a token
-//! costs no round trip of its own.
+//! event as its `/ai` event and writes them to the logs in batches (what
+//! gathered within [`LINGER`] of the first, up to [`BATCH`], in one round
+//! trip), so a token costs no round trip of its own.
 //!
 //! Each log's entry ids come from the stream's positions ([`Cursor`]); a
 //! batch Redis refused marks its streams broken and nothing more of them
@@ -22,7 +22,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 /// Ops one write carries at most.
-const BATCH: usize = 512;
+const BATCH: usize = 2_048;
+/// How long the writer lets ops gather before a write that is not full:
+/// the logs are not on the way to any client, so a few milliseconds cost
+/// nothing but make a paced stream's tokens share a round trip.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Give `client`'s outbox a mirror onto the node's log writer; nothing
 /// without Redis.
@@ -50,6 +54,13 @@ pub fn spawn_log_writer(app: &Arc<App>) {
             };
             if n == 0 {
                 return;
+            }
+            if ops.len() < BATCH {
+                tokio::time::sleep(LINGER).await;
+                while ops.len() < BATCH {
+                    let Ok(op) = rx.try_recv() else { break };
+                    ops.push(op);
+                }
             }
             let batch = cursors.writes(ops.drain(..));
             write(&logs, &stats, &mut cursors, batch).await;
