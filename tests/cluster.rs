@@ -1204,3 +1204,53 @@ async fn a_client_whose_home_died_gets_what_it_had_produced_from_the_logs_then_n
     nodes.b.kill().await;
     redis.kill().await;
 }
+
+#[tokio::test]
+async fn a_fast_stream_whose_home_died_is_replayed_from_merged_log_entries_exactly_once() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let nodes = TwoNodes::start(&redis, &[WINDOW]).await;
+    let mut c = connect_as(nodes.a.addr, "tina").await;
+    let mut rc = ResumingClient::new(&c);
+    start_stream(&mut c, &mut rc, "flood-log", "f4").await;
+    rc.read_until(&mut c, |r| r.streams.get("f4").is_some_and(|s| s.last >= 5))
+        .await;
+    let had = rc.streams["f4"].last;
+    // Cut: A runs on until the client's queue is full (the upstream held
+    // back there), every token logged on the way.
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, stats_a) = get(nodes.a.addr, "/stats", None).await;
+    let logged = stats_a["resume"]["logEvents"].as_u64().unwrap_or(0);
+    assert_eq!(stats_a["resume"]["logsStopped"], 0, "{stats_a}");
+    nodes.a.kill().await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mut b = rc.reconnect(nodes.b.addr, "tina").await;
+    let ended = rc
+        .read_within(&mut b, Duration::from_secs(60), |r| {
+            r.streams["f4"].ended.is_some()
+        })
+        .await;
+    assert!(ended, "no end; B's log:\n{}", nodes.b.log());
+    let s = &rc.streams["f4"];
+    assert_eq!(s.code.as_deref(), Some("node_lost"), "{s:?}");
+    let script = Script::sized(50_000, 64, 0).text();
+    assert!(
+        script.starts_with(&s.text),
+        "text is not the upstream's prefix"
+    );
+    // Many tokens to an entry: fewer log entries than positions.
+    assert!(s.last > had + 1_000, "only {} after {had}", s.last);
+    assert!(
+        logged < s.last,
+        "{logged} log entries for {} positions",
+        s.last
+    );
+    eprintln!(
+        "had {had}; {logged} log entries; resumed from the logs up to {}",
+        s.last
+    );
+    nodes.b.kill().await;
+    redis.kill().await;
+}

@@ -11,6 +11,7 @@
 //! node's own client: its id and resume token are the ones the success
 //! names. Nothing here writes the logs or touches another client.
 
+use super::mirror::{MERGED_TOKENS, MergedTokens};
 use super::remote::emit_waiting;
 use super::reply;
 use crate::app::{App, token_digest};
@@ -18,7 +19,7 @@ use crate::clients::Client;
 use crate::cluster::StreamLogs;
 use crate::error::GatewayError;
 use crate::protocol::{
-    ReconnectFailed, ReconnectRequest, ReconnectSuccess, ResumedStream, StreamError, event,
+    ReconnectFailed, ReconnectRequest, ReconnectSuccess, ResumedStream, StreamError, Token, event,
 };
 use serde_json::value::RawValue;
 use socketioxide::extract::SocketRef;
@@ -159,10 +160,15 @@ pub(super) async fn deliver(
     r: &Replay,
 ) -> bool {
     for (name, payload) in &r.events {
-        let Ok(raw) = RawValue::from_string(payload.clone()) else {
-            break;
+        let sent = if name == MERGED_TOKENS {
+            emit_pieces(app, socket, client, payload, r.after).await
+        } else {
+            let Ok(raw) = RawValue::from_string(payload.clone()) else {
+                break;
+            };
+            emit_waiting(app, socket, client, name, &raw).await
         };
-        if !emit_waiting(app, socket, client, name, &raw).await {
+        if !sent {
             return false;
         }
     }
@@ -178,6 +184,36 @@ pub(super) async fn deliver(
         status: wire.status,
     };
     emit_json(app, socket, client, event::STREAM_ERROR, &lost).await
+}
+
+/// A merged entry's tokens after `after`, one `ai:token` each (as they
+/// were produced); false when the socket closed.
+async fn emit_pieces(
+    app: &App,
+    socket: &SocketRef,
+    client: &str,
+    payload: &str,
+    after: Option<u64>,
+) -> bool {
+    let Ok(merged) = serde_json::from_str::<MergedTokens>(payload) else {
+        return true;
+    };
+    for (position, data) in (merged.first..).zip(merged.pieces) {
+        if after.is_some_and(|n| position <= n) {
+            continue;
+        }
+        let token = Token {
+            stream_id: merged.stream_id.clone(),
+            data,
+            token_count: position,
+            agent: merged.agent.clone(),
+            metadata: None,
+        };
+        if !emit_json(app, socket, client, event::TOKEN, &token).await {
+            return false;
+        }
+    }
+    true
 }
 
 async fn emit_json(

@@ -5,7 +5,12 @@
 //! gathered within [`LINGER`] of the first, up to [`BATCH`], in one round
 //! trip), so a token costs no round trip of its own.
 //!
-//! Each log's entry ids come from the stream's positions ([`Cursor`]); a
+//! A stream's tokens at consecutive positions within one batch go as one
+//! entry (their pieces kept apart, so a resume can start between them):
+//! fewer entries for Redis to hold and the writer to encode when a
+//! stream is fast, no change for a paced one. Each log's entry ids come
+//! from the stream's positions ([`Cursor`]; a merged entry has its last
+//! token's); a
 //! batch Redis refused marks its streams broken and nothing more of them
 //! is written, so a log is always a prefix of what its stream produced
 //! (a resume from it ends with `node_lost` where the prefix ends, never
@@ -16,10 +21,27 @@ use crate::app::App;
 use crate::clients::Client;
 use crate::cluster::{LogId, LogWrite, StreamLogs};
 use crate::outbox::{ChannelMirror, MirrorOp, Outbound, StreamEvent};
+use crate::protocol::Token;
 use crate::telemetry::Stats;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+
+/// The entry name of a stream's consecutive tokens logged as one (never
+/// an event name on the wire: a resume splits it back into `ai:token`s).
+pub const MERGED_TOKENS: &str = "ai:token*";
+
+/// A [`MERGED_TOKENS`] entry: the pieces at positions `first..=tokenCount`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MergedTokens {
+    pub stream_id: Arc<str>,
+    pub token_count: u64,
+    pub first: u64,
+    pub agent: Option<Arc<str>>,
+    pub pieces: Vec<String>,
+}
 
 /// Ops one write carries at most.
 const BATCH: usize = 2_048;
@@ -131,63 +153,85 @@ struct Cursors {
     by_log: HashMap<Arc<str>, HashMap<Arc<str>, Cursor>>,
 }
 
+/// A stream's tokens of one batch at consecutive positions, written as
+/// one entry ([`MERGED_TOKENS`]) under the last one's id.
+struct TokenRun {
+    id: LogId,
+    first: u64,
+    pieces: Vec<String>,
+    bytes: usize,
+    last: Token,
+}
+
+/// Pieces one merged entry holds at most, and bytes of text.
+const RUN_PIECES: usize = 256;
+const RUN_BYTES: usize = 16 * 1024;
+
+/// A batch's open token runs, by client log and stream.
+type Runs = HashMap<(Arc<str>, Arc<str>), TokenRun>;
+
 impl Cursors {
-    /// The writes `ops` make.
+    /// The writes `ops` make: events in order per stream, a stream's
+    /// consecutive tokens in one entry.
     fn writes(&mut self, ops: impl Iterator<Item = MirrorOp>) -> Vec<LogWrite> {
         let mut out = Vec::new();
+        let mut runs = Runs::new();
         for op in ops {
             match op {
-                MirrorOp::Produced { log, event } => {
-                    if let Some(w) = self.event(log, event) {
-                        out.push(w);
-                    }
-                }
+                MirrorOp::Produced { log, event } => self.event(log, event, &mut runs, &mut out),
                 MirrorOp::Acked {
                     log,
                     stream,
                     position,
-                } => out.push(LogWrite::Trim {
-                    client: log,
-                    stream,
-                    position,
-                }),
+                } => {
+                    flush(&mut runs, (log.clone(), stream.clone()), &mut out);
+                    out.push(LogWrite::Trim {
+                        client: log,
+                        stream,
+                        position,
+                    })
+                }
                 MirrorOp::Gone { log } => {
                     self.by_log.remove(&log);
                 }
             }
         }
+        let open: Vec<_> = runs.keys().cloned().collect();
+        for key in open {
+            flush(&mut runs, key, &mut out);
+        }
         out
     }
 
-    fn event(&mut self, log: Arc<str>, event: StreamEvent) -> Option<LogWrite> {
+    fn event(
+        &mut self,
+        log: Arc<str>,
+        event: StreamEvent,
+        runs: &mut Runs,
+        out: &mut Vec<LogWrite>,
+    ) {
         let stream = event.stream_id().clone();
         let streams = self.by_log.entry(log.clone()).or_default();
         let cursor = streams.entry(stream.clone()).or_insert_with(Cursor::new);
         let terminal = event.is_terminal();
-        let write = if cursor.broken {
-            None
-        } else {
+        let key = (log, stream);
+        if !cursor.broken {
             let id = cursor.next(&event);
-            let item = Outbound::Stream(event);
-            match render::payload_json(&item) {
-                Ok(payload) => Some(LogWrite::Event {
-                    client: log,
-                    stream: stream.clone(),
-                    id,
-                    name: render::name(&item),
-                    payload,
-                }),
-                Err(_) => {
-                    cursor.broken = true;
-                    None
+            match event {
+                StreamEvent::Token(t) => extend(runs, key.clone(), id, t, out),
+                other => {
+                    flush(runs, key.clone(), out);
+                    match rendered(&key, id, Outbound::Stream(other)) {
+                        Some(w) => out.push(w),
+                        None => cursor.broken = true,
+                    }
                 }
             }
-        };
+        }
         if terminal {
             // Nothing follows a terminal event.
-            streams.remove(&stream);
+            streams.remove(&key.1);
         }
-        write
     }
 
     /// Redis refused `batch`: its streams are written no more; how many
@@ -208,4 +252,74 @@ impl Cursors {
         }
         stopped
     }
+}
+
+/// Add token `t` (log id `id`) to its stream's run, or start one.
+fn extend(
+    runs: &mut Runs,
+    key: (Arc<str>, Arc<str>),
+    id: LogId,
+    t: Token,
+    out: &mut Vec<LogWrite>,
+) {
+    if let Some(run) = runs.get_mut(&key)
+        && t.token_count == run.last.token_count + 1
+        && run.pieces.len() < RUN_PIECES
+        && run.bytes + t.data.len() <= RUN_BYTES
+    {
+        run.id = id;
+        run.bytes += t.data.len();
+        run.pieces.push(t.data.clone());
+        run.last = t;
+        return;
+    }
+    flush(runs, key.clone(), out);
+    let run = TokenRun {
+        id,
+        first: t.token_count,
+        pieces: vec![t.data.clone()],
+        bytes: t.data.len(),
+        last: t,
+    };
+    runs.insert(key, run);
+}
+
+/// Write `key`'s open run, if any: a lone token as its `ai:token`, more as
+/// one [`MERGED_TOKENS`] entry.
+fn flush(runs: &mut Runs, key: (Arc<str>, Arc<str>), out: &mut Vec<LogWrite>) {
+    let Some(run) = runs.remove(&key) else { return };
+    if run.pieces.len() == 1 {
+        if let Some(w) = rendered(&key, run.id, Outbound::Stream(StreamEvent::Token(run.last))) {
+            out.push(w);
+        }
+        return;
+    }
+    let merged = MergedTokens {
+        stream_id: key.1.clone(),
+        token_count: run.last.token_count,
+        first: run.first,
+        agent: run.last.agent.clone(),
+        pieces: run.pieces,
+    };
+    if let Ok(payload) = serde_json::to_string(&merged) {
+        out.push(LogWrite::Event {
+            client: key.0,
+            stream: key.1,
+            id: run.id,
+            name: MERGED_TOKENS,
+            payload,
+        });
+    }
+}
+
+/// `item` as a log entry; `None` when it cannot be rendered.
+fn rendered(key: &(Arc<str>, Arc<str>), id: LogId, item: Outbound) -> Option<LogWrite> {
+    let payload = render::payload_json(&item).ok()?;
+    Some(LogWrite::Event {
+        client: key.0.clone(),
+        stream: key.1.clone(),
+        id,
+        name: render::name(&item),
+        payload,
+    })
 }
