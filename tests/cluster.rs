@@ -1240,8 +1240,9 @@ async fn a_fast_stream_whose_home_died_is_replayed_from_merged_log_entries_exact
         script.starts_with(&s.text),
         "text is not the upstream's prefix"
     );
-    // Many tokens to an entry: fewer log entries than positions.
-    assert!(s.last > had + 1_000, "only {} after {had}", s.last);
+    // What A produced while the client was away (until its queue was
+    // full: a few hundred to a thousand tokens), many tokens to an entry.
+    assert!(s.last > had + 200, "only {} after {had}", s.last);
     assert!(
         logged < s.last,
         "{logged} log entries for {} positions",

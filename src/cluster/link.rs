@@ -108,9 +108,20 @@ impl RedisLink {
     /// BLOCK`): no response timeout, since a block is an answer that
     /// takes its time.
     pub async fn dedicated(&self) -> Result<redis::aio::MultiplexedConnection, ClusterError> {
+        self.own_connection(None).await
+    }
+
+    /// A connection of its own whose replies may take `response_timeout`
+    /// at most (`None`: no limit): for traffic that must not queue up the
+    /// shared connection's commands behind it (the stream logs' large
+    /// pipelines), or wait behind them.
+    pub async fn own_connection(
+        &self,
+        response_timeout: Option<Duration>,
+    ) -> Result<redis::aio::MultiplexedConnection, ClusterError> {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.heartbeat.max(Duration::from_millis(200))))
-            .set_response_timeout(None);
+            .set_response_timeout(response_timeout);
         let r = self
             .client
             .get_multiplexed_async_connection_with_config(&config)

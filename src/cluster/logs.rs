@@ -63,11 +63,22 @@ pub struct StreamLogs {
     link: Arc<RedisLink>,
     /// How long a log outlives its last write.
     keep: Duration,
+    /// The writes' own connection (made on first use and again after a
+    /// failure), so that a batch of thousands of commands never holds up
+    /// a resume, a session or a heartbeat on the shared one.
+    writer: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
 }
+
+/// How long one batch may take before it counts as refused.
+const WRITE_WITHIN: Duration = Duration::from_secs(5);
 
 impl StreamLogs {
     pub fn new(link: Arc<RedisLink>, keep: Duration) -> Self {
-        Self { link, keep }
+        Self {
+            link,
+            keep,
+            writer: tokio::sync::Mutex::new(None),
+        }
     }
 
     fn log_key(&self, client: &str, stream: &str) -> String {
@@ -131,7 +142,15 @@ impl StreamLogs {
                 .pexpire(&set, keep)
                 .ignore();
         }
-        let r: redis::RedisResult<()> = pipe.query_async(&mut self.link.conn()).await;
+        let mut slot = self.writer.lock().await;
+        let mut conn = match slot.take() {
+            Some(c) => c,
+            None => self.link.own_connection(Some(WRITE_WITHIN)).await?,
+        };
+        let r: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
+        if r.is_ok() {
+            *slot = Some(conn);
+        }
         self.link.observe(r)
     }
 
