@@ -3,12 +3,14 @@
 //! still delivers what the stream had produced before `node_lost`.
 //!
 //! Keys: `{prefix}log:{client}:{stream}` is a Redis stream per gateway
-//! stream, one entry per event (its name as the field, its `/ai` payload
-//! as the value) under an id made from the stream's position
-//! ([`LogId`]): a delta at position `n` is `n-0`, the start `0-0`, the
-//! completion and terminal events come after the last delta, so an
-//! `XRANGE` from `(n+1)-0` is exactly what a client that has position `n`
-//! lacks, and `XTRIM MINID` after an ack drops what it has. Each log is
+//! stream, one entry per event or run of tokens (its name as the field,
+//! its payload as the value) under an id made from the stream's position
+//! ([`LogId`]): a delta at position `n` is `n-0` (a run of tokens has its
+//! last one's), the start `0-1`, the completion and terminal events come
+//! after the last delta, so an `XRANGE` from `(n+1)-0` holds what a
+//! client that has position `n` lacks (a run may begin before it: the
+//! reader skips what it has), and `XTRIM MINID` after an ack drops what
+//! it has. Writes go on a connection of their own. Each log is
 //! capped (`MAXLEN ~`) and expires (`PEXPIRE`, renewed by every write)
 //! a while after its last event. `{prefix}logs:{client}` is the set of a
 //! client's logged streams; `{prefix}cred:{client}` the client's owner and
