@@ -321,6 +321,29 @@ fn cpu_per_mtok(row: &mut Row, cpu: &Cpu, tokens: u64) {
     }
 }
 
+/// Added latency per token and TTFT overhead over every client's samples
+/// (`p999`: a tail this run has samples enough for).
+fn added_latency(row: &mut Row, results: &[ClientResult], p999: bool) {
+    let mut lat: Vec<u32> = results
+        .iter()
+        .flat_map(|r| r.latencies_us.iter().copied())
+        .collect();
+    lat.sort_unstable();
+    let mut ttft: Vec<u32> = results
+        .iter()
+        .flat_map(|r| r.ttft_us.iter().map(|&v| v.min(u64::from(u32::MAX)) as u32))
+        .collect();
+    ttft.sort_unstable();
+    row.set("added_p50_ms", ms(quantile(&lat, 0.50)));
+    row.set("added_p99_ms", ms(quantile(&lat, 0.99)));
+    if p999 {
+        row.set("added_p999_ms", ms(quantile(&lat, 0.999)));
+    }
+    row.set("added_max_ms", ms(quantile(&lat, 1.0)));
+    row.set("ttft_overhead_p50_ms", ms(quantile(&ttft, 0.50)));
+    row.set("ttft_overhead_p99_ms", ms(quantile(&ttft, 0.99)));
+}
+
 fn ms(us: f64) -> f64 {
     us / 1000.0
 }
@@ -399,25 +422,10 @@ async fn latency(server: &Running, row: &mut Row, scale: &Scale) {
     if tokens != want {
         row.fail(format!("{tokens} tokens delivered, {want} sent"));
     }
-    let mut lat: Vec<u32> = results
-        .iter()
-        .flat_map(|r| r.latencies_us.iter().copied())
-        .collect();
-    lat.sort_unstable();
-    let mut ttft: Vec<u32> = results
-        .iter()
-        .flat_map(|r| r.ttft_us.iter().map(|&v| v.min(u64::from(u32::MAX)) as u32))
-        .collect();
-    ttft.sort_unstable();
     row.set("streams", total as f64);
     row.set("tokens", tokens as f64);
     per_event(row, &results, tokens);
-    row.set("added_p50_ms", ms(quantile(&lat, 0.50)));
-    row.set("added_p99_ms", ms(quantile(&lat, 0.99)));
-    row.set("added_p999_ms", ms(quantile(&lat, 0.999)));
-    row.set("added_max_ms", ms(quantile(&lat, 1.0)));
-    row.set("ttft_overhead_p50_ms", ms(quantile(&ttft, 0.50)));
-    row.set("ttft_overhead_p99_ms", ms(quantile(&ttft, 0.99)));
+    added_latency(row, &results, true);
     cpu_per_mtok(row, &cpu, tokens);
     log_figures(server, row).await;
 }
@@ -625,24 +633,10 @@ async fn http(server: &Running, target: Target, row: &mut Row, scale: &Scale) {
     if tokens != want {
         row.fail(format!("{tokens} tokens delivered, {want} sent"));
     }
-    let mut lat: Vec<u32> = results
-        .iter()
-        .flat_map(|r| r.latencies_us.iter().copied())
-        .collect();
-    lat.sort_unstable();
-    let mut ttft: Vec<u32> = results
-        .iter()
-        .flat_map(|r| r.ttft_us.iter().map(|&v| v.min(u64::from(u32::MAX)) as u32))
-        .collect();
-    ttft.sort_unstable();
     row.set("streams", n as f64);
     row.set("tokens", tokens as f64);
     per_event(row, &results, tokens);
-    row.set("added_p50_ms", ms(quantile(&lat, 0.50)));
-    row.set("added_p99_ms", ms(quantile(&lat, 0.99)));
-    row.set("added_max_ms", ms(quantile(&lat, 1.0)));
-    row.set("ttft_overhead_p50_ms", ms(quantile(&ttft, 0.50)));
-    row.set("ttft_overhead_p99_ms", ms(quantile(&ttft, 0.99)));
+    added_latency(row, &results, false);
     cpu_per_mtok(row, &cpu, tokens);
     row.set("rss_end_mib", mib(server.rss_kib()));
 }

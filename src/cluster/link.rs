@@ -166,6 +166,35 @@ impl RedisLink {
         result.map_err(ClusterError::from)
     }
 
+    /// `SET key value PX ttl` on the shared connection.
+    pub async fn set_px(&self, key: &str, value: &str, ttl: Duration) -> Result<(), ClusterError> {
+        let r: redis::RedisResult<()> = redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("PX")
+            .arg(ttl.as_millis() as u64)
+            .query_async(&mut self.conn())
+            .await;
+        self.observe(r)
+    }
+
+    /// `GET key`, read as JSON this gateway wrote; `None` when absent.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, ClusterError> {
+        let r: redis::RedisResult<Option<String>> = redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut self.conn())
+            .await;
+        let Some(body) = self.observe(r)? else {
+            return Ok(None);
+        };
+        serde_json::from_str(&body)
+            .map(Some)
+            .map_err(|e| ClusterError::Data(e.to_string()))
+    }
+
     /// Ask Redis whether it answers (for `/readyz`).
     pub async fn ping(&self) -> Result<(), ClusterError> {
         let r: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut self.conn()).await;

@@ -201,28 +201,12 @@ impl StreamLogs {
     ) -> Result<(), ClusterError> {
         let body =
             serde_json::to_string(credentials).map_err(|e| ClusterError::Data(e.to_string()))?;
-        let r: redis::RedisResult<()> = redis::cmd("SET")
-            .arg(self.cred_key(client))
-            .arg(body)
-            .arg("PX")
-            .arg(ttl.as_millis() as u64)
-            .query_async(&mut self.link.conn())
-            .await;
-        self.link.observe(r)
+        self.link.set_px(&self.cred_key(client), &body, ttl).await
     }
 
     /// `client`'s credentials, if any node left them.
     pub async fn credentials(&self, client: &str) -> Result<Option<Credentials>, ClusterError> {
-        let r: redis::RedisResult<Option<String>> = redis::cmd("GET")
-            .arg(self.cred_key(client))
-            .query_async(&mut self.link.conn())
-            .await;
-        let Some(body) = self.link.observe(r)? else {
-            return Ok(None);
-        };
-        serde_json::from_str(&body)
-            .map(Some)
-            .map_err(|e| ClusterError::Data(e.to_string()))
+        self.link.get_json(&self.cred_key(client)).await
     }
 
     /// Spend `client`'s credentials: true for the one caller that deleted

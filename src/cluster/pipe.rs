@@ -92,14 +92,8 @@ impl NodeMail {
         } else {
             self.reconnect_window
         };
-        let r: redis::RedisResult<()> = redis::cmd("SET")
-            .arg(self.link.key(&format!("client:{id}")))
-            .arg(self.link.node().as_ref())
-            .arg("PX")
-            .arg(ttl.as_millis() as u64)
-            .query_async(&mut self.link.conn())
-            .await;
-        self.link.observe(r)
+        let key = self.link.key(&format!("client:{id}"));
+        self.link.set_px(&key, self.link.node(), ttl).await
     }
 
     /// The node client `id` lives on, if any says so.
@@ -113,16 +107,9 @@ impl NodeMail {
 
     /// Where `node`'s HTTP door is, if it is alive and said so.
     pub async fn url_of(&self, node: &str) -> Result<Option<String>, ClusterError> {
-        let r: redis::RedisResult<Option<String>> = redis::cmd("GET")
-            .arg(self.link.key(&format!("node:{node}")))
-            .query_async(&mut self.link.conn())
-            .await;
-        let Some(body) = self.link.observe(r)? else {
-            return Ok(None);
-        };
-        let figures: super::NodeFigures =
-            serde_json::from_str(&body).map_err(|e| ClusterError::Data(e.to_string()))?;
-        Ok(figures.url)
+        let key = self.link.key(&format!("node:{node}"));
+        let figures: Option<super::NodeFigures> = self.link.get_json(&key).await?;
+        Ok(figures.and_then(|f| f.url))
     }
 
     /// Whether `node`'s liveness key is there.
